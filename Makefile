@@ -1,0 +1,39 @@
+# make demo: create .venv, install attnkit, run the main demo.
+# make test: create .venv, install attnkit with dev dependencies, run the whole test suite.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
+
+.PHONY: demo test bench install dev clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned, so nothing later resolves it to a CUDA build.
+$(VENV)/.torch: | $(VENV)/bin/python
+	$(PIP) torch==2.13.0
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.torch pyproject.toml constraints.txt
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed
+	$(PIP) -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+dev: $(VENV)/.dev-installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/attnkit demo
+
+test: $(VENV)/.dev-installed
+	$(PY) -m pytest -n 2 -q
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/attnkit bench --quick
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

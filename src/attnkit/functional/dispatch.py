@@ -1,0 +1,345 @@
+"""``attention()``: validate once, pick a backend, say why.
+
+Every backend shares one signature and one contract (DESIGN.md): the shapes
+``q (B, H, Lq, D)``, ``k (B, Hkv, Lk, D)``, ``v (B, Hkv, Lk, Dv)``; one mask
+convention (``True`` = may attend); zeros, never NaN, for a query that may attend
+to nothing. A backend is a :class:`Backend` entry in :data:`BACKENDS`; adding
+one is a file in ``functional/`` plus one line there.
+
+``backend="auto"`` takes the first backend of :data:`AUTO_ORDER` that can run
+the call exactly. :func:`explain` returns that choice and, for every other
+backend, the reason it was not chosen. Debug logging (logger
+``attnkit.functional``) prints the same.
+
+Shape legend: B batch, H query heads, Hkv key/value heads, Lq queries, Lk keys,
+D query/key head dim, Dv value head dim.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ..masks import Mask, as_mask
+from .bias import Bias, as_bias
+from .reference import reference_attention
+from .sdpa import SDPA_SAFE_SOFTMAX, sdpa_attention
+
+__all__ = ["attention", "explain", "Explanation", "Problem", "Backend", "BACKENDS", "AUTO_ORDER"]
+
+logger = logging.getLogger("attnkit.functional")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A validated attention call: shapes, dtype and what it asks for."""
+
+    B: int  # batch size
+    H: int  # query heads
+    Hkv: int  # key/value heads (H % Hkv == 0)
+    Lq: int  # query length
+    Lk: int  # key length
+    D: int  # query/key head dim
+    Dv: int  # value head dim
+    dtype: torch.dtype  # input dtype
+    device: torch.device  # input device
+    mask: Mask | None  # what may attend (True = may attend)
+    bias: Bias | None  # additive bias on the scores
+    scale: float | None  # score scale (None: 1/sqrt(D))
+    dropout_p: float  # dropout on the weights
+    return_weights: bool  # caller wants the (B, H, Lq, Lk) weights
+    return_lse: bool  # caller wants the (B, H, Lq) log-sum-exp
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One way to compute attention.
+
+    ``run(q, k, v, problem)`` returns ``(out, weights or None, lse or None)``;
+    ``why_not(problem)`` returns None when the backend can run the call exactly,
+    else a sentence saying why not.
+    """
+
+    name: str  # registry key, as passed to backend=
+    run: Callable[[Tensor, Tensor, Tensor, Problem], tuple[Tensor, Tensor | None, Tensor | None]]
+    why_not: Callable[[Problem], str | None]
+    summary: str  # one line for `attnkit info`
+
+
+def _run_reference(q, k, v, p: Problem):
+    return reference_attention(q, k, v, p.mask, bias=p.bias, scale=p.scale, dropout_p=p.dropout_p)
+
+
+def _reference_why_not(p: Problem) -> str | None:
+    return None  # the spec runs everything
+
+
+def _run_sdpa(q, k, v, p: Problem):
+    return sdpa_attention(q, k, v, p.mask, bias=p.bias, scale=p.scale, dropout_p=p.dropout_p), None, None
+
+
+def _sdpa_why_not(p: Problem) -> str | None:
+    if p.return_weights:
+        return "torch SDPA does not return the attention weights"
+    if p.return_lse:
+        return "torch SDPA does not return the log-sum-exp"
+    if p.mask is not None and not SDPA_SAFE_SOFTMAX:
+        return f"torch {torch.__version__} SDPA returns NaN for fully masked rows (fixed in 2.5)"
+    return None
+
+
+BACKENDS: dict[str, Backend] = {
+    "reference": Backend("reference", _run_reference, _reference_why_not, "the three steps of the formula; returns weights"),
+    "sdpa": Backend("sdpa", _run_sdpa, _sdpa_why_not, "torch.nn.functional.scaled_dot_product_attention"),
+}
+AUTO_ORDER: tuple[str, ...] = ("sdpa", "reference")  #: preference of backend="auto", fastest first
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Which backend runs and why each other backend does not."""
+
+    backend: str  # the backend that runs
+    reasons: dict[str, str]  # backend name -> why it was not chosen
+    problem: Problem  # the validated call
+
+    def __str__(self) -> str:
+        p = self.problem
+        mask = "none" if p.mask is None else repr(p.mask)
+        lines = [
+            f"attention(B={p.B}, H={p.H}, Hkv={p.Hkv}, Lq={p.Lq}, Lk={p.Lk}, D={p.D}, Dv={p.Dv}, "
+            f"dtype={str(p.dtype).replace('torch.', '')}, mask={mask})",
+            f"  runs on: {self.backend}",
+        ]
+        lines += [f"  not {name}: {why}" for name, why in self.reasons.items()]
+        return "\n".join(lines)
+
+
+def _choose(p: Problem, backend: str) -> Explanation:
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise ValueError(
+                f"attention(): backend must be 'auto' or one of {sorted(BACKENDS)}, got {backend!r}"
+            )
+        why = BACKENDS[backend].why_not(p)
+        if why is not None:
+            raise ValueError(f"attention(): backend={backend!r} cannot run this call: {why}")
+        return Explanation(backend, {n: f"backend={backend!r} was requested" for n in BACKENDS if n != backend}, p)
+    reasons: dict[str, str] = {}
+    for name in AUTO_ORDER:
+        why = BACKENDS[name].why_not(p)
+        if why is None:
+            for later in AUTO_ORDER[AUTO_ORDER.index(name) + 1 :]:
+                reasons[later] = f"{name} is preferred: it comes first in AUTO_ORDER and can run this call"
+            return Explanation(name, reasons, p)
+        reasons[name] = why
+    raise AssertionError("the reference backend runs every call")  # internal invariant
+
+
+def attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Mask | Tensor | None = None,
+    *,
+    bias: Bias | Tensor | None = None,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    return_weights: bool = False,
+    return_lse: bool = False,
+    backend: str = "auto",
+):
+    r"""Scaled dot-product attention, exactly: ``softmax(QK^T * scale + bias) V``.
+
+    Args:
+        q: queries ``(B, H, Lq, D)``.
+        k: keys ``(B, Hkv, Lk, D)``; ``H % Hkv == 0`` (grouped-query attention: query
+            head ``h`` reads key head ``h // (H // Hkv)``; K/V are never copied per head).
+        v: values ``(B, Hkv, Lk, Dv)``; ``Dv`` may differ from ``D``.
+        mask: an :mod:`attnkit.masks` object or a bool tensor broadcastable to
+            ``(B, H, Lq, Lk)``; ``True`` = may attend. Causal masks are aligned
+            bottom-right when ``Lq != Lk``.
+        bias: additive float tensor broadcastable to ``(B, H, Lq, Lk)``, or a
+            :class:`~attnkit.functional.bias.Bias` such as ``Alibi``.
+        scale: multiplies ``QK^T``; default ``1 / sqrt(D)``.
+        dropout_p: dropout probability on the weights, in ``[0, 1)``.
+        return_weights: also return the weights ``(B, H, Lq, Lk)`` (before dropout).
+        return_lse: also return the row log-sum-exp ``(B, H, Lq)`` (``-inf`` on empty rows).
+        backend: ``"auto"`` or a name in :data:`BACKENDS`.
+
+    Returns:
+        ``out (B, H, Lq, Dv)``; with ``return_weights`` and/or ``return_lse`` a tuple
+        ``(out, weights)``, ``(out, lse)`` or ``(out, weights, lse)``.
+
+    A query row whose mask allows no key gets output 0, weights 0 and zero gradient.
+
+    Example:
+        >>> import torch
+        >>> from attnkit import masks
+        >>> q = k = v = torch.randn(1, 2, 5, 8)
+        >>> attention(q, k, v, mask=masks.causal()).shape
+        torch.Size([1, 2, 5, 8])
+    """
+    if (
+        mask is None
+        and bias is None
+        and backend == "auto"
+        and not (return_weights or return_lse)
+        and _fast_check(q, k, v, scale, dropout_p)
+    ):
+        return sdpa_attention(q, k, v, scale=scale, dropout_p=dropout_p)  # validated; nothing to choose
+    p = _validate(q, k, v, mask, bias, scale, dropout_p, return_weights, return_lse)
+    choice = _choose(p, backend)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("%s", choice)
+    out, weights, lse = BACKENDS[choice.backend].run(q, k, v, p)
+    if not (return_weights or return_lse):
+        return out
+    extra = ((weights,) if return_weights else ()) + ((lse,) if return_lse else ())
+    return (out, *extra)
+
+
+def explain(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Mask | Tensor | None = None,
+    *,
+    bias: Bias | Tensor | None = None,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    return_weights: bool = False,
+    return_lse: bool = False,
+    backend: str = "auto",
+) -> Explanation:
+    """Which backend :func:`attention` would run for these arguments, and why not the others.
+
+    Example:
+        >>> import torch
+        >>> q = k = v = torch.randn(1, 1, 4, 8)
+        >>> explain(q, k, v, return_weights=True).backend
+        'reference'
+    """
+    p = _validate(q, k, v, mask, bias, scale, dropout_p, return_weights, return_lse)
+    return _choose(p, backend)
+
+
+# ---------------------------------------------------------------------- validation
+def _fast_check(q, k, v, scale, dropout_p) -> bool:
+    """Cheap check of the common call (no mask, no bias): True if it is certainly valid."""
+    if type(q) is not Tensor or type(k) is not Tensor or type(v) is not Tensor:
+        return False
+    qs, ks, vs = q.shape, k.shape, v.shape
+    return (
+        len(qs) == 4
+        and len(ks) == 4
+        and len(vs) == 4
+        and qs[0] == ks[0] == vs[0]
+        and qs[1] == ks[1] == vs[1]
+        and ks[2] == vs[2]
+        and qs[3] == ks[3]
+        and q.dtype == k.dtype == v.dtype
+        and q.dtype.is_floating_point
+        and q.device == k.device == v.device
+        and (scale is None or type(scale) is float)
+        and (dropout_p == 0.0 or (type(dropout_p) is float and 0.0 <= dropout_p < 1.0))
+    )
+
+
+def _validate(q, k, v, mask, bias, scale, dropout_p, return_weights, return_lse) -> Problem:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"attention(): {name} must be a torch.Tensor, got {type(t).__name__}")
+    layouts = {"q": "(B, H, Lq, D)", "k": "(B, Hkv, Lk, D)", "v": "(B, Hkv, Lk, Dv)"}
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.dim() != 4:
+            raise ValueError(
+                f"attention(): {name} must have 4 dims {layouts[name]}, got shape {tuple(t.shape)}; "
+                "modules take (B, L, d_model) — split heads with .view(B, L, H, D).transpose(1, 2)"
+            )
+    B, H, Lq, D = q.shape
+    _, Hkv, Lk, Dk = k.shape
+    Dv = v.shape[3]
+    _check_types(q, k, v)
+    if k.shape[0] != B or v.shape[0] != B:
+        raise ValueError(
+            f"attention(): batch sizes differ: q has {B}, k has {k.shape[0]}, v has {v.shape[0]}; they must be equal"
+        )
+    if Dk != D:
+        raise ValueError(
+            f"attention(): k has {Dk} features per head but q has {D}; q and k must share head_dim"
+        )
+    if v.shape[1] != Hkv or v.shape[2] != Lk:
+        raise ValueError(
+            f"attention(): v must be (B, Hkv, Lk, Dv) = ({B}, {Hkv}, {Lk}, Dv) to match k, got {tuple(v.shape)}"
+        )
+    if H % Hkv != 0:
+        raise ValueError(
+            f"attention(): q has {H} heads and k/v have {Hkv}; the query heads must be a multiple of the "
+            f"key/value heads (grouped-query attention), e.g. Hkv in {_divisors(H)}"
+        )
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)):
+        raise TypeError(f"attention(): scale must be a float or None, got {type(scale).__name__}")
+    if isinstance(dropout_p, bool) or not isinstance(dropout_p, numbers.Real) or not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"attention(): dropout_p must be a float in [0, 1), got {dropout_p!r}")
+    mask = as_mask(mask, "attention(): mask")
+    bias = as_bias(bias)
+    _check_broadcast("mask", mask, B, H, Lq, Lk)
+    _check_broadcast("bias", bias, B, H, Lq, Lk)
+    if bias is not None and isinstance(getattr(bias, "values", None), Tensor) and bias.values.device != q.device:
+        raise ValueError(f"attention(): bias is on {bias.values.device} but q is on {q.device}; move it with .to()")
+    return Problem(
+        B, H, Hkv, Lq, Lk, D, Dv, q.dtype, q.device, mask, bias,
+        None if scale is None else float(scale), float(dropout_p), bool(return_weights), bool(return_lse),
+    )  # fmt: skip
+
+
+def _check_types(q: Tensor, k: Tensor, v: Tensor) -> None:
+    if not q.dtype.is_floating_point:
+        raise TypeError(f"attention(): q must be a floating-point tensor, got dtype {q.dtype}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(
+            f"attention(): q, k, v must share a dtype, got q={q.dtype}, k={k.dtype}, v={v.dtype}; "
+            "cast them with .to(q.dtype)"
+        )
+    if not (q.device == k.device == v.device):
+        raise ValueError(
+            f"attention(): q, k, v must be on one device, got q={q.device}, k={k.device}, v={v.device}"
+        )
+
+
+def _check_broadcast(name: str, obj, B: int, H: int, Lq: int, Lk: int) -> None:
+    """Every part of a mask (or a bias) must broadcast to (B, H, Lq, Lk)."""
+    for leaf in _leaves(obj):
+        values = getattr(leaf, "values", None)
+        if isinstance(values, Tensor):  # a dense mask or a tensor bias
+            shape = tuple(values.shape)
+            for got, want, axis in zip(shape, (B, H, Lq, Lk), ("B", "H", "Lq", "Lk")):
+                if got not in (1, want):
+                    raise ValueError(
+                        f"attention(): {name} of shape {shape} cannot broadcast to (B, H, Lq, Lk) = "
+                        f"({B}, {H}, {Lq}, {Lk}): its {axis} axis is {got}, expected 1 or {want}"
+                    )
+            continue
+        b, h = (leaf.batch_size(), leaf.num_heads()) if isinstance(leaf, Mask) else leaf.shape_hint()
+        if b not in (None, 1, B):
+            raise ValueError(f"attention(): {name} {leaf!r} is built for batch size {b} but q has B={B}")
+        if h not in (None, 1, H):
+            raise ValueError(f"attention(): {name} {leaf!r} is built for {h} heads but q has H={H}")
+
+
+def _leaves(obj):
+    """The masks a combined mask is made of (the object itself for a leaf; nothing for None)."""
+    if obj is None:
+        return []
+    children = [getattr(obj, c) for c in ("a", "b") if isinstance(getattr(obj, c, None), Mask)]
+    return [leaf for child in children for leaf in _leaves(child)] if children else [obj]
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]

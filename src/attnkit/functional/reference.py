@@ -1,0 +1,109 @@
+r"""The reference: scaled dot-product attention in the three steps of the formula.
+
+.. math::
+
+    \mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}}\right) V
+
+1. **scores**  ``S = Q K^T * scale + bias``, with disallowed pairs set to ``-inf``;
+2. **normalize** ``P = softmax(S)`` row by row, so each row sums to 1 — or to 0
+   when the mask allows nothing in that row (no NaN);
+3. **weighted sum** ``O = P V``.
+
+This file is the spec: every other backend is tested against it, run in
+float64. It is written for reading, not for speed, and it is the only backend
+that must return the weights ``P``.
+
+Shape legend: B batch, H query heads, Hkv key/value heads (``H % Hkv == 0``),
+G = H // Hkv query heads per key/value head, Lq queries, Lk keys,
+D key/query head dim, Dv value head dim.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..masks import Mask
+from .bias import Bias
+
+__all__ = ["reference_attention", "attention_scores", "normalize", "weighted_sum"]
+
+
+def attention_scores(
+    q: Tensor, k: Tensor, *, scale: float, mask: Mask | None = None, bias: Bias | None = None
+) -> Tensor:
+    """Step 1: ``S = QK^T * scale + bias``, ``-inf`` where the mask forbids; float32 or wider.
+
+    Grouped-query attention folds the G query heads that share a key head into the
+    query axis, so K is never copied per head.
+    """
+    B, H, Lq, D = q.shape
+    Hkv, Lk = k.shape[1], k.shape[2]
+    q_grouped = q.reshape(B, Hkv, (H // Hkv) * Lq, D)  # (B, H, Lq, D) -> (B, Hkv, G*Lq, D)
+    s = q_grouped @ k.transpose(-1, -2)  # (B, Hkv, G*Lq, D) @ (B, Hkv, D, Lk) -> (B, Hkv, G*Lq, Lk)
+    s = s.reshape(B, H, Lq, Lk).to(_stats_dtype(q.dtype)) * scale  # -> (B, H, Lq, Lk)
+    if bias is not None:
+        s = s + bias.to_dense(Lq, Lk, device=q.device)  # (B, H, Lq, Lk) + (Bm, Hm, Lq, Lk)
+    if mask is not None:
+        s = s.masked_fill(~mask.to_dense(Lq, Lk, device=q.device), float("-inf"))  # (B, H, Lq, Lk)
+    return s
+
+
+def normalize(scores: Tensor) -> tuple[Tensor, Tensor]:
+    """Step 2: a softmax over keys that returns zeros, not NaN, for rows with nothing allowed.
+
+    Returns the weights ``P`` (rows sum to 1, or 0) and the log-sum-exp ``lse``
+    of each row (``-inf`` for an empty row).
+    """
+    m = scores.amax(dim=-1, keepdim=True).detach()  # (B, H, Lq, 1) row maximum
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # empty rows: any finite shift will do
+    e = torch.exp(scores - m)  # (B, H, Lq, Lk); exp(-inf) = 0 on forbidden pairs
+    l = e.sum(dim=-1, keepdim=True)  # (B, H, Lq, 1)
+    p = e / torch.where(l > 0, l, torch.ones_like(l))  # rows sum to 1, empty rows stay 0
+    lse = (m + torch.log(l)).squeeze(-1)  # (B, H, Lq); log(0) = -inf on empty rows
+    return p, lse
+
+
+def weighted_sum(p: Tensor, v: Tensor) -> Tensor:
+    """Step 3: ``O = P V``, folding grouped query heads onto their value head."""
+    B, H, Lq, Lk = p.shape
+    Hkv, Dv = v.shape[1], v.shape[3]
+    p_grouped = p.reshape(B, Hkv, (H // Hkv) * Lq, Lk)  # (B, H, Lq, Lk) -> (B, Hkv, G*Lq, Lk)
+    o = p_grouped @ v  # (B, Hkv, G*Lq, Lk) @ (B, Hkv, Lk, Dv) -> (B, Hkv, G*Lq, Dv)
+    return o.reshape(B, H, Lq, Dv)  # -> (B, H, Lq, Dv)
+
+
+def reference_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Mask | None = None,
+    *,
+    bias: Bias | None = None,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Attention in three explicit steps; returns ``(out, weights, lse)``.
+
+    Inputs are assumed validated (use :func:`attnkit.functional.attention` for
+    checked entry). Half-precision inputs get float32 scores and softmax; the
+    weights are cast back to the input dtype before the weighted sum.
+    ``weights`` are the normalized probabilities before dropout.
+
+    Example:
+        >>> q = k = v = torch.eye(2)[None, None]            # (1, 1, 2, 2)
+        >>> out, weights, lse = reference_attention(q, k, v, scale=1.0)
+        >>> weights[0, 0].sum(dim=-1)
+        tensor([1., 1.])
+    """
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scores = attention_scores(q, k, scale=scale, mask=mask, bias=bias)  # 1. (B, H, Lq, Lk)
+    weights, lse = normalize(scores)  # 2. rows sum to 1
+    dropped = torch.nn.functional.dropout(weights, dropout_p) if dropout_p > 0 else weights
+    out = weighted_sum(dropped.to(v.dtype), v)  # 3. (B, H, Lq, Dv)
+    return out, weights.to(q.dtype), lse
+
+
+def _stats_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Softmax statistics run in float32 for half types, else in the input dtype."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype

@@ -1,0 +1,564 @@
+"""Masks: what may attend to what, with one convention.
+
+``True`` means *may attend*, as in ``torch.nn.functional.scaled_dot_product_attention``
+and FlexAttention. (``nn.MultiheadAttention``'s ``attn_mask`` and
+``key_padding_mask`` use the opposite polarity; :mod:`attnkit.nn.attention`
+converts at the boundary and says so.)
+
+A mask is an object, not a tensor. It knows three things:
+
+* ``mask.to_dense(Lq, Lk)`` — a bool tensor ``(Bm, Hm, Lq, Lk)`` with ``Bm`` in
+  ``{1, B}`` and ``Hm`` in ``{1, H}`` (broadcasts against the scores);
+* ``mask.evaluate(q_idx, k_idx, Lq, Lk)`` — the same values for any index tiles,
+  the way FlexAttention's ``mask_mod`` works, so a tiled kernel can build just the
+  tile it needs;
+* ``mask.classify_tiles(Lq, Lk, block_q, block_k)`` — for each (query block, key
+  block) tile: :data:`EMPTY` (nothing may attend: skip the matmul), :data:`FULL`
+  (everything may attend: no masking op) or :data:`PARTIAL`.
+
+Masks combine with ``&`` (both allow), ``|`` (either allows) and ``~`` (negation).
+
+Alignment when ``Lq != Lk``: query ``i`` sits at key position ``i + (Lk - Lq)``
+(bottom-right alignment), so the last query lines up with the last key, as in
+KV-cache decoding. Every position-based mask here uses that rule.
+
+Shape legend: B batch, H heads, Lq queries, Lk keys, nq/nk number of tiles.
+
+Example:
+    >>> from attnkit import masks
+    >>> m = masks.causal() & masks.sliding_window(2)
+    >>> m.to_dense(4, 4)[0, 0].int()
+    tensor([[1, 0, 0, 0],
+            [1, 1, 0, 0],
+            [0, 1, 1, 0],
+            [0, 0, 1, 1]], dtype=torch.int32)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "EMPTY",
+    "PARTIAL",
+    "FULL",
+    "Mask",
+    "causal",
+    "sliding_window",
+    "padding",
+    "document",
+    "prefix_lm",
+    "dense",
+    "as_mask",
+]
+
+EMPTY = 0  #: no (query, key) pair in the tile may attend
+PARTIAL = 1  #: some pairs may attend
+FULL = 2  #: every pair may attend
+
+_CHUNK_ELEMENTS = 1 << 22  # generic tile classification evaluates at most this many pairs at once
+
+
+def _aligned_queries(q_idx: Tensor, Lq: int, Lk: int) -> Tensor:
+    """Query positions on the key axis: bottom-right alignment."""
+    return q_idx + (Lk - Lq)
+
+
+def _tile_bounds(L: int, block: int, device: torch.device | None) -> tuple[Tensor, Tensor]:
+    """First and last (inclusive) index of each tile along an axis of length L."""
+    starts = torch.arange(0, L, block, device=device)  # (n,)
+    ends = torch.clamp(starts + block, max=L) - 1  # (n,)
+    return starts, ends
+
+
+def _as_4d(t: Tensor) -> Tensor:
+    """Add leading singleton dims so that t is (Bm, Hm, nq, nk)."""
+    while t.dim() < 4:
+        t = t.unsqueeze(0)
+    return t
+
+
+def _status(full: Tensor, empty: Tensor) -> Tensor:
+    """Combine two bool tensors into EMPTY / PARTIAL / FULL codes (int8)."""
+    out = torch.full(torch.broadcast_shapes(full.shape, empty.shape), PARTIAL, dtype=torch.int8, device=full.device)
+    out[full.expand_as(out)] = FULL
+    out[empty.expand_as(out)] = EMPTY
+    return out
+
+
+class Mask:
+    """Base class: a rule saying which (query, key) pairs may attend.
+
+    Subclasses implement :meth:`evaluate`; structured masks also override
+    :meth:`classify_tiles` with a closed form so no ``Lq x Lk`` tensor is built.
+    """
+
+    # ------------------------------------------------------------------ values
+    def evaluate(self, q_idx: Tensor, k_idx: Tensor, Lq: int, Lk: int) -> Tensor:
+        """Bool values for query indices ``q_idx (tq, 1)`` and key indices ``k_idx (1, tk)``.
+
+        Returns a bool tensor broadcastable to ``(Bm, Hm, tq, tk)``.
+        """
+        raise NotImplementedError
+
+    def to_dense(self, Lq: int, Lk: int, *, device: torch.device | str | None = None) -> Tensor:
+        """The whole mask as a bool tensor ``(Bm, Hm, Lq, Lk)``; ``True`` = may attend."""
+        device = self._device(device)
+        q_idx = torch.arange(Lq, device=device)[:, None]  # (Lq, 1)
+        k_idx = torch.arange(Lk, device=device)[None, :]  # (1, Lk)
+        values = _as_4d(self.evaluate(q_idx, k_idx, Lq, Lk))  # (Bm, Hm, Lq or 1, Lk or 1)
+        return values.expand(*values.shape[:2], Lq, Lk)  # (Bm, Hm, Lq, Lk)
+
+    def batch_size(self) -> int | None:
+        """Batch size the mask is tied to (padding/document/dense), or None if any."""
+        return None
+
+    def num_heads(self) -> int | None:
+        """Head count the mask is tied to (a 4-D dense mask), or None if any."""
+        return None
+
+    def _device(self, device):
+        return device
+
+    # ------------------------------------------------------------------ tiles
+    def classify_tiles(
+        self, Lq: int, Lk: int, block_q: int, block_k: int, *, device: torch.device | str | None = None
+    ) -> Tensor:
+        """Tile codes ``(Bm, Hm, nq, nk)`` (int8): EMPTY, PARTIAL or FULL.
+
+        The generic version evaluates the mask a few query blocks at a time, so its
+        memory stays ``O(block_q * Lk)``; structured masks answer in closed form.
+        """
+        device = self._device(device)
+        nq, nk = math.ceil(Lq / block_q), math.ceil(Lk / block_k)
+        rows_per_chunk = max(1, _CHUNK_ELEMENTS // max(1, block_q * Lk))
+        k_idx = torch.arange(Lk, device=device)[None, :]  # (1, Lk)
+        pad_k = nk * block_k - Lk
+        chunks = []
+        for first in range(0, nq, rows_per_chunk):
+            q_lo, q_hi = first * block_q, min(Lq, (first + rows_per_chunk) * block_q)
+            q_idx = torch.arange(q_lo, q_hi, device=device)[:, None]  # (tq, 1)
+            vals = _as_4d(self.evaluate(q_idx, k_idx, Lq, Lk))  # (Bm, Hm, tq|1, Lk|1)
+            vals = vals.expand(*vals.shape[:2], q_hi - q_lo, Lk)  # (Bm, Hm, tq, Lk)
+            pad_q = math.ceil((q_hi - q_lo) / block_q) * block_q - (q_hi - q_lo)
+            any_ = torch.nn.functional.pad(vals, (0, pad_k, 0, pad_q), value=False)
+            all_ = torch.nn.functional.pad(vals, (0, pad_k, 0, pad_q), value=True)
+            shape = (*vals.shape[:2], -1, block_q, nk, block_k)
+            any_ = any_.reshape(shape).any(dim=5).any(dim=3)  # (Bm, Hm, nq_chunk, nk)
+            all_ = all_.reshape(shape).all(dim=5).all(dim=3)  # (Bm, Hm, nq_chunk, nk)
+            chunks.append(_status(all_, ~any_))
+        return torch.cat(chunks, dim=2)  # (Bm, Hm, nq, nk)
+
+    # ------------------------------------------------------------------ algebra
+    def __and__(self, other: "Mask") -> "Mask":
+        return _And(self, as_mask(other, "other"))
+
+    def __rand__(self, other: "Mask") -> "Mask":
+        return _And(as_mask(other, "other"), self)
+
+    def __or__(self, other: "Mask") -> "Mask":
+        return _Or(self, as_mask(other, "other"))
+
+    def __ror__(self, other: "Mask") -> "Mask":
+        return _Or(as_mask(other, "other"), self)
+
+    def __invert__(self) -> "Mask":
+        return _Not(self)
+
+
+# ---------------------------------------------------------------------- combinators
+class _And(Mask):
+    def __init__(self, a: Mask, b: Mask):
+        self.a, self.b = a, b
+
+    def evaluate(self, q_idx, k_idx, Lq, Lk):
+        return self.a.evaluate(q_idx, k_idx, Lq, Lk) & self.b.evaluate(q_idx, k_idx, Lq, Lk)
+
+    def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
+        a = _as_4d(self.a.classify_tiles(Lq, Lk, block_q, block_k, device=device))
+        b = _as_4d(self.b.classify_tiles(Lq, Lk, block_q, block_k, device=device))
+        return torch.minimum(a, b)  # EMPTY if either is empty, FULL only if both are full
+
+    def batch_size(self):
+        return self.a.batch_size() or self.b.batch_size()
+
+    def num_heads(self):
+        return self.a.num_heads() or self.b.num_heads()
+
+    def _device(self, device):
+        return device if device is not None else (self.a._device(None) or self.b._device(None))
+
+    def __repr__(self):
+        return f"({self.a!r} & {self.b!r})"
+
+
+class _Or(_And):
+    def evaluate(self, q_idx, k_idx, Lq, Lk):
+        return self.a.evaluate(q_idx, k_idx, Lq, Lk) | self.b.evaluate(q_idx, k_idx, Lq, Lk)
+
+    def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
+        a = _as_4d(self.a.classify_tiles(Lq, Lk, block_q, block_k, device=device))
+        b = _as_4d(self.b.classify_tiles(Lq, Lk, block_q, block_k, device=device))
+        return torch.maximum(a, b)  # FULL if either is full, EMPTY only if both are empty
+
+    def __repr__(self):
+        return f"({self.a!r} | {self.b!r})"
+
+
+class _Not(Mask):
+    def __init__(self, a: Mask):
+        self.a = a
+
+    def evaluate(self, q_idx, k_idx, Lq, Lk):
+        return ~self.a.evaluate(q_idx, k_idx, Lq, Lk)
+
+    def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
+        return FULL - self.a.classify_tiles(Lq, Lk, block_q, block_k, device=device)  # swaps EMPTY and FULL
+
+    def batch_size(self):
+        return self.a.batch_size()
+
+    def num_heads(self):
+        return self.a.num_heads()
+
+    def _device(self, device):
+        return self.a._device(device)
+
+    def __repr__(self):
+        return f"~{self.a!r}"
+
+
+# ---------------------------------------------------------------------- position masks
+class _Causal(Mask):
+    def evaluate(self, q_idx, k_idx, Lq, Lk):
+        return k_idx <= _aligned_queries(q_idx, Lq, Lk)  # (tq, tk)
+
+    def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
+        q0, q1 = _tile_bounds(Lq, block_q, device)
+        k0, k1 = _tile_bounds(Lk, block_k, device)
+        q0, q1 = _aligned_queries(q0, Lq, Lk)[:, None], _aligned_queries(q1, Lq, Lk)[:, None]  # (nq, 1)
+        full = k1[None, :] <= q0  # the tile's last key is visible to its first query
+        empty = k0[None, :] > q1  # the tile's first key is beyond its last query
+        return _as_4d(_status(full, empty))  # (1, 1, nq, nk)
+
+    def __repr__(self):
+        return "causal()"
+
+
+class _SlidingWindow(Mask):
+    def __init__(self, window: int, is_causal: bool):
+        self.window, self.is_causal = window, is_causal
+
+    def evaluate(self, q_idx, k_idx, Lq, Lk):
+        i = _aligned_queries(q_idx, Lq, Lk)
+        if self.is_causal:
+            return (k_idx <= i) & (k_idx > i - self.window)  # i - w < j <= i
+        return (k_idx - i).abs() < self.window  # |i - j| < w
+
+    def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
+        w = self.window
+        q0, q1 = _tile_bounds(Lq, block_q, device)
+        k0, k1 = _tile_bounds(Lk, block_k, device)
+        q0, q1 = _aligned_queries(q0, Lq, Lk)[:, None], _aligned_queries(q1, Lq, Lk)[:, None]  # (nq, 1)
+        k0, k1 = k0[None, :], k1[None, :]  # (1, nk)
+        if self.is_causal:
+            full = (k1 <= q0) & (k0 > q1 - w)
+            empty = (k0 > q1) | (k1 <= q0 - w)
+        else:
+            full = torch.maximum(q1 - k0, k1 - q0) < w
+            empty = (k0 >= q1 + w) | (k1 <= q0 - w)
+        return _as_4d(_status(full, empty))  # (1, 1, nq, nk)
+
+    def __repr__(self):
+        return f"sliding_window({self.window}, causal={self.is_causal})"
+
+
+class _PrefixLM(Mask):
+    def __init__(self, prefix: int):
+        self.prefix = prefix
+
+    def evaluate(self, q_idx, k_idx, Lq, Lk):
+        return (k_idx < self.prefix) | (k_idx <= _aligned_queries(q_idx, Lq, Lk))
+
+    def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
+        return (_Causal() | _KeyPrefix(self.prefix)).classify_tiles(Lq, Lk, block_q, block_k, device=device)
+
+    def __repr__(self):
+        return f"prefix_lm({self.prefix})"
+
+
+class _KeyPrefix(Mask):
+    """Keys j < n may be attended by every query (the bidirectional part of prefix-LM)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def evaluate(self, q_idx, k_idx, Lq, Lk):
+        return (k_idx < self.n) & (q_idx >= 0)  # (tq, tk)
+
+    def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
+        k0, k1 = _tile_bounds(Lk, block_k, device)
+        full, empty = k1 < self.n, k0 >= self.n  # (nk,)
+        nq = math.ceil(Lq / block_q)
+        return _as_4d(_status(full, empty)[None, :].expand(nq, -1))  # (1, 1, nq, nk)
+
+
+# ---------------------------------------------------------------------- per-batch masks
+class _Padding(Mask):
+    def __init__(self, lengths: Tensor):
+        self.lengths = lengths  # (B,) number of real keys per batch row
+
+    def evaluate(self, q_idx, k_idx, Lq, Lk):
+        allowed = k_idx[None] < self.lengths[:, None, None]  # (B, 1, tk)
+        return (allowed & (q_idx >= 0)[None])[:, None]  # (B, 1, tq, tk)
+
+    def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
+        k0, k1 = _tile_bounds(Lk, block_k, self.lengths.device)
+        n = self.lengths[:, None]  # (B, 1)
+        codes = _status(k1[None, :] < n, k0[None, :] >= n)  # (B, nk)
+        nq = math.ceil(Lq / block_q)
+        return codes[:, None, None, :].expand(-1, 1, nq, -1)  # (B, 1, nq, nk)
+
+    def batch_size(self):
+        return self.lengths.shape[0]
+
+    def _device(self, device):
+        return self.lengths.device if device is None else device
+
+    def __repr__(self):
+        return f"padding(lengths={self.lengths.tolist()})"
+
+
+class _Document(Mask):
+    def __init__(self, ids: Tensor):
+        self.ids = ids  # (B, Lk) document id of every key position
+
+    def _query_ids(self, Lq: int, Lk: int) -> Tensor:
+        return self.ids[:, Lk - Lq :]  # (B, Lq): bottom-right alignment
+
+    def evaluate(self, q_idx, k_idx, Lq, Lk):
+        self._check_length(Lk)
+        qi = self._query_ids(Lq, Lk)[:, q_idx[:, 0]]  # (B, tq)
+        ki = self.ids[:, k_idx[0]]  # (B, tk)
+        return (qi[:, :, None] == ki[:, None, :])[:, None]  # (B, 1, tq, tk)
+
+    def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
+        self._check_length(Lk)
+        _, dense_ids = torch.unique(self.ids, return_inverse=True)  # (B, Lk) ids renumbered 0..n-1
+        n_docs = int(dense_ids.max()) + 1
+        q_present, q_single = _tile_presence(dense_ids[:, Lk - Lq :], block_q, n_docs)  # (B, nq, n)
+        k_present, k_single = _tile_presence(dense_ids, block_k, n_docs)  # (B, nk, n)
+        shared = (q_present.float() @ k_present.float().transpose(1, 2)) > 0  # (B, nq, nk) a common document
+        full = q_single[:, :, None] & k_single[:, None, :] & shared  # one document on both sides, the same one
+        return _status(full, ~shared)[:, None]  # (B, 1, nq, nk)
+
+    def _check_length(self, Lk: int) -> None:
+        if self.ids.shape[1] != Lk:
+            raise ValueError(
+                f"masks.document(): ids cover {self.ids.shape[1]} positions but the keys have length {Lk}; "
+                "pass one document id per key position"
+            )
+
+    def batch_size(self):
+        return self.ids.shape[0]
+
+    def _device(self, device):
+        return self.ids.device if device is None else device
+
+    def __repr__(self):
+        return f"document(ids of shape {tuple(self.ids.shape)})"
+
+
+def _tile_presence(ids: Tensor, block: int, n_docs: int) -> tuple[Tensor, Tensor]:
+    """For each tile: which documents occur in it (B, n, n_docs) and whether only one does (B, n)."""
+    B, L = ids.shape
+    n = math.ceil(L / block)
+    present = torch.zeros(B, n, n_docs, dtype=torch.bool, device=ids.device)
+    tile = (torch.arange(L, device=ids.device) // block).expand(B, L)  # (B, L)
+    batch = torch.arange(B, device=ids.device)[:, None].expand(B, L)  # (B, L)
+    present[batch, tile, ids] = True
+    return present, present.sum(dim=-1) == 1
+
+
+class _Dense(Mask):
+    def __init__(self, values: Tensor):
+        self.values = values  # (Bm, Hm, Lq, Lk) bool
+
+    def evaluate(self, q_idx, k_idx, Lq, Lk):
+        self._check(Lq, Lk)
+        return self.values[:, :, q_idx[:, 0], :][..., k_idx[0]]  # (Bm, Hm, tq, tk)
+
+    def to_dense(self, Lq, Lk, *, device=None):
+        self._check(Lq, Lk)
+        return self.values if device is None else self.values.to(device)
+
+    def _check(self, Lq: int, Lk: int) -> None:
+        if self.values.shape[-2:] != (Lq, Lk):
+            raise ValueError(
+                f"masks.dense(): the mask is {tuple(self.values.shape[-2:])} (queries, keys) "
+                f"but the inputs have Lq={Lq}, Lk={Lk}; build it for those lengths"
+            )
+
+    def batch_size(self):
+        return self.values.shape[0] if self.values.shape[0] != 1 else None
+
+    def num_heads(self):
+        return self.values.shape[1] if self.values.shape[1] != 1 else None
+
+    def _device(self, device):
+        return self.values.device if device is None else device
+
+    def __repr__(self):
+        return f"dense(shape={tuple(self.values.shape)})"
+
+
+# ---------------------------------------------------------------------- constructors
+def causal() -> Mask:
+    """Causal mask: query ``i`` may attend to keys ``j <= i`` (bottom-right aligned).
+
+    When ``Lq < Lk`` (decoding with a KV cache) the last query sees every key::
+
+        Lq=2, Lk=5           Lq=5, Lk=5
+        keys  0 1 2 3 4      keys  0 1 2 3 4
+        q0    1 1 1 1 0      q0    1 0 0 0 0
+        q1    1 1 1 1 1      q1    1 1 0 0 0
+                             q2    1 1 1 0 0  ...
+
+    When ``Lq > Lk`` the first ``Lq - Lk`` queries see nothing and return zeros.
+
+    Example:
+        >>> causal().to_dense(2, 5)[0, 0].int()
+        tensor([[1, 1, 1, 1, 0],
+                [1, 1, 1, 1, 1]], dtype=torch.int32)
+    """
+    return _Causal()
+
+
+def sliding_window(window: int, causal: bool = True) -> Mask:
+    """Local attention over ``window`` keys.
+
+    ``causal=True`` (Mistral): query at aligned position ``i`` sees keys
+    ``i - window < j <= i`` — ``window`` keys, itself included.
+    ``causal=False``: keys with ``|i - j| < window``.
+
+    Example:
+        >>> sliding_window(2).to_dense(3, 3)[0, 0].int()
+        tensor([[1, 0, 0],
+                [1, 1, 0],
+                [0, 1, 1]], dtype=torch.int32)
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"masks.sliding_window(): window must be a positive int, got {window!r}")
+    return _SlidingWindow(window, bool(causal))
+
+
+def padding(lengths_or_mask: Tensor | Sequence[int]) -> Mask:
+    """Key padding: batch row ``b`` may attend only to its first ``lengths[b]`` keys.
+
+    Accepts lengths ``(B,)`` (ints) or a bool tensor ``(B, Lk)`` with ``True`` on real
+    tokens (right padding: the real tokens must come first).
+
+    Example:
+        >>> padding([2, 3]).to_dense(1, 3)[:, 0].int()
+        tensor([[[1, 1, 0]],
+        <BLANKLINE>
+                [[1, 1, 1]]], dtype=torch.int32)
+    """
+    t = torch.as_tensor(lengths_or_mask)
+    if t.dtype == torch.bool:
+        if t.dim() != 2:
+            raise ValueError(
+                f"masks.padding(): a bool mask must be (B, Lk) with True on real tokens, got shape {tuple(t.shape)}"
+            )
+        lengths = t.sum(dim=1)
+        if not torch.equal(t, torch.arange(t.shape[1], device=t.device)[None] < lengths[:, None]):
+            raise ValueError(
+                "masks.padding(): the bool mask has padding before real tokens; only right padding is a "
+                "padding mask — use masks.dense(...) for arbitrary patterns"
+            )
+        return _Padding(lengths)
+    if t.dtype.is_floating_point or t.dim() != 1:
+        raise ValueError(
+            f"masks.padding(): expected lengths as a 1-D integer tensor (B,) or a bool mask (B, Lk), "
+            f"got dtype {t.dtype} and shape {tuple(t.shape)}"
+        )
+    if (t < 0).any():
+        raise ValueError(f"masks.padding(): lengths must be >= 0, got {t.tolist()}")
+    return _Padding(t.long())
+
+
+def document(ids: Tensor | Sequence[int]) -> Mask:
+    """Block-diagonal mask for packed sequences: a query sees only keys of its own document.
+
+    ``ids`` holds a document id per key position, ``(Lk,)`` or ``(B, Lk)``. Queries take
+    the ids of the last ``Lq`` positions (bottom-right alignment). Combine with
+    :func:`causal` for packed decoder training.
+
+    Example:
+        >>> document([0, 0, 1]).to_dense(3, 3)[0, 0].int()
+        tensor([[1, 1, 0],
+                [1, 1, 0],
+                [0, 0, 1]], dtype=torch.int32)
+    """
+    t = torch.as_tensor(ids)
+    if t.dtype.is_floating_point or t.dtype == torch.bool or t.dim() not in (1, 2):
+        raise ValueError(
+            f"masks.document(): ids must be integers of shape (Lk,) or (B, Lk), "
+            f"got dtype {t.dtype} and shape {tuple(t.shape)}"
+        )
+    return _Document(t.long().reshape(-1, t.shape[-1]))  # (B or 1, Lk)
+
+
+def prefix_lm(prefix: int) -> Mask:
+    """Prefix-LM: the first ``prefix`` keys are visible to every query, the rest causally.
+
+    Example:
+        >>> prefix_lm(2).to_dense(3, 3)[0, 0].int()
+        tensor([[1, 1, 0],
+                [1, 1, 0],
+                [1, 1, 1]], dtype=torch.int32)
+    """
+    if isinstance(prefix, bool) or not isinstance(prefix, int) or prefix < 0:
+        raise ValueError(f"masks.prefix_lm(): prefix must be an int >= 0, got {prefix!r}")
+    return _PrefixLM(prefix)
+
+
+def dense(values: Tensor) -> Mask:
+    """Wrap a bool tensor (``True`` = may attend) of shape ``(Lq, Lk)``, ``(B, Lq, Lk)``
+    or ``(B, H, Lq, Lk)`` (any leading dim may be 1).
+
+    Example:
+        >>> dense(torch.tensor([[True, False], [True, True]])).to_dense(2, 2).shape
+        torch.Size([1, 1, 2, 2])
+    """
+    if not isinstance(values, Tensor) or values.dtype != torch.bool:
+        got = values.dtype if isinstance(values, Tensor) else type(values).__name__
+        raise TypeError(
+            f"masks.dense(): expected a bool tensor (True = may attend), got {got}; "
+            "for additive float masks pass them as bias= instead"
+        )
+    if values.dim() == 3:
+        values = values[:, None]  # (B, Lq, Lk) -> (B, 1, Lq, Lk)
+    if values.dim() not in (2, 4):
+        raise ValueError(
+            f"masks.dense(): expected shape (Lq, Lk), (B, Lq, Lk) or (B, H, Lq, Lk), got {tuple(values.shape)}"
+        )
+    return _Dense(_as_4d(values))  # (Bm, Hm, Lq, Lk)
+
+
+def as_mask(mask: "Mask | Tensor | None", name: str = "mask") -> "Mask | None":
+    """Accept a Mask, a bool tensor (wrapped with :func:`dense`) or None."""
+    if mask is None or isinstance(mask, Mask):
+        return mask
+    if isinstance(mask, Tensor):
+        if mask.dtype != torch.bool:
+            raise TypeError(
+                f"{name} must be a bool tensor (True = may attend) or an attnkit.masks.Mask, got a tensor of "
+                f"dtype {mask.dtype}; pass additive float masks as bias="
+            )
+        return dense(mask)
+    raise TypeError(f"{name} must be an attnkit.masks.Mask, a bool tensor or None, got {type(mask).__name__}")
