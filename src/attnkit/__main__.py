@@ -1,0 +1,8 @@
+"""``python -m attnkit`` — the same as the ``attnkit`` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
