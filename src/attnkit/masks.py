@@ -341,13 +341,13 @@ class _Document(Mask):
         return self.ids[:, Lk - Lq :]  # (B, Lq): bottom-right alignment
 
     def evaluate(self, q_idx, k_idx, Lq, Lk):
-        self._check_length(Lk)
+        self._check_lengths(Lq, Lk)
         qi = self._query_ids(Lq, Lk)[:, q_idx[:, 0]]  # (B, tq)
         ki = self.ids[:, k_idx[0]]  # (B, tk)
         return (qi[:, :, None] == ki[:, None, :])[:, None]  # (B, 1, tq, tk)
 
     def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
-        self._check_length(Lk)
+        self._check_lengths(Lq, Lk)
         _, dense_ids = torch.unique(self.ids, return_inverse=True)  # (B, Lk) ids renumbered 0..n-1
         n_docs = int(dense_ids.max()) + 1
         q_present, q_single = _tile_presence(dense_ids[:, Lk - Lq :], block_q, n_docs)  # (B, nq, n)
@@ -356,11 +356,16 @@ class _Document(Mask):
         full = q_single[:, :, None] & k_single[:, None, :] & shared  # one document on both sides, the same one
         return _status(full, ~shared)[:, None]  # (B, 1, nq, nk)
 
-    def _check_length(self, Lk: int) -> None:
+    def _check_lengths(self, Lq: int, Lk: int) -> None:
         if self.ids.shape[1] != Lk:
             raise ValueError(
                 f"masks.document(): ids cover {self.ids.shape[1]} positions but the keys have length {Lk}; "
                 "pass one document id per key position"
+            )
+        if Lq > Lk:
+            raise ValueError(
+                f"masks.document(): queries take the document ids of the last Lq key positions, so Lq must be "
+                f"<= Lk, got Lq={Lq}, Lk={Lk}; use masks.dense(...) to give queries their own documents"
             )
 
     def batch_size(self):
@@ -386,21 +391,28 @@ def _tile_presence(ids: Tensor, block: int, n_docs: int) -> tuple[Tensor, Tensor
 
 class _Dense(Mask):
     def __init__(self, values: Tensor):
-        self.values = values  # (Bm, Hm, Lq, Lk) bool
+        self.values = values  # (Bm, Hm, Lq|1, Lk|1) bool
 
     def evaluate(self, q_idx, k_idx, Lq, Lk):
         self._check(Lq, Lk)
-        return self.values[:, :, q_idx[:, 0], :][..., k_idx[0]]  # (Bm, Hm, tq, tk)
+        t = self.values
+        if t.shape[2] != 1:
+            t = t[:, :, q_idx[:, 0], :]  # (Bm, Hm, tq, Lk|1)
+        if t.shape[3] != 1:
+            t = t[..., k_idx[0]]  # (Bm, Hm, tq|1, tk)
+        return t
 
     def to_dense(self, Lq, Lk, *, device=None):
         self._check(Lq, Lk)
-        return self.values if device is None else self.values.to(device)
+        t = self.values if device is None else self.values.to(device)
+        return t.expand(*t.shape[:2], Lq, Lk)  # (Bm, Hm, Lq, Lk)
 
     def _check(self, Lq: int, Lk: int) -> None:
-        if self.values.shape[-2:] != (Lq, Lk):
+        lq, lk = self.values.shape[-2:]
+        if lq not in (1, Lq) or lk not in (1, Lk):
             raise ValueError(
-                f"masks.dense(): the mask is {tuple(self.values.shape[-2:])} (queries, keys) "
-                f"but the inputs have Lq={Lq}, Lk={Lk}; build it for those lengths"
+                f"masks.dense(): the mask is {(lq, lk)} (queries, keys) "
+                f"but the inputs have Lq={Lq}, Lk={Lk}; build it for those lengths (or 1 to broadcast)"
             )
 
     def batch_size(self):
@@ -495,7 +507,7 @@ def document(ids: Tensor | Sequence[int]) -> Mask:
     """Block-diagonal mask for packed sequences: a query sees only keys of its own document.
 
     ``ids`` holds a document id per key position, ``(Lk,)`` or ``(B, Lk)``. Queries take
-    the ids of the last ``Lq`` positions (bottom-right alignment). Combine with
+    the ids of the last ``Lq`` positions (bottom-right alignment; ``Lq <= Lk``). Combine with
     :func:`causal` for packed decoder training.
 
     Example:
@@ -529,7 +541,7 @@ def prefix_lm(prefix: int) -> Mask:
 
 def dense(values: Tensor) -> Mask:
     """Wrap a bool tensor (``True`` = may attend) of shape ``(Lq, Lk)``, ``(B, Lq, Lk)``
-    or ``(B, H, Lq, Lk)`` (any leading dim may be 1).
+    or ``(B, H, Lq, Lk)``; any dim may be 1 to broadcast.
 
     Example:
         >>> dense(torch.tensor([[True, False], [True, True]])).to_dense(2, 2).shape

@@ -15,9 +15,9 @@ Shape legend: B batch, H heads, Lq queries, Lk keys, tq/tk tile sizes.
 Example:
     >>> alibi_slopes(4)
     tensor([0.2500, 0.0625, 0.0156, 0.0039])
-    >>> Alibi(alibi_slopes(2)).to_dense(2, 2)[0, 1]
-    tensor([[ 0.0000, -0.0000],
-            [-0.0625,  0.0000]])
+    >>> Alibi(alibi_slopes(2)).to_dense(2, 3)[0, 0]  # head 0: slope 2^-4, query i at key i + 1
+    tensor([[-0.0625, -0.0000,  0.0625],
+            [-0.1250, -0.0625, -0.0000]])
 """
 
 from __future__ import annotations
