@@ -115,7 +115,7 @@ class MultiHeadAttention(nn.Module):
     ``attn_bias`` is an additive float tensor broadcastable to ``(B, H, Lq, Lk)``.
     ``positions`` ``(L,)`` or ``(B, L)`` gives RoPE positions for packed sequences.
     ``cache`` is a :class:`KVCache`: self-attention appends this call's keys and values
-    (RoPE positions continue from the cached length); a ``KVCache(static=True)``
+    (RoPE positions continue from the cached length unless ``positions`` is given); a ``KVCache(static=True)``
     projects cross-attention memory once and reuses it.
 
     Converting from ``nn.MultiheadAttention``: :meth:`from_torch` copies the weights;
@@ -198,6 +198,8 @@ class MultiHeadAttention(nn.Module):
         self._check_inputs(query, key, value)
         B, Lq, _ = query.shape
         offset = 0 if cache is None or cache.static else cache.length
+        if positions is not None:
+            offset = 0  # explicit positions (e.g. left-padded decoding with a cache) replace the cached length
         # 1. project and split heads
         q = self._heads(self.w_q(query), self.num_heads, self.d_k)  # (B, Lq, d_model) -> (B, H, Lq, d_k)
         k, v = self._keys_values(query, key, value, cache, offset, positions)  # (B, Hkv, Lk, d_k), (B, Hkv, Lk, d_v)

@@ -86,10 +86,15 @@ def _attention(cfg: TransformerConfig, rotary: RotaryEmbedding | None) -> MultiH
 class EncoderLayer(_Layer):
     """Self-attention then feed-forward, each in a residual block.
 
+    ``need_weights=True`` also returns the self-attention weights ``(B, H, L, L)``
+    (computed by a backend that returns them, so slower; for inspection).
+
     Example:
         >>> layer = EncoderLayer(TransformerConfig(vocab_size=10, d_model=16, num_heads=2, d_ff=32))
         >>> layer(torch.randn(2, 5, 16)).shape
         torch.Size([2, 5, 16])
+        >>> layer(torch.randn(2, 5, 16), need_weights=True)[1].shape
+        torch.Size([2, 2, 5, 5])
     """
 
     def __init__(self, config: TransformerConfig, rotary: RotaryEmbedding | None = None):
@@ -101,9 +106,21 @@ class EncoderLayer(_Layer):
         self.norm2 = make_norm(config.norm, config.d_model, config.norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, mask: Mask | None = None, *, positions: Tensor | None = None) -> Tensor:
-        x = self._residual(x, self.norm1, lambda h: self.self_attn(h, mask=mask, positions=positions))
-        return self._residual(x, self.norm2, self.feed_forward)  # (B, L, d_model)
+    def forward(
+        self, x: Tensor, mask: Mask | None = None, *, positions: Tensor | None = None, need_weights: bool = False
+    ):
+        if not need_weights:
+            x = self._residual(x, self.norm1, lambda h: self.self_attn(h, mask=mask, positions=positions))
+            return self._residual(x, self.norm2, self.feed_forward)  # (B, L, d_model)
+        weights: list[Tensor] = []
+
+        def attend(h: Tensor) -> Tensor:
+            out, w = self.self_attn(h, mask=mask, positions=positions, need_weights=True)  # w (B, H, L, L)
+            weights.append(w)
+            return out
+
+        x = self._residual(x, self.norm1, attend)
+        return self._residual(x, self.norm2, self.feed_forward), weights[0]  # (B, L, d_model), (B, H, L, L)
 
 
 class DecoderLayer(_Layer):
