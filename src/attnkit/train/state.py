@@ -1,0 +1,214 @@
+"""What a training run must save to continue exactly: data position, RNG states, trainer checkpoints.
+
+A trainer checkpoint is a directory ``out_dir/checkpoints/step-00000100/``::
+
+    model.safetensors, config.json   the model (attnkit.checkpoint)
+    trainer.pt                       optimizer + scheduler state and the torch RNG state: tensors,
+                                     numbers, lists and dicts only, read with torch.load(weights_only=True)
+    trainer.json                     step, tokens, data position, python/numpy RNG states, loss window
+
+``out_dir/latest.json`` names the newest complete one; it is replaced atomically after the
+checkpoint directory is in place, so it never points at a partial checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import torch
+
+from .. import checkpoint
+
+try:  # numpy is a dependency of attnkit, but the trainer does not need it
+    import numpy as np
+except ImportError:  # pragma: no cover
+    np = None
+
+__all__ = ["DataStream", "capture_rng", "restore_rng", "seed_everything", "write_checkpoint", "read_checkpoint",
+           "latest_checkpoint"]  # fmt: skip
+
+FORMAT_VERSION = 1  # of trainer.json / trainer.pt
+LATEST_NAME = "latest.json"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+# ---------------------------------------------------------------------------- data position
+
+
+class DataStream:
+    """Batches in a reproducible order, with a position that can be saved and restored.
+
+    ``data`` is either a callable ``step -> batch`` (the position is the step) or a
+    re-iterable (a list, a ``DataLoader`` with a seeded generator...) that yields the same
+    order each time ``iter()`` is called on it; its epochs restart with ``iter()`` (and
+    ``data.set_epoch(epoch)`` when it has one). Restoring re-reads and skips the batches
+    already consumed in the current epoch.
+
+    Example:
+        >>> stream = DataStream([10, 11, 12])
+        >>> [stream.next(step) for step in range(4)], stream.position()
+        ([10, 11, 12, 10], {'epoch': 1, 'index': 1})
+    """
+
+    def __init__(self, data: Callable[[int], object] | Iterable):
+        if isinstance(data, Iterator) or not (callable(data) or isinstance(data, Iterable)):
+            raise TypeError(
+                f"Trainer(): data must be a callable step -> batch or a re-iterable with a seeded order, got "
+                f"{type(data).__name__}; a one-shot iterator or generator cannot be resumed: wrap it as "
+                "lambda step: ... or pass a list / DataLoader(generator=torch.Generator().manual_seed(s))"
+            )
+        self.data = data
+        self.is_callable = callable(data) and not isinstance(data, Iterable)
+        self.epoch = 0  # completed passes over an iterable
+        self.index = 0  # batches consumed in the current pass
+        self._iterator: Iterator | None = None
+
+    def position(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def restore(self, position: dict) -> None:
+        self.epoch, self.index = int(position["epoch"]), int(position["index"])
+        self._iterator = None  # re-created and fast-forwarded on the next batch
+
+    def next(self, step: int):
+        """The batch of (0-based) update ``step``."""
+        if self.is_callable:
+            batch = self.data(step)
+            self.index = step + 1
+            return batch
+        if self._iterator is None:
+            self._iterator = self._open(skip=self.index)
+        try:
+            batch = next(self._iterator)
+        except StopIteration:
+            self.epoch, self.index = self.epoch + 1, 0
+            self._iterator = self._open(skip=0)
+            batch = next(self._iterator, _EMPTY)
+            if batch is _EMPTY:
+                raise ValueError("Trainer(): data yielded no batches in an epoch; expected a non-empty iterable")
+        self.index += 1
+        return batch
+
+    def _open(self, skip: int) -> Iterator:
+        if hasattr(self.data, "set_epoch"):
+            self.data.set_epoch(self.epoch)
+        iterator = iter(self.data)
+        for done in range(skip):
+            if next(iterator, _EMPTY) is _EMPTY:
+                raise ValueError(f"Trainer.resume(): data has {done} batches in epoch {self.epoch} but the checkpoint "
+                                 f"consumed {skip}; the data must yield the same order as the saved run")  # fmt: skip
+        return iterator
+
+
+_EMPTY = object()
+
+
+# ---------------------------------------------------------------------------- random states
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), python ``random`` and numpy's global generator."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    if np is not None:
+        np.random.seed(seed % 2**32)
+
+
+def capture_rng() -> dict:
+    """The global RNG states: ``{"torch": ByteTensor, "cuda": [...], "python": list, "numpy": dict | None}``."""
+    version, internal, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": [version, list(internal), gauss],
+        "numpy": None,
+    }
+    if np is not None:
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state["numpy"] = {"kind": kind, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+                          "cached_gaussian": float(cached)}  # fmt: skip
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if np is not None and state["numpy"] is not None:
+        n = state["numpy"]
+        keys = np.asarray(n["keys"], dtype=np.uint32)
+        np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def write_checkpoint(out_dir: str | Path, *, model, optimizer, scheduler, meta: dict, rng: dict, keep: int) -> Path:
+    """Write ``checkpoints/step-NNNNNNNN`` atomically, point ``latest.json`` at it, prune old ones."""
+    out_dir = Path(out_dir)
+    step = int(meta["step"])
+    name = f"step-{step:08d}"
+    tensors = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "torch_rng": rng["torch"],
+        "cuda_rng": rng["cuda"],
+    }
+    meta = {"format_version": FORMAT_VERSION, **meta, "rng": {"python": rng["python"], "numpy": rng["numpy"]}}
+    with checkpoint.atomic_directory(out_dir / CHECKPOINTS_DIR / name) as tmp:
+        checkpoint.write_model_files(model, tmp, extra={"step": step})
+        torch.save(tensors, tmp / "trainer.pt")
+        (tmp / "trainer.json").write_text(json.dumps(meta, allow_nan=True) + "\n")
+    checkpoint.write_atomic(out_dir / LATEST_NAME, json.dumps({"step": step, "path": f"{CHECKPOINTS_DIR}/{name}"}))
+    _prune(out_dir / CHECKPOINTS_DIR, keep=keep, current=name)
+    return out_dir / CHECKPOINTS_DIR / name
+
+
+def _prune(directory: Path, *, keep: int, current: str) -> None:
+    steps = sorted(p for p in directory.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    for old in steps[:-keep]:
+        if old.name != current:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The checkpoint directory named by ``out_dir/latest.json``, or None when there is none."""
+    pointer = Path(out_dir) / LATEST_NAME
+    if not pointer.is_file():
+        return None
+    try:
+        return Path(out_dir) / json.loads(pointer.read_text())["path"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"Trainer.resume(): {str(pointer)!r} is damaged ({exc}); pass the checkpoint "
+                         "directory explicitly: trainer.resume(out_dir/checkpoints/step-...)") from None  # fmt: skip
+
+
+def read_checkpoint(path: str | Path) -> tuple[Path, dict, dict]:
+    """``(checkpoint dir, trainer.json contents, trainer.pt contents)`` of a checkpoint dir or an out_dir."""
+    path = Path(path)
+    if (path / LATEST_NAME).is_file():
+        path = latest_checkpoint(path)
+    expected = "expected an out_dir with latest.json or a checkpoint directory with trainer.json and trainer.pt"
+    for name in ("trainer.json", "trainer.pt"):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"Trainer.resume(): {str(path / name)!r} does not exist; {expected}")
+    try:
+        meta = json.loads((path / "trainer.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"Trainer.resume(): {str(path / 'trainer.json')!r} is not valid JSON ({exc})") from None
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"Trainer.resume(): {str(path)!r} has trainer format_version {meta['format_version']}, "
+                         f"newer than the {FORMAT_VERSION} this attnkit reads; upgrade attnkit")  # fmt: skip
+    try:
+        tensors = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is reported the same way
+        raise ValueError(f"Trainer.resume(): {str(path / 'trainer.pt')!r} cannot be read with "
+                         f"torch.load(weights_only=True): {str(exc).splitlines()[0]}") from None  # fmt: skip
+    return path, meta, tensors
