@@ -1,0 +1,254 @@
+"""``attnkit bench``: the command line of the benchmark (``cli.py`` calls into here).
+
+:func:`add_arguments` declares the options on a parser; :func:`run` does the
+work and returns the exit code. ``python -m attnkit.bench`` is the same command.
+
+Exit codes: 0 done (skipped cases and failing peers are results, not
+failures); 1 nothing could be measured (the matmul calibration or every case
+failed); 2 bad arguments; 130 interrupted (partial results are still written).
+
+Example:
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="attnkit bench")
+    >>> add_arguments(parser)
+    >>> args = parser.parse_args(["--quick", "--mask", "causal", "--L", "1k,2k"])
+    >>> args.mask, args.L
+    (['causal'], [1024, 2048])
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+from pathlib import Path
+
+from .cases import MASKS, PASSES, GiB
+from .impls import implementations
+from .report import machine_info, rich_tables, write_outputs
+from .runner import derive, plan, run_cases, run_worker
+
+__all__ = ["add_arguments", "run", "DEFAULT_LENGTHS", "QUICK"]
+
+DEFAULT_LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]  #: the full grid's L axis
+QUICK = {  # --quick: about a minute on 2 cores
+    "impl": ["attnkit-auto", "attnkit-tiled", "sdpa", "naive"],  # those registered
+    "mask": ["none", "causal", "sliding"],
+    "L": [1024, 4096],
+    "pass": ["fwd"],
+    "min_time": 0.25,
+}
+
+
+# ---------------------------------------------------------------------- argument types
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _lengths(text: str) -> list[int]:
+    """``"1024,4k"`` -> ``[1024, 4096]``."""
+    out = []
+    for token in filter(None, (t.strip().lower() for t in text.split(","))):
+        try:
+            value = int(token[:-1]) * 1024 if token.endswith("k") else int(token)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected sequence lengths like 1024 or 4k (comma-separated), got {token!r}"
+            ) from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"sequence lengths must be >= 1, got {token!r}")
+        out.append(value)
+    return out
+
+
+def _choices(valid: tuple[str, ...] | list[str], what: str):
+    def parse(text: str) -> list[str]:
+        tokens = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in tokens if t not in valid]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {what} {bad[0]!r}; choose from {', '.join(valid)}")
+        return tokens
+
+    return parse
+
+
+def _impl_patterns(text: str) -> list[str]:
+    """Names or shell patterns (``attnkit-*``), comma-separated; each must match something."""
+    names = list(implementations())
+    tokens = [t.strip() for t in text.split(",") if t.strip()]
+    for token in tokens:
+        if not fnmatch.filter(names, token):
+            raise argparse.ArgumentTypeError(
+                f"{token!r} matches no implementation; choose from {', '.join(names)} (patterns like 'attnkit-*' work)"
+            )
+    return tokens
+
+
+# ---------------------------------------------------------------------- parser
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the ``attnkit bench`` options on ``parser``."""
+    add = parser.add_argument
+    add("--suite", choices=("grid", "overhead", "all"), default="grid",
+        help="grid: implementations x masks x L x pass (default); overhead: attention() vs SDPA call cost; all: both")
+    add("--quick", action="store_true",
+        help="a small subset (~1 min): L 1k,4k; masks none,causal,sliding; fwd; attnkit-auto/tiled, sdpa, naive")
+    add("--impl", type=_impl_patterns, action="extend", metavar="NAMES",
+        help=f"implementations, comma-separated or repeated; patterns work. Known: {', '.join(implementations())}")
+    add("--mask", type=_choices(tuple(MASKS), "mask"), action="extend", metavar="NAMES",
+        help=f"masks: {', '.join(MASKS)}")
+    add("--L", type=_lengths, action="extend", metavar="LENGTHS",
+        help="sequence lengths, e.g. 1024,4k,64k (default 1k..64k, powers of 2)")
+    add("--pass", dest="pass_", type=_choices(PASSES, "pass"), action="extend", metavar="PASS",
+        help="fwd, fwdbwd or both (default both)")
+    add("--repeats", type=_positive(int), help="exactly this many timed runs (default: adaptive, >= 3 runs and ~1 s)")
+    add("--threads", type=_positive(int), default=2, help="torch threads in every worker (default 2)")
+    add("--max-memory", type=_positive(float), default=16.0, metavar="GIB",
+        help="skip cases whose estimated memory exceeds this many GiB (default 16)")
+    add("--timeout", type=_positive(float), default=1800.0, metavar="S",
+        help="kill a case's worker after this many seconds (default 1800)")
+    add("--batch", type=_positive(int), default=1, help="B (default 1)")
+    add("--heads", type=_positive(int), default=8, help="H (default 8)")
+    add("--head-dim", type=_positive(int), default=64, help="D (default 64)")
+    add("--dry-run", action="store_true", help="list the cases and why some would be skipped; run nothing")
+    add("--json", action="store_true", help="print the results as JSON on stdout (progress goes to stderr)")
+    add("--out", type=Path, metavar="DIR", help="write results.json, report.md and plot.png into DIR")  # fmt: skip
+
+
+def _selection(args) -> dict:
+    """The grid axes after --quick defaults and filters."""
+    registry = list(implementations())
+    quick = args.quick
+    impl_patterns = args.impl or (QUICK["impl"] if quick else ["*"])
+    impls = [n for n in registry if any(fnmatch.fnmatch(n, p) for p in impl_patterns)]
+    return {
+        "impls": impls,
+        "masks": args.mask or (QUICK["mask"] if quick else list(MASKS)),
+        "lengths": args.L or (QUICK["L"] if quick else DEFAULT_LENGTHS),
+        "passes": args.pass_ or (QUICK["pass"] if quick else list(PASSES)),
+        "min_time": QUICK["min_time"] if quick else 1.0,
+    }
+
+
+def _command_line(args, sel: dict) -> str:
+    parts = ["attnkit bench", f"--suite {args.suite}", f"--impl {','.join(sel['impls'])}",
+             f"--mask {','.join(sel['masks'])}", f"--L {','.join(map(str, sel['lengths']))}",
+             f"--pass {','.join(sel['passes'])}", f"--threads {args.threads}", f"--max-memory {args.max_memory:g}",
+             f"--batch {args.batch} --heads {args.heads} --head-dim {args.head_dim}"]  # fmt: skip
+    if args.quick:
+        parts.append("--quick")
+    if args.repeats:
+        parts.append(f"--repeats {args.repeats}")
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------------- run
+def run(args: argparse.Namespace) -> int:
+    """Run ``attnkit bench`` with parsed ``args``; return the exit code."""
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    stream = sys.stderr if args.json else sys.stdout  # with --json, stdout carries only JSON
+    out = Console(stderr=args.json, width=None if stream.isatty() else 200)  # files and pipes get full rows
+    sel = _selection(args)
+    if not sel["impls"]:
+        err.print("attnkit bench: --impl selects no implementation that is registered here")
+        return 2
+    doc = {
+        "schema": "attnkit.bench/1",
+        "machine": machine_info(args.threads),
+        "config": {"command": _command_line(args, sel), "B": args.batch, "H": args.heads, "D": args.head_dim},
+        "matmul": None,
+        "grid": [],
+        "overhead": [],
+    }
+    code = 0
+    if args.suite in ("grid", "all"):
+        planned = plan(sel["impls"], sel["masks"], sel["lengths"], sel["passes"],
+                       max_bytes=int(args.max_memory * GiB), B=args.batch, H=args.heads, D=args.head_dim,
+                       threads=args.threads, repeats=args.repeats, min_time=sel["min_time"])  # fmt: skip
+        if args.dry_run:
+            return _print_plan(planned, out)
+        code = _run_grid(doc, planned, args, err)
+    if args.suite in ("overhead", "all") and code != 130 and not args.dry_run:
+        with err.status("overhead suite: attention(backend='auto') vs torch SDPA ..."):
+            res = run_worker({"mode": "overhead", "threads": args.threads, "quick": args.quick},
+                             threads=args.threads, timeout=args.timeout)  # fmt: skip
+        doc["overhead"] = res.get("rows", [])
+        if res.get("status") != "ok":
+            doc["overhead_error"] = res.get("error")
+            err.print(f"overhead suite failed: {res.get('error')}")
+            code = code or 1
+    _emit(doc, args, out, err)
+    return code
+
+
+def _run_grid(doc: dict, planned: list, args, err) -> int:
+    """Calibrate the matmul rate, run the planned cases with a progress bar, fill doc['grid']."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with err.status("measuring the float32 matmul rate (2048 x 2048) ..."):
+        doc["matmul"] = run_worker({"mode": "matmul", "threads": args.threads, "min_time": 0.5 if args.quick else 1.0},
+                                   threads=args.threads, timeout=args.timeout)  # fmt: skip
+    gflops = doc["matmul"].get("gflops")
+    if gflops is None:
+        err.print(f"matmul calibration failed: {doc['matmul'].get('error')}; '% mm' will be empty")
+    collected: list[dict] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    interrupted = False
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("bench", total=len(planned))
+
+        def on_result(result: dict) -> None:
+            collected.append(result)
+            progress.advance(task)
+            if args.out and len(collected) % 10 == 0:  # keep partial results on disk during long runs
+                write_outputs({**doc, "grid": derive(collected, gflops), "partial": True}, args.out)
+
+        try:
+            run_cases(planned, timeout=args.timeout, on_result=on_result,
+                      on_start=lambda c: progress.update(task, description=c.label))  # fmt: skip
+        except KeyboardInterrupt:
+            interrupted = True
+    doc["grid"] = derive(collected, gflops)
+    if interrupted:
+        doc["partial"] = True
+        err.print(f"interrupted after {len(collected)} of {len(planned)} cases; writing what was measured")
+        return 130
+    ran = [r for r in collected if r["status"] != "skipped"]
+    if gflops is None or (ran and all(r["status"] != "ok" for r in ran)):
+        return 1
+    return 0
+
+
+def _print_plan(planned: list, out) -> int:
+    from rich.table import Table
+
+    table = Table(title=f"{len(planned)} cases ({sum(r is None for _, r in planned)} to run)")
+    for col in ("impl", "mask", "L", "pass", "plan"):
+        table.add_column(col, overflow="fold")
+    for case, reason in planned:
+        table.add_row(case.impl, case.mask, str(case.L), case.pass_, "run" if reason is None else f"skip: {reason}")
+    out.print(table)
+    return 0
+
+
+def _emit(doc: dict, args, out, err) -> None:
+    if args.json:
+        sys.stdout.write(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+        sys.stdout.flush()
+    else:
+        for table in rich_tables(doc):
+            out.print(table)
+    if args.out:
+        for path in write_outputs(doc, args.out):
+            (err if args.json else out).print(f"wrote {path}")

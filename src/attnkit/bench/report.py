@@ -1,0 +1,314 @@
+"""Present benchmark results: a rich table, JSON, a markdown report and a PNG plot.
+
+Every file is written atomically (a temporary file in the same directory,
+then ``os.replace``), so an interrupted run never leaves half a report.
+
+Columns (see ``benchmarks/README.md``): ``ms`` median time of one call;
+``x sdpa`` that time over torch SDPA's on the same mask, length and pass;
+``GFLOP/s`` useful work (pairs the mask allows, FlashAttention convention) per
+second; ``% mm`` that rate over this machine's measured float32 matmul rate;
+``peak MiB`` memory beyond the inputs at the worst moment of one call.
+
+Example:
+    >>> doc = {"machine": machine_info(threads=2), "grid": [], "overhead": []}
+    >>> markdown_report(doc).splitlines()[0]
+    '# attnkit bench'
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "machine_info",
+    "atomic_write",
+    "grid_rows",
+    "overhead_rows",
+    "rich_tables",
+    "markdown_report",
+    "write_plot",
+    "write_outputs",
+    "GRID_COLUMNS",
+    "OVERHEAD_COLUMNS",
+]
+
+GRID_COLUMNS = ("impl", "mask", "L", "pass", "ms", "x sdpa", "GFLOP/s", "% mm", "peak MiB", "note")
+OVERHEAD_COLUMNS = ("size", "mask", "attnkit µs", "sdpa µs", "ratio", "target", "verdict")
+
+
+# ---------------------------------------------------------------------- machine
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / (1 << 20)  # kB -> GiB
+    except OSError:
+        pass
+    return None
+
+
+def machine_info(threads: int) -> dict:
+    """What the numbers depend on: CPU, cores, memory, versions, threads, date (UTC)."""
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_available": affinity,
+        "memory_gib": _memory_gib(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "threads": threads,
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+# ---------------------------------------------------------------------- files
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------- rows
+def _num(value, fmt: str) -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def _note(r: dict) -> str:
+    status = r.get("status")
+    if status == "skipped":
+        return f"skipped: {r.get('reason', '')}"
+    if status != "ok":
+        return f"{status}: {r.get('error', '')}"
+    notes = []
+    if r.get("runs_on"):
+        notes.append(f"runs on {r['runs_on']}")
+    if r.get("compile_s") is not None:
+        notes.append(f"setup {r.get('setup_s', 0):.1f} s, compile {r['compile_s']:.1f} s (not in ms)")
+    if r["impl"] == "mha":
+        notes.append("module, incl. projections")
+    if r.get("output_finite") is False:
+        notes.append("output has NaN/inf")
+    return "; ".join(notes)
+
+
+def grid_rows(results: list[dict]) -> list[list[str]]:
+    """One list of cell strings per result, in GRID_COLUMNS order."""
+    return [
+        [
+            r["impl"],
+            r["mask"],
+            str(r["L"]),
+            r["pass"],
+            _num(r.get("median_ms"), ".3g" if (r.get("median_ms") or 0) < 1 else ".1f"),
+            _num(r.get("ratio_sdpa"), ".2f"),
+            _num(r.get("gflops"), ".1f"),
+            _num(r.get("pct_matmul"), ".0f"),
+            _num(r.get("peak_mib"), ".0f"),
+            _note(r),
+        ]
+        for r in results
+    ]
+
+
+def overhead_rows(rows: list[dict]) -> list[list[str]]:
+    """Cells of the overhead table, in OVERHEAD_COLUMNS order."""
+    return [
+        [
+            r["size"],
+            r["mask"],
+            f"{r['attnkit_us']:.1f}",
+            f"{r['sdpa_us']:.1f}",
+            f"{r['ratio']:.3f}",
+            f"<= {r['target']:g}",
+            "ok" if r["ok"] else "over target",
+        ]
+        for r in rows
+    ]
+
+
+def _group(r: dict) -> tuple:
+    return (r["pass"], r["mask"], r["L"])
+
+
+def rich_tables(doc: dict) -> list:
+    """``rich.table.Table`` objects for the grid and the overhead suite (those present)."""
+    from rich.table import Table
+
+    tables = []
+    grid = doc.get("grid") or []
+    if grid:
+        mm = (doc.get("matmul") or {}).get("gflops")
+        title = "attention grid" + (f" — matmul {mm:.0f} GFLOP/s" if mm else "")
+        table = Table(title=title)
+        for col in GRID_COLUMNS:
+            table.add_column(col, justify="left" if col in ("impl", "mask", "pass", "note") else "right",
+                             overflow="fold")  # fmt: skip
+        previous = None
+        for r, cells in zip(grid, grid_rows(grid)):
+            if previous is not None and _group(r) != previous:
+                table.add_section()
+            previous = _group(r)
+            table.add_row(*cells, style="dim" if r.get("status") != "ok" else None)
+        tables.append(table)
+    if doc.get("overhead"):
+        table = Table(title="overhead: attention(backend='auto') vs torch SDPA")
+        for col in OVERHEAD_COLUMNS:
+            table.add_column(col, justify="left" if col in ("size", "mask", "verdict") else "right")
+        for cells in overhead_rows(doc["overhead"]):
+            table.add_row(*cells)
+        tables.append(table)
+    return tables
+
+
+# ---------------------------------------------------------------------- markdown
+def _md_table(columns, rows) -> list[str]:
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [
+        "| " + " | ".join(esc(c) for c in row) + " |" for row in rows
+    ]
+
+
+def markdown_report(doc: dict) -> str:
+    """The whole report as markdown: machine, conventions, grid table, overhead table."""
+    m = doc["machine"]
+    mm = (doc.get("matmul") or {}).get("gflops")
+    cfg = doc.get("config") or {}
+    lines = [
+        "# attnkit bench",
+        "",
+        f"- CPU: {m['cpu']} — {m['cores']} cores ({m['cores_available']} available), "
+        f"{_num(m.get('memory_gib'), '.1f')} GiB RAM",
+        f"- torch {m['torch']}, Python {m['python']}, {m['platform']}",
+        f"- threads: {m['threads']}; date: {m['date']}",
+        f"- float32 matmul (2048 x 2048): {_num(mm, '.1f')} GFLOP/s",
+    ]
+    if cfg:
+        lines.append(f"- command: `{cfg.get('command', '')}`; B={cfg.get('B')}, H={cfg.get('H')}, D={cfg.get('D')}")
+    lines += [
+        "",
+        "Useful FLOPs count only the (query, key) pairs the mask allows: 4·pairs·D for the forward "
+        "pass, 3.5× that for forward + backward (FlashAttention convention: backward = 2.5× forward). "
+        "`% mm` is the achieved rate over the measured matmul rate. `peak MiB` is peak RSS during one call "
+        "minus RSS after the inputs were allocated (masks, weights and compiled code included; q, k, v "
+        "excluded). `x sdpa` is the time over torch SDPA's for the same mask, L and pass. "
+        "See benchmarks/README.md.",
+        "",
+    ]
+    grid = doc.get("grid") or []
+    if grid:
+        lines += ["## Attention grid", ""] + _md_table(GRID_COLUMNS, grid_rows(grid)) + [""]
+    if doc.get("overhead"):
+        lines += ["## Overhead of attention(backend='auto') over torch SDPA", ""]
+        lines += _md_table(OVERHEAD_COLUMNS, overhead_rows(doc["overhead"])) + [""]
+    if doc.get("plot"):
+        lines += [f"![time and memory vs L]({doc['plot']})", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- plot
+def _series(ok: list[dict], impl: str, mask: str, pass_: str, key: str) -> list[tuple[int, float]]:
+    """(L, value) points of one implementation on one panel, positive values only (log axes)."""
+    pts = [(r["L"], r[key]) for r in ok if (r["impl"], r["mask"], r["pass"]) == (impl, mask, pass_)]
+    return sorted((L, y) for L, y in pts if y and y > 0)
+
+
+def _draw_panel(ax, ok: list[dict], impls: list[str], mask: str, pass_: str, key: str, label: str) -> None:
+    for impl in impls:
+        pts = _series(ok, impl, mask, pass_, key)
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=impl)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_title(f"{mask} · {pass_}", fontsize=9)
+    ax.set_xlabel("L", fontsize=8)
+    ax.set_ylabel(label, fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def write_plot(results: list[dict], path: str | os.PathLike) -> Path:
+    """Time and peak memory vs L (log-log), one column per mask, two rows per pass; PNG, atomic."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in results if r.get("status") == "ok"]
+    masks = list(dict.fromkeys(r["mask"] for r in results)) or ["none"]
+    passes = list(dict.fromkeys(r["pass"] for r in results)) or ["fwd"]
+    impls = list(dict.fromkeys(r["impl"] for r in results))
+    nrows, ncols = 2 * len(passes), len(masks)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
+    for pi, pass_ in enumerate(passes):
+        for mi, mask in enumerate(masks):
+            _draw_panel(axes[2 * pi][mi], ok, impls, mask, pass_, "median_ms", "ms")
+            _draw_panel(axes[2 * pi + 1][mi], ok, impls, mask, pass_, "peak_mib", "peak MiB")
+    handles = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    if handles:
+        fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(6, len(handles)), fontsize=8)
+    else:
+        fig.text(0.5, 0.5, "no successful results to plot", ha="center")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save_png(fig, Path(path))
+
+
+def _save_png(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def write_outputs(doc: dict, out_dir: str | os.PathLike) -> list[Path]:
+    """Write results.json, report.md and (with grid results) plot.png into ``out_dir``; return the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    doc = dict(doc)
+    if doc.get("grid"):
+        paths.append(write_plot(doc["grid"], out_dir / "plot.png"))
+        doc["plot"] = "plot.png"
+    paths.insert(0, atomic_write(out_dir / "results.json", json.dumps(doc, indent=1, allow_nan=False) + "\n"))
+    paths.insert(1, atomic_write(out_dir / "report.md", markdown_report(doc)))
+    return paths

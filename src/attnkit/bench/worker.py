@@ -1,0 +1,239 @@
+"""One benchmark measurement in a fresh process: JSON request on stdin, JSON result on stdout.
+
+``python -m attnkit.bench.worker`` reads one request and prints one result, so
+each case gets its own address space and its peak memory is real. Requests:
+
+* ``{"mode": "case", "case": {...}}`` — a :class:`~attnkit.bench.cases.Case`;
+* ``{"mode": "matmul", "n": 2048, "threads": 2}`` — this machine's float32
+  matmul rate, the yardstick for "% of matmul";
+* ``{"mode": "overhead", "threads": 2, "quick": false}`` — the dispatch
+  overhead suite (:mod:`attnkit.bench.overhead`).
+
+What a case measures, in order:
+
+0. run a tiny copy of the case (not for compiled implementations), so that
+   library code, thread pools and autograd are already resident;
+1. switch the allocator to exact mode (:func:`~attnkit.bench.measure.exact_allocator`)
+   and allocate the inputs (``q, k, v`` or ``x``; ``dout`` for forward + backward);
+2. **baseline** = RSS now, with the peak mark reset to it;
+3. build the implementation (masks, module, ``torch.compile`` wrapper): ``setup_s``;
+4. first call: ``first_s`` (for FlexAttention it includes compilation;
+   ``compile_s = first_s - median``);
+5. ``state_mib`` = RSS now minus baseline: what stays allocated (masks,
+   weights, gradients, compiled code); reset the peak mark;
+6. one more call: ``peak_mib`` = peak RSS during it minus the baseline, i.e.
+   what the implementation holds plus what one call allocates at its worst,
+   beyond its inputs. One-off transients of setup and compilation are excluded;
+7. switch the allocator to its fast steady state, warm up once more if calls
+   are short, and time (:func:`~attnkit.bench.measure.time_runs`): ``median_ms``.
+
+Anything a library prints goes to stderr; stdout carries only the result.
+A failure inside the case becomes ``{"status": "error", "error": "..."}``.
+
+Example:
+    >>> import json, subprocess, sys
+    >>> req = {"mode": "case", "case": Case("sdpa", "none", 16, "fwd", H=1, D=8, repeats=3).to_json()}
+    >>> out = subprocess.run([sys.executable, "-m", "attnkit.bench.worker"], input=json.dumps(req),
+    ...                      capture_output=True, text=True, check=True).stdout
+    >>> json.loads(out)["status"]
+    'ok'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import math
+import os
+import sys
+import time
+import traceback
+
+import torch
+
+from .cases import Case
+from .impls import Inputs, implementations
+from .measure import (
+    exact_allocator,
+    fast_allocator,
+    median,
+    peak_rss_bytes,
+    reset_peak,
+    rss_bytes,
+    time_runs,
+    trim,
+)
+
+__all__ = ["run_request", "run_case", "measure_matmul", "main"]
+
+MiB = 1 << 20
+
+
+def make_inputs(case: Case, kind: str) -> Inputs:
+    """Random float32 inputs for the case; they require grad for forward + backward."""
+    torch.manual_seed(case.seed)
+    grad = case.pass_ == "fwdbwd"
+    if kind == "module":
+        shape = (case.B, case.L, case.H * case.D)  # (B, L, d_model)
+        x = torch.randn(shape, requires_grad=grad)
+        return Inputs(x=x, dout=torch.randn(shape) if grad else None)
+    shape = (case.B, case.H, case.L, case.D)  # (B, H, L, D)
+    q, k, v = (torch.randn(shape, requires_grad=grad) for _ in range(3))
+    return Inputs(q=q, k=k, v=v, dout=torch.randn(shape) if grad else None)
+
+
+def _step(fn, inputs: Inputs, pass_: str):
+    """One timed unit: a forward without autograd, or a forward and a backward."""
+    if pass_ == "fwd":
+
+        def step():
+            with torch.no_grad():
+                return fn()
+
+        return step
+
+    def step():  # gradients accumulate in place after the first call: no reallocation
+        out = fn()
+        out.backward(inputs.dout)
+        return out
+
+    return step
+
+
+def _warm_runtime(case: Case, impl) -> None:
+    """Run a tiny copy of the case first, so that code pages, thread pools and autograd
+    are resident before the baseline and do not count as the case's memory."""
+    tiny = dataclasses.replace(case, L=min(case.L, 64), B=1 if case.mask != "padding" else case.B)
+    inputs = make_inputs(tiny, impl.kind)
+    step = _step(impl.build(tiny, inputs), inputs, tiny.pass_)
+    step(), step()
+    del inputs, step
+
+
+def run_case(case: Case) -> dict:
+    """Measure one case in this process (see the module docstring for what each number means)."""
+    torch.set_num_threads(case.threads)
+    impl = implementations()[case.impl]
+    if not impl.compiled:
+        _warm_runtime(case, impl)
+    exact = exact_allocator()
+    inputs = make_inputs(case, impl.kind)
+    base, hwm_reset = _settle()
+
+    t0 = time.perf_counter()
+    step = _step(impl.build(case, inputs), inputs, case.pass_)
+    setup_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out = step()
+    first_s = time.perf_counter() - t0
+    finite = bool(torch.isfinite(out.detach()).all())
+    del out
+    state = _settle()[0] - base
+    step()  # the memory-measured call (and the second warm-up)
+    peak = peak_rss_bytes() - base
+
+    fast_allocator()
+    if first_s < 1.0:
+        step()
+    times = time_runs(step, repeats=case.repeats, min_time=case.min_time)
+    med = median(times)
+    result = {
+        "status": "ok",
+        "median_ms": med * 1e3,
+        "runs": len(times),
+        "min_ms": min(times) * 1e3,
+        "max_ms": max(times) * 1e3,
+        "setup_s": setup_s,
+        "first_s": first_s,
+        "compile_s": max(0.0, first_s - med) if impl.compiled else None,
+        "peak_mib": max(0, peak) / MiB,
+        "state_mib": state / MiB,
+        "baseline_mib": base / MiB,
+        "hwm_reset": hwm_reset,
+        "exact_allocator": exact,
+        "output_finite": finite,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if case.impl == "attnkit-auto":
+        result["runs_on"] = _auto_backend(case, inputs)
+    return result
+
+
+def _settle() -> tuple[int, bool]:
+    """Free what can be freed, reset the peak mark; return (RSS in bytes, whether the reset worked)."""
+    gc.collect()
+    trim()
+    ok = reset_peak()
+    return (rss_bytes() if ok else peak_rss_bytes()), ok
+
+
+def _auto_backend(case: Case, inputs: Inputs) -> str:
+    from ..functional import explain
+    from .cases import MASKS
+
+    return explain(inputs.q, inputs.k, inputs.v, MASKS[case.mask].build(case.B, case.L)).backend
+
+
+def measure_matmul(n: int = 2048, threads: int = 2, min_time: float = 1.0) -> dict:
+    """Float32 ``(n, n) @ (n, n)`` rate in GFLOP/s (``2 n^3`` FLOPs), median of adaptive runs."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    c = torch.empty(n, n)
+    step = lambda: torch.mm(a, b, out=c)  # noqa: E731
+    step(), step()  # warm-up
+    times = time_runs(step, min_time=min_time)
+    med = median(times)
+    return {"status": "ok", "n": n, "threads": threads, "median_ms": med * 1e3, "gflops": 2 * n**3 / med / 1e9}
+
+
+def run_request(request: dict) -> dict:
+    """Dispatch a request by its ``mode``; errors become ``{"status": "error", ...}``."""
+    try:
+        mode = request.get("mode")
+        if mode == "case":
+            return run_case(Case.from_json(request["case"]))
+        if mode == "matmul":
+            return measure_matmul(request.get("n", 2048), request.get("threads", 2), request.get("min_time", 1.0))
+        if mode == "overhead":
+            from .overhead import measure_overhead
+
+            return {"status": "ok", "rows": measure_overhead(request.get("threads", 2), request.get("quick", False))}
+        raise ValueError(f"worker: mode must be 'case', 'matmul' or 'overhead', got {mode!r}")
+    except Exception as e:  # a failing case is a result, not a crash
+        return {"status": "error", "error": _one_line(e), "traceback": traceback.format_exc()[-4000:]}
+
+
+def _one_line(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    text = lines[0] if lines else ""
+    return f"{type(e).__name__}: {text}"[:500]
+
+
+def _finite(obj):
+    """Replace NaN/inf by None so the output is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def main() -> int:
+    result_fd = os.dup(1)
+    os.dup2(2, 1)  # library prints (Python or C) go to stderr; fd result_fd keeps the real stdout
+    sys.stdout = sys.stderr
+    try:
+        request = json.loads(sys.stdin.read())
+    except json.JSONDecodeError as e:
+        request = {"mode": f"<unreadable request: {e}>"}
+    result = _finite(run_request(request))
+    with os.fdopen(result_fd, "w") as out:
+        out.write(json.dumps(result, allow_nan=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""attnkit.bench: FLOP counting, memory skips, the worker, the report files, the command line.
+
+No timed asserts: timings are only checked to be finite and positive.
+"""
+
+import argparse
+import json
+import math
+
+import pytest
+import torch
+
+from attnkit.bench import command, report, runner
+from attnkit.bench.cases import GiB, MASKS, Case, pairs, useful_flops
+from attnkit.bench.impls import Impl, implementations, skip_reason
+from attnkit.bench.overhead import measure_overhead
+from attnkit.bench.worker import run_request
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------- FLOPs
+@pytest.mark.parametrize(
+    "mask, B, L, expected",
+    [
+        ("none", 1, 4, 16),
+        ("causal", 1, 4, 4 + 3 + 2 + 1),
+        ("sliding", 1, 300, 256 * 257 // 2 + (300 - 256) * 256),  # rows 0..255 see i+1 keys, the rest 256
+        ("document", 1, 16, 8 * 2 * 2),  # 8 documents of 2 tokens
+        ("padding", 2, 10, 10 * 10 + 10 * 6),  # row 0 full, row 1 keeps 6 of 10 keys
+        ("padding", 1, 10, 10 * 6),  # B = 1: the single row is padded
+    ],
+)
+def test_pairs_match_hand_count(mask, B, L, expected):
+    assert pairs(mask, B, 1, L) == expected
+    assert pairs(mask, B, 3, L) == 3 * expected
+
+
+@pytest.mark.parametrize("mask", list(MASKS))
+@pytest.mark.parametrize("L", [7, 33, 300])
+def test_pairs_match_dense_mask_count(mask, L):
+    B, H = 2, 3
+    m = MASKS[mask].build(B, L)
+    dense = torch.ones(1, 1, L, L, dtype=torch.bool) if m is None else m.to_dense(L, L)
+    assert pairs(mask, B, H, L) == H * int(dense.expand(B, 1, L, L).sum())
+
+
+def test_useful_flops_fwd_is_4_pairs_d_and_fwdbwd_is_3_5_times_that():
+    fwd = Case("sdpa", "causal", L=8, pass_="fwd", B=1, H=2, D=16)
+    fwdbwd = Case("sdpa", "causal", L=8, pass_="fwdbwd", B=1, H=2, D=16)
+    assert useful_flops(fwd) == 4 * (2 * 36) * 16
+    assert useful_flops(fwdbwd) == 3.5 * useful_flops(fwd)
+
+
+def test_case_json_round_trip_and_validation():
+    c = Case("naive", "padding", L=64, pass_="fwdbwd", B=2, repeats=3)
+    assert Case.from_json(json.loads(json.dumps(c.to_json()))) == c
+    with pytest.raises(ValueError, match="mask must be one of"):
+        Case("naive", "diagonal", L=64, pass_="fwd")
+    with pytest.raises(ValueError, match="L must be a positive int"):
+        Case("naive", "none", L=0, pass_="fwd")
+
+
+# ---------------------------------------------------------------------- memory skips
+def test_plan_skips_dense_scores_above_budget_with_reason():
+    (case, reason), = runner.plan(["naive"], ["none"], [65536], ["fwd"], max_bytes=16 * GiB)
+    assert reason.startswith("would need ") and "GiB" in reason and "--max-memory is 16.0 GiB" in reason
+
+
+def test_plan_runs_linear_memory_peers_at_the_same_length():
+    planned = runner.plan(["sdpa", "attnkit-auto"], ["causal"], [65536], ["fwd", "fwdbwd"], max_bytes=16 * GiB)
+    assert [reason for _, reason in planned] == [None] * 4
+
+
+def test_plan_skip_follows_the_budget():
+    assert runner.plan(["naive"], ["none"], [1024], ["fwd"], max_bytes=16 * GiB)[0][1] is None
+    assert "would need" in runner.plan(["naive"], ["none"], [1024], ["fwd"], max_bytes=1 << 20)[0][1]
+
+
+def test_skip_reason_records_why_an_implementation_refuses():
+    impl = Impl("picky", "refuses everything", None, lambda c: (0, ""), why_not=lambda c: "it is picky")
+    reason = skip_reason(Case("picky", "none", 16, "fwd"), impl, max_bytes=GiB)
+    assert reason == "picky refuses: it is picky"
+
+
+def test_every_registered_attnkit_backend_is_benchmarked():
+    from attnkit.functional import BACKENDS
+
+    names = implementations()
+    assert "attnkit-auto" in names
+    assert all(f"attnkit-{b}" in names for b in BACKENDS)
+    assert {"sdpa", "sdpa-math", "naive", "mha", "flex"} <= set(names)
+
+
+# ---------------------------------------------------------------------- worker
+def _assert_finite_numbers(result: dict, keys):
+    for key in keys:
+        assert isinstance(result[key], (int, float)) and math.isfinite(result[key]), (key, result[key])
+
+
+def test_worker_subprocess_runs_a_tiny_case_and_returns_finite_json():
+    case = Case("attnkit-auto", "causal", L=32, pass_="fwdbwd", B=1, H=2, D=8, repeats=3, threads=1)
+    result = runner.run_worker({"mode": "case", "case": case.to_json()}, threads=1, timeout=120)
+    assert result["status"] == "ok", result
+    _assert_finite_numbers(result, ("median_ms", "min_ms", "max_ms", "first_s", "setup_s", "peak_mib", "state_mib"))
+    assert result["runs"] == 3 and result["median_ms"] > 0 and result["peak_mib"] >= 0
+    from attnkit.functional import BACKENDS
+
+    assert result["output_finite"] is True and result["runs_on"] in BACKENDS
+
+
+def test_worker_reports_an_error_as_a_result():
+    result = run_request({"mode": "case", "case": Case("no-such-impl", "none", 8, "fwd").to_json()})
+    assert result["status"] == "error" and "no-such-impl" in result["error"]
+    assert run_request({"mode": "juggle"})["status"] == "error"
+
+
+def test_run_cases_skips_the_rest_of_a_pass_after_not_implemented(monkeypatch):
+    calls = []
+
+    def fake_worker(request, **kw):
+        calls.append(request)
+        return {"status": "error", "error": "NotImplementedError: no backward on CPU"}
+
+    monkeypatch.setattr(runner, "run_worker", fake_worker)
+    planned = [(Case("flex", "causal", L, "fwdbwd"), None) for L in (64, 128, 256)]
+    results = runner.run_cases(planned)
+    assert len(calls) == 1
+    assert [r["status"] for r in results] == ["error", "skipped", "skipped"]
+    assert "no backward on CPU" in results[1]["reason"]
+
+
+def test_overhead_suite_returns_a_ratio_per_row():
+    rows = measure_overhead(threads=1, quick=True, sizes=[("tiny", 1, 1, 16, 16, 2.0)], masks=("none", "causal"))
+    assert [r["mask"] for r in rows] == ["none", "causal"]
+    for r in rows:
+        _assert_finite_numbers(r, ("attnkit_us", "sdpa_us", "ratio"))
+        assert r["ratio"] > 0 and r["target"] == 2.0
+
+
+# ---------------------------------------------------------------------- report
+def _synthetic_doc() -> dict:
+    results = []
+    for impl, ms in (("sdpa", 10.0), ("naive", 25.0), ("flex", None)):
+        for L in (1024, 4096):
+            case = Case(impl, "causal", L, "fwd").to_json()
+            if ms is None:
+                results.append({**case, "status": "error", "error": "RuntimeError: no compiler | here"})
+            else:
+                results.append({**case, "status": "ok", "median_ms": ms * L / 1024, "peak_mib": L / 64})
+    skipped = Case("naive", "causal", 65536, "fwd").to_json()
+    results.append({**skipped, "status": "skipped", "reason": "would need 48.0 GiB"})
+    grid = runner.derive(results, matmul_gflops=100.0)
+    overhead = [{"size": "B=1 H=1 L=16 D=16", "name": "tiny", "mask": "none", "attnkit_us": 30.0, "sdpa_us": 20.0,
+                 "overhead_us": 10.0, "ratio": 1.5, "target": 2.0, "ok": True, "calls": 100}]  # fmt: skip
+    return {"machine": report.machine_info(threads=2), "matmul": {"gflops": 100.0}, "grid": grid, "overhead": overhead}
+
+
+def test_derive_computes_ratio_gflops_and_matmul_fraction():
+    grid = _synthetic_doc()["grid"]
+    naive_1k = next(r for r in grid if r["impl"] == "naive" and r["L"] == 1024)
+    assert naive_1k["ratio_sdpa"] == pytest.approx(2.5)
+    flops = 4 * 8 * (1024 * 1025 // 2) * 64
+    assert naive_1k["gflops"] == pytest.approx(flops / 25e-3 / 1e9)
+    assert naive_1k["pct_matmul"] == pytest.approx(naive_1k["gflops"])  # matmul rate is 100 GFLOP/s
+    assert "gflops" not in next(r for r in grid if r["status"] == "skipped")
+
+
+def test_write_outputs_produces_valid_json_markdown_and_png(tmp_path):
+    paths = report.write_outputs(_synthetic_doc(), tmp_path / "out")
+    assert sorted(p.name for p in paths) == ["plot.png", "report.md", "results.json"]
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(doc["grid"]) == 7 and doc["overhead"][0]["ratio"] == 1.5
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| impl | mask | L | pass |" in md and "- CPU: " in md and "torch " in md
+    assert "no compiler \\| here" in md  # pipes in cells are escaped
+    assert "skipped: would need 48.0 GiB" in md
+    assert (tmp_path / "out" / "plot.png").read_bytes()[:8] == PNG_MAGIC
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_rich_tables_render_every_result(capsys):
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    for table in report.rich_tables(_synthetic_doc()):
+        console.print(table)
+    text = console.export_text()
+    assert "naive" in text and "flex" in text and "over target" not in text and "ok" in text
+
+
+# ---------------------------------------------------------------------- command line
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attnkit bench")
+    command.add_arguments(parser)
+    return parser
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--L", "12x"], "--L: expected sequence lengths like 1024 or 4k"),
+        (["--mask", "causal,diagonal"], "unknown mask 'diagonal'; choose from none, causal"),
+        (["--impl", "cuda-magic"], "'cuda-magic' matches no implementation; choose from attnkit-auto"),
+        (["--pass", "bwd"], "unknown pass 'bwd'; choose from fwd, fwdbwd"),
+        (["--threads", "0"], "--threads: expected a positive int, got '0'"),
+        (["--max-memory", "lots"], "--max-memory: expected a positive float, got 'lots'"),
+    ],
+)
+def test_cli_argument_errors_are_clear(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _parser().parse_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_parses_lists_patterns_and_quick_defaults():
+    args = _parser().parse_args(["--quick", "--impl", "attnkit-*", "--L", "1k", "--L", "64k"])
+    sel = command._selection(args)
+    assert sel["lengths"] == [1024, 65536]
+    assert sel["impls"] == [n for n in implementations() if n.startswith("attnkit-")]
+    assert sel["masks"] == ["none", "causal", "sliding"] and sel["passes"] == ["fwd"]
+
+
+def test_cli_dry_run_lists_cases_without_running(capsys):
+    args = _parser().parse_args(["--dry-run", "--impl", "naive,sdpa", "--mask", "none", "--L", "64k", "--pass", "fwd"])
+    assert command.run(args) == 0
+    out = capsys.readouterr().out
+    assert "2 cases (1 to run)" in out and "would need" in out
