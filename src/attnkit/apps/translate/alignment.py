@@ -1,0 +1,121 @@
+"""Cross-attention alignments: which source tokens each target token looked at.
+
+A translation is decoded first (beam search), then run once more with teacher forcing
+(the decoder reads ``<s>`` + the translation) while forward hooks on every decoder
+layer's ``cross_attn`` module ask it for its per-head weights
+(``MultiHeadAttention(need_weights=True)``). Row ``t`` of a weight matrix belongs to
+the query that *produces* target token ``t``; column ``s`` is source token ``s``. No
+change to the model: the hooks are removed when the pass ends.
+
+Shape legend: N decoder layers, H heads, T target tokens (with ``</s>``), S source
+tokens (with ``</s>``).
+
+Example:
+    >>> import tempfile
+    >>> from attnkit.nn import Transformer, TransformerConfig
+    >>> tok = SubwordTokenizer.train(["one two", "eins zwei"], vocab_size=40)
+    >>> model = Transformer(TransformerConfig(vocab_size=tok.vocab_size, d_model=16, num_heads=2, d_ff=32,
+    ...                                       num_encoder_layers=1, num_decoder_layers=2)).eval()
+    >>> a = cross_attention(model, tok, "one two", target="eins zwei")
+    >>> a.weights.shape[:2], a.weights.shape[2:] == (len(a.target_tokens), len(a.source_tokens))
+    (torch.Size([2, 2]), True)
+    >>> plot_alignment(a, tempfile.mkdtemp() + "/align.png").suffix
+    '.png'
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ...nn import Transformer
+from ...viz import plot_attention_grid
+from .evaluate import translate_batch
+from .tokenizer import SubwordTokenizer
+
+__all__ = ["Alignment", "cross_attention", "plot_alignment"]
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Cross-attention weights of one sentence pair."""
+
+    source: str  # the source sentence
+    translation: str  # the target sentence that was scored (decoded, or given)
+    source_tokens: tuple[str, ...]  # S subword labels, "</s>" last
+    target_tokens: tuple[str, ...]  # T subword labels, "</s>" last
+    weights: Tensor  # (N, H, T, S) per decoder layer and head; rows sum to 1
+
+    def mean_over_heads(self) -> Tensor:
+        """``(N, T, S)``: the average head of each layer."""
+        return self.weights.mean(dim=1)  # (N, H, T, S) -> (N, T, S)
+
+
+def cross_attention(
+    model: Transformer, tokenizer: SubwordTokenizer, source: str, *, target: str | None = None, beam_size: int = 4
+) -> Alignment:
+    """Translate ``source`` (unless ``target`` is given) and return the cross-attention weights of the pair."""
+    if not isinstance(source, str) or not source.strip():
+        raise ValueError(f"cross_attention(): source must be a non-empty sentence, got {source!r}")
+    model.eval()
+    if target is None:
+        target = translate_batch(model, tokenizer, [source], beam_size=beam_size)[0]
+    src_ids = tokenizer.encode(source) + [tokenizer.eos_id]
+    tgt_ids = tokenizer.encode(target) + [tokenizer.eos_id]
+    device = next(model.parameters()).device
+    src = torch.tensor([src_ids], device=device)  # (1, S)
+    tgt_in = torch.tensor([[tokenizer.bos_id] + tgt_ids[:-1]], device=device)  # (1, T): <s> + target
+    layers = [layer.cross_attn for layer in model.decoder.layers]
+    with torch.no_grad(), _capture_weights(layers) as captured:
+        model(src, tgt_in)
+    weights = torch.cat(captured, dim=0).cpu()  # N x (1, H, T, S) -> (N, H, T, S)
+    return Alignment(source, target, tuple(_labels(tokenizer, src_ids)), tuple(_labels(tokenizer, tgt_ids)), weights)
+
+
+def _labels(tokenizer: SubwordTokenizer, ids: list[int]) -> list[str]:
+    return [t.replace("▁", "_") if t != "▁" else "_" for t in tokenizer.tokens(ids)]  # "_" marks a word start
+
+
+class _capture_weights:
+    """Context manager: hooks that make each module return its weights, collected in a list."""
+
+    def __init__(self, modules):
+        self.modules, self.captured, self.handles = modules, [], []
+
+    def __enter__(self) -> list[Tensor]:
+        def ask(module, args, kwargs):
+            return args, {**kwargs, "need_weights": True}
+
+        def take(module, args, kwargs, output):
+            out, weights = output
+            self.captured.append(weights)  # (B, H, T, S)
+            return out
+
+        for m in self.modules:
+            self.handles.append(m.register_forward_pre_hook(ask, with_kwargs=True))
+            self.handles.append(m.register_forward_hook(take, with_kwargs=True))
+        return self.captured
+
+    def __exit__(self, *exc) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def plot_alignment(alignment: Alignment, path: str | os.PathLike, *, dpi: int = 100) -> Path:
+    """Write a grid PNG: one row per decoder layer, one panel per head plus the heads' mean.
+
+    Rows of each panel are target tokens, columns source tokens (along the top).
+    """
+    N, H, T, S = alignment.weights.shape
+    mean = alignment.mean_over_heads()[:, None]  # (N, T, S) -> (N, 1, T, S)
+    panels = torch.cat((alignment.weights, mean), dim=1).reshape(N * (H + 1), T, S)  # (N, H+1, T, S) -> (N*(H+1), T, S)
+    titles = [f"layer {n + 1} " + (f"head {h + 1}" if h < H else "mean") for n in range(N) for h in range(H + 1)]
+    title = f"cross-attention: {alignment.source!r} -> {alignment.translation!r}"
+    return plot_attention_grid(
+        panels, x_labels=alignment.source_tokens, y_labels=alignment.target_tokens, head_titles=titles,
+        ncols=H + 1, title=title, path=path, dpi=dpi,
+    )  # fmt: skip

@@ -1,0 +1,155 @@
+"""Printing for ``attnkit translate``: rich tables for people, JSON for programs (CLI side only)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+__all__ = ["console", "print_corpus", "print_eval", "print_train_result", "print_demo", "safe", "TimeBar"]
+
+
+def safe(text) -> str:
+    """``text`` with rich markup escaped: corpus text like "[OPTION]" must print as is."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
+def console(quiet: bool):
+    """A rich console on stdout; ``quiet`` makes it print nothing (JSON mode, other ranks)."""
+    from rich.console import Console
+
+    return Console(quiet=quiet, highlight=False)
+
+
+def _table(title: str, *columns: str, text: bool = False):
+    """A table whose first column is a label and the others numbers (right-aligned), or all ``text``."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 or text else "right", overflow="fold")
+    return table
+
+
+def print_corpus(summary, out) -> None:
+    """The corpus summary: one row per split, then a few example pairs."""
+    table = _table(f"corpus {summary.corpus} ({summary.pair}, seed {summary.seed})", "split", "pairs",
+                   "src words mean/max", "tgt words mean/max", "tgt chars mean", "src vocab", "tgt vocab")  # fmt: skip
+    for s in summary.splits:
+        table.add_row(s.name, f"{s.pairs:,}", f"{s.source_words_mean:.1f} / {s.source_words_max}",
+                      f"{s.target_words_mean:.1f} / {s.target_words_max}", f"{s.target_chars_mean:.1f}",
+                      f"{s.source_vocab:,}", f"{s.target_vocab:,}")  # fmt: skip
+    out.print(table)
+    out.print(f"[dim]{safe(summary.note)}[/dim]")
+    for source, target in summary.examples:
+        out.print(f"  {safe(source)}  [dim]->[/dim]  {safe(target)}")
+
+
+def print_eval(report, pair: str, *, as_json: bool) -> None:
+    """Model vs copy baseline, then examples."""
+    if as_json:
+        print(json.dumps({"pair": pair, **report.to_dict()}, indent=2, ensure_ascii=False))
+        return
+    out = console(False)
+    table = _table(f"{pair} {report.split} split, {report.model.sentences} pairs, {report.decoding}, "
+                   f"{report.seconds:.0f} s", "system", "BLEU", "chrF", "exact match %")  # fmt: skip
+    for name, scores in (("model", report.model), ("copy source (baseline)", report.copy_baseline)):
+        table.add_row(name, f"{scores.bleu:.1f}", f"{scores.chrf:.1f}", f"{scores.exact_match:.1f}")
+    out.print(table)
+    _print_examples(out, report.examples)
+
+
+def _print_examples(out, examples) -> None:
+    table = _table("examples", "source", "reference", "model", text=True)
+    for source, reference, hypothesis in examples:
+        mark = "" if hypothesis == reference else " [red]✗[/red]"
+        table.add_row(safe(source), safe(reference), safe(hypothesis) + mark)
+    out.print(table)
+
+
+def print_train_result(result, *, as_json: bool) -> None:
+    """Steps, time, final loss and validation scores, where the model is, what to run next."""
+    doc = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()}
+    if as_json:
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+        return
+    out = console(False)
+    table = _table("training", "", "")
+    table.add_row("steps", f"{result.steps:,} ({result.stop_reason})")
+    table.add_row("time", f"{result.seconds:.0f} s")
+    if result.train_loss is not None:
+        table.add_row("train loss (last window)", f"{result.train_loss:.3f}")
+    if result.valid:
+        v = result.valid
+        table.add_row(f"valid ({v['sentences']} pairs, {v['decoding']})",
+                      f"BLEU {v['bleu']:.1f}  chrF {v['chrf']:.1f}  exact {v['exact_match']:.1f}%")  # fmt: skip
+    table.add_row("model", safe(result.model_dir))
+    out.print(table)
+    run_dir = safe(result.run_dir)
+    out.print(f"next: attnkit translate eval --model {run_dir}    attnkit translate --model {run_dir} \"...\"")
+
+
+def print_demo(result, *, as_json: bool) -> None:
+    """Everything the demo made, with paths."""
+    if as_json:
+        doc = {"train": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result.train).items()},
+               "eval": result.evaluation.to_dict(), "samples": [list(s) for s in result.samples],
+               "alignment_png": str(result.alignment_png), "pair": result.pair}  # fmt: skip
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+        return
+    print_train_result(result.train, as_json=False)
+    print_eval(result.evaluation, result.pair, as_json=False)
+    out = console(False)
+    table = _table("more held-out sentences (beam search)", "source", "translation", "reference", text=True)
+    for source, translation, reference in result.samples:
+        mark = "" if translation == reference else " [red]✗[/red]"
+        table.add_row(safe(source), safe(translation) + mark, safe(reference))
+    out.print(table)
+    out.print(f"cross-attention alignment: {safe(result.alignment_png)}")
+
+
+class TimeBar:
+    """A rich progress bar for a wall-clock budget: elapsed and remaining time, step, loss, tokens/s.
+
+    Fed by the ``"step"`` records of :func:`~attnkit.apps.translate.train_translation`; a
+    no-op when ``minutes`` is None (the Trainer's own step bar is shown then) or disabled.
+    """
+
+    def __init__(self, minutes: float | None, *, enabled: bool = True):
+        self.minutes, self.enabled = minutes, enabled and minutes is not None
+        self._bar = self._task = None
+        self._last = None  # (time, tokens) of the previous rate sample
+
+    def __enter__(self) -> "TimeBar":
+        if self.enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("train"), BarColumn(), TextColumn("step {task.fields[step]}"),
+                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
+                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+            )  # fmt: skip
+            self._task = self._bar.add_task("train", total=60 * self.minutes, step="-", loss="-", tps="-")
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def update(self, record: dict) -> None:
+        if self._bar is None:
+            return
+        import time
+
+        now = time.monotonic()
+        task = self._bar.tasks[0]
+        fields = {"step": f"{record['step']:,}", "loss": f"{record['loss']:.3f}"}
+        if self._last is None or now - self._last[0] >= 2.0:
+            if self._last is not None:
+                fields["tps"] = f"{(record['tokens'] - self._last[1]) / (now - self._last[0]):,.0f}"
+            self._last = (now, record["tokens"])
+        self._bar.update(self._task, completed=min(task.elapsed or 0.0, task.total), **fields)
