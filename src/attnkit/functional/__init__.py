@@ -7,6 +7,7 @@
 from .bias import Alibi, Bias, TensorBias, alibi_slopes
 from .dispatch import AUTO_ORDER, BACKENDS, Backend, Explanation, Problem, attention, explain
 from .reference import reference_attention
+from .tiled import attention_weights, tiled_attention
 
 __all__ = [
     "attention",
@@ -17,6 +18,8 @@ __all__ = [
     "BACKENDS",
     "AUTO_ORDER",
     "reference_attention",
+    "tiled_attention",
+    "attention_weights",
     "Alibi",
     "alibi_slopes",
     "Bias",

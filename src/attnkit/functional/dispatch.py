@@ -29,6 +29,7 @@ from ..masks import Mask, as_mask
 from .bias import Bias, as_bias
 from .reference import reference_attention
 from .sdpa import SDPA_SAFE_SOFTMAX, sdpa_attention
+from .tiled import bias_grad_problem, tiled_attention_unchecked
 
 __all__ = ["attention", "explain", "Explanation", "Problem", "Backend", "BACKENDS", "AUTO_ORDER"]
 
@@ -93,11 +94,23 @@ def _sdpa_why_not(p: Problem) -> str | None:
     return None
 
 
+def _run_tiled(q, k, v, p: Problem):
+    out, lse = tiled_attention_unchecked(q, k, v, p.mask, p.bias, p.scale, p.dropout_p)
+    return out, None, lse
+
+
+def _tiled_why_not(p: Problem) -> str | None:
+    if p.return_weights:
+        return "the tiled backend does not return the (B, H, Lq, Lk) weights; use attention_weights() for chosen heads/rows"
+    return bias_grad_problem(p.bias)
+
+
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", _run_reference, _reference_why_not, "the three steps of the formula; returns weights"),
     "sdpa": Backend("sdpa", _run_sdpa, _sdpa_why_not, "torch.nn.functional.scaled_dot_product_attention"),
+    "tiled": Backend("tiled", _run_tiled, _tiled_why_not, "exact tiled FlashAttention-2, O(L) memory, skips masked tiles"),
 }
-AUTO_ORDER: tuple[str, ...] = ("sdpa", "reference")  #: preference of backend="auto", fastest first
+AUTO_ORDER: tuple[str, ...] = ("sdpa", "tiled", "reference")  #: preference of backend="auto", fastest first
 
 
 @dataclass(frozen=True)
