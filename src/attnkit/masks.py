@@ -313,8 +313,8 @@ class _Padding(Mask):
         self.lengths = lengths  # (B,) number of real keys per batch row
 
     def evaluate(self, q_idx, k_idx, Lq, Lk):
-        allowed = k_idx[None] < self.lengths[:, None, None]  # (B, 1, tk)
-        return (allowed & (q_idx >= 0)[None])[:, None]  # (B, 1, tq, tk)
+        allowed = k_idx[None] < self.lengths[:, None, None]  # (B, 1, tk): the same for every query
+        return allowed[:, None]  # (B, 1, 1, tk)
 
     def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
         k0, k1 = _tile_bounds(Lk, block_k, self.lengths.device)

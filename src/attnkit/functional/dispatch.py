@@ -7,7 +7,10 @@ to nothing. A backend is a :class:`Backend` entry in :data:`BACKENDS`; adding
 one is a file in ``functional/`` plus one line there.
 
 ``backend="auto"`` takes the first backend of :data:`AUTO_ORDER` that can run
-the call exactly. :func:`explain` returns that choice and, for every other
+the call exactly, except that between ``sdpa`` and ``tiled`` it picks by
+measured thresholds (:data:`TILED_MAX_KEPT`, :data:`TILED_MIN_PAIRS`,
+:data:`DENSE_MASK_BUDGET`): torch's fused kernel for no mask and top-left causal,
+tiled when the mask skips enough tiles or a dense mask would be too large. :func:`explain` returns that choice and, for every other
 backend, the reason it was not chosen. Debug logging (logger
 ``attnkit.functional``) prints the same.
 
@@ -25,6 +28,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .. import masks as _masks
 from ..masks import Mask, as_mask
 from .bias import Bias, as_bias
 from .reference import reference_attention
@@ -113,6 +117,54 @@ BACKENDS: dict[str, Backend] = {
 AUTO_ORDER: tuple[str, ...] = ("sdpa", "tiled", "reference")  #: preference of backend="auto", fastest first
 
 
+# Thresholds of the sdpa-vs-tiled choice, measured with `attnkit bench` and /benchmarks/results
+# (B=1, H=8, D=64, fp32, CPU): SDPA given a dense mask computes every (query, key) pair, so its
+# time does not fall with sparsity; tiled costs about (kept tile fraction) x (SDPA's full time) plus
+# ~0.2 ms of Python per tile chunk. Tiled won from L=512 at <= 50% kept tiles (1.3-1.8x) and at
+# L=2048-4096 up to ~94% kept (1.0x); it lost at L<=256 and at >= 94% kept below L=2048.
+TILED_MAX_KEPT = 0.75  #: tiled runs when the mask keeps at most this fraction of 128x128 tiles ...
+TILED_MIN_PAIRS = 512 * 512  #: ... and Lq * Lk is at least this (smaller calls are overhead-bound)
+DENSE_MASK_BUDGET = 1 << 30  #: bytes a dense mask/bias for SDPA may take before tiled runs regardless
+
+
+def _sdpa_or_tiled(p: Problem) -> tuple[str, str]:
+    """Which of sdpa/tiled is slower for this call, and why (both can run it)."""
+    if p.mask is None and p.bias is None:
+        return "tiled", "sdpa runs unmasked attention in torch's fused kernel, the fastest exact path here"
+    if p.bias is None and isinstance(p.mask, _masks._Causal) and p.Lq == p.Lk:
+        return "tiled", "sdpa runs top-left causal (Lq == Lk) in torch's fused kernel with is_causal=True"
+    dense_bytes = _dense_bytes(p)
+    if dense_bytes > DENSE_MASK_BUDGET:
+        return "sdpa", (
+            f"sdpa would build a dense mask/bias of {dense_bytes / 2**30:.1f} GiB "
+            f"(budget {DENSE_MASK_BUDGET / 2**30:.0f} GiB); tiled evaluates it per tile in O(L) memory"
+        )
+    if p.mask is None or any(isinstance(leaf, _masks._Dense) for leaf in _leaves(p.mask)):
+        return "tiled", "the mask is a dense tensor already: sdpa reads it in one fused call"
+    if p.Lq * p.Lk < TILED_MIN_PAIRS:
+        return "tiled", f"Lq*Lk = {p.Lq * p.Lk} < {TILED_MIN_PAIRS}: tiled's per-tile overhead dominates"
+    kept = float((p.mask.classify_tiles(p.Lq, p.Lk, 128, 128, device=p.device) != _masks.EMPTY).float().mean())
+    if kept <= TILED_MAX_KEPT:
+        return "sdpa", (
+            f"the mask keeps {kept:.0%} of 128x128 tiles (<= {TILED_MAX_KEPT:.0%}): tiled skips the rest, "
+            "sdpa would compute every pair under a dense mask"
+        )
+    return "tiled", f"the mask keeps {kept:.0%} of tiles (> {TILED_MAX_KEPT:.0%}): skipping saves too little"
+
+
+def _dense_bytes(p: Problem) -> int:
+    """Bytes of the dense (B|1, H|1, Lq, Lk) mask and bias the sdpa backend would build."""
+    total = 0
+    if p.mask is not None:
+        b = p.B if (p.mask.batch_size() or 1) > 1 else 1
+        h = p.H if (p.mask.num_heads() or 1) > 1 else 1
+        total += b * h * p.Lq * p.Lk  # bool
+    if p.bias is not None:
+        b, h = p.bias.shape_hint()
+        total += (b or 1) * (h or 1) * p.Lq * p.Lk * 4  # float32
+    return total
+
+
 @dataclass(frozen=True)
 class Explanation:
     """Which backend runs and why each other backend does not."""
@@ -144,13 +196,21 @@ def _choose(p: Problem, backend: str) -> Explanation:
             raise ValueError(f"attention(): backend={backend!r} cannot run this call: {why}")
         return Explanation(backend, {n: f"backend={backend!r} was requested" for n in BACKENDS if n != backend}, p)
     reasons: dict[str, str] = {}
+    runnable = []
     for name in AUTO_ORDER:
         why = BACKENDS[name].why_not(p)
         if why is None:
-            for later in AUTO_ORDER[AUTO_ORDER.index(name) + 1 :]:
-                reasons[later] = f"{name} is preferred: it comes first in AUTO_ORDER and can run this call"
-            return Explanation(name, reasons, p)
-        reasons[name] = why
+            runnable.append(name)
+        else:
+            reasons[name] = why
+    if "sdpa" in runnable and "tiled" in runnable:
+        slower, why = _sdpa_or_tiled(p)
+        runnable.remove(slower)
+        reasons[slower] = why
+    if runnable:
+        for later in runnable[1:]:
+            reasons[later] = f"{runnable[0]} is preferred: it comes first in AUTO_ORDER and can run this call"
+        return Explanation(runnable[0], reasons, p)
     raise AssertionError("the reference backend runs every call")  # internal invariant
 
 
@@ -199,13 +259,15 @@ def attention(
         torch.Size([1, 2, 5, 8])
     """
     if (
-        mask is None
-        and bias is None
+        bias is None
         and backend == "auto"
         and not (return_weights or return_lse)
+        and (mask is None or type(mask) is _masks._Causal)
         and _fast_check(q, k, v, scale, dropout_p)
+        and (mask is None or q.shape[2] == k.shape[2])
+        and not logger.isEnabledFor(logging.DEBUG)
     ):
-        return sdpa_attention(q, k, v, scale=scale, dropout_p=dropout_p)  # validated; nothing to choose
+        return sdpa_attention(q, k, v, mask, scale=scale, dropout_p=dropout_p)  # fused kernel; nothing to choose
     p = _validate(q, k, v, mask, bias, scale, dropout_p, return_weights, return_lse)
     choice = _choose(p, backend)
     if logger.isEnabledFor(logging.DEBUG):

@@ -1,0 +1,58 @@
+"""backend="auto" between sdpa and tiled: the measured thresholds, stated by explain()."""
+
+import torch
+
+from attnkit import masks
+from attnkit.functional import explain
+from attnkit.functional.dispatch import DENSE_MASK_BUDGET, TILED_MAX_KEPT, TILED_MIN_PAIRS
+
+
+def _qkv(L, Lk=None, H=8):
+    q = torch.empty(1, H, L, 64)  # explain() reads shapes only; no attention is computed
+    k = torch.empty(1, H, Lk or L, 64)
+    return q, k, k
+
+
+def test_auto_unmasked_runs_sdpa_fused_kernel():
+    e = explain(*_qkv(4096))
+    assert e.backend == "sdpa" and "fused kernel" in e.reasons["tiled"]
+
+
+def test_auto_causal_square_runs_sdpa_is_causal():
+    e = explain(*_qkv(4096), mask=masks.causal())
+    assert e.backend == "sdpa" and "is_causal" in e.reasons["tiled"]
+
+
+def test_auto_sliding_window_long_runs_tiled_and_says_how_much_it_skips():
+    e = explain(*_qkv(4096), mask=masks.causal() & masks.sliding_window(256))
+    assert e.backend == "tiled"
+    kept = 2 * 128 * 4096 / 4096**2  # hand count: about two 128-key tiles per 128-query block
+    assert kept <= TILED_MAX_KEPT and "keeps" in e.reasons["sdpa"]
+
+
+def test_auto_short_sequence_stays_on_sdpa_below_min_pairs():
+    L = int(TILED_MIN_PAIRS**0.5) // 2
+    e = explain(*_qkv(L), mask=masks.document(torch.arange(L) // (L // 2)))
+    assert e.backend == "sdpa" and str(TILED_MIN_PAIRS) in e.reasons["tiled"]
+
+
+def test_auto_nearly_full_mask_stays_on_sdpa():
+    e = explain(*_qkv(4096), mask=masks.padding([4000]))
+    assert e.backend == "sdpa" and "saves too little" in e.reasons["tiled"]
+
+
+def test_auto_dense_mask_over_budget_runs_tiled():
+    L = int((DENSE_MASK_BUDGET / 8) ** 0.5) + 1024  # 8 heads of bool > budget
+    e = explain(*_qkv(L), mask=masks.causal() & masks.dense(torch.ones(1, 8, 1, 1, dtype=torch.bool)))
+    assert e.backend == "tiled" and "GiB" in e.reasons["sdpa"]
+
+
+def test_auto_dense_tensor_mask_runs_sdpa():
+    m = torch.rand(512, 512) > 0.5
+    e = explain(*_qkv(512), mask=m)
+    assert e.backend == "sdpa" and "dense tensor" in e.reasons["tiled"]
+
+
+def test_auto_causal_decoding_step_uses_sdpa():
+    e = explain(*_qkv(1, 4096), mask=masks.causal())
+    assert e.backend == "sdpa"
