@@ -30,7 +30,7 @@ install: $(VENV)/.installed
 dev: $(VENV)/.dev-installed
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/attnkit demo
+	$(VENV)/bin/attnkit translate demo --minutes 3
 
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest -n 2 -q

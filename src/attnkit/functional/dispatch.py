@@ -143,7 +143,8 @@ def _sdpa_or_tiled(p: Problem) -> tuple[str, str]:
         return "tiled", "the mask is a dense tensor already: sdpa reads it in one fused call"
     if p.Lq * p.Lk < TILED_MIN_PAIRS:
         return "tiled", f"Lq*Lk = {p.Lq * p.Lk} < {TILED_MIN_PAIRS}: tiled's per-tile overhead dominates"
-    kept = float((p.mask.classify_tiles(p.Lq, p.Lk, 128, 128, device=p.device) != _masks.EMPTY).float().mean())
+    tiles = p.mask.classify_tiles(p.Lq, p.Lk, 128, 128)  # on the mask's own device (CPU for index-only masks)
+    kept = float((tiles != _masks.EMPTY).float().mean())
     if kept <= TILED_MAX_KEPT:
         return "sdpa", (
             f"the mask keeps {kept:.0%} of 128x128 tiles (<= {TILED_MAX_KEPT:.0%}): tiled skips the rest, "
