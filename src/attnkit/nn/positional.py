@@ -314,6 +314,10 @@ class RotaryEmbedding(nn.Module):
 
     def _cos_sin(self, x: Tensor, offset: int, positions: Tensor | None) -> tuple[Tensor, Tensor]:
         """cos, sin of shape (L, D/2) or (B, 1, L, D/2) in the compute dtype of ``x``."""
+        if positions is None and x.dtype != torch.float64:  # fast path (KV-cache decoding): views of the tables
+            end = offset + x.shape[-2]
+            self._ensure_cache(end, x.device)
+            return self._cos[offset:end], self._sin[offset:end]  # (L, D/2) each
         if positions is None:
             positions = torch.arange(offset, offset + x.shape[-2], device=x.device)  # (L,)
             last = offset + x.shape[-2]

@@ -71,9 +71,14 @@ class _Layer(nn.Module):
     norm_first: bool
 
     def _residual(self, x: Tensor, norm: nn.Module, sublayer) -> Tensor:
+        drop = self.dropout if self.training else _identity  # eval: skip the module call (decoding speed)
         if self.norm_first:
-            return x + self.dropout(sublayer(norm(x)))  # pre-LN
-        return norm(x + self.dropout(sublayer(x)))  # post-LN (the paper)
+            return x + drop(sublayer(norm(x)))  # pre-LN
+        return norm(x + drop(sublayer(x)))  # post-LN (the paper)
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
 
 
 def _attention(cfg: TransformerConfig, rotary: RotaryEmbedding | None) -> MultiHeadAttention:
@@ -393,7 +398,8 @@ class TransformerLM(nn.Module):
     ) -> Tensor:
         offset = 0 if cache is None else cache.length
         x = self.embed(ids, offset=offset, positions=positions)  # (B, L) -> (B, L, d_model)
-        mask = masks.causal() if mask is None else mask
+        if mask is None and not (cache is not None and ids.shape[1] == 1):
+            mask = masks.causal()  # (one new query after a cache sees every key: no mask needed)
         x = self.decoder(x, self_mask=mask, cache=cache, positions=positions)  # (B, L, d_model)
         return self.lm_head(x)  # (B, L, d_model) -> (B, L, V)
 
