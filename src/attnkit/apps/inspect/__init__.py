@@ -1,0 +1,18 @@
+"""Inspecting attention: per-layer, per-head weights of MiniLM or SmolLM2 on a text (``attnkit inspect``).
+
+* :func:`inspect` — ``inspect(text, model="minilm", out=None) -> Inspection``: weights
+  ``(H, L, L)`` per layer, mean attention distance and entropy per head, grid PNGs;
+* :mod:`~attnkit.apps.inspect.capture` — forward hooks that capture queries and keys
+  and recompute the weights from the tiled backend's log-sum-exp.
+
+Example:
+    >>> from attnkit.apps.inspect import inspect
+    >>> inspect("Attention is all you need", model="minilm", layers=[0]).layers[0].weights.shape[0]
+    12
+"""
+
+from .capture import LayerWeights, capture, layer_weights, weights_method
+from .core import MODELS, Inspection, LayerInspection, inspect
+
+__all__ = ["inspect", "Inspection", "LayerInspection", "MODELS", "capture", "layer_weights", "LayerWeights",
+           "weights_method"]

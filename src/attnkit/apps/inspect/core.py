@@ -1,0 +1,164 @@
+"""``inspect(text)``: the attention weights of a pretrained model on ``text``, per layer and head, measured.
+
+Two models:
+
+* ``"minilm"`` — all-MiniLM-L6-v2 (BERT encoder, 6 layers x 12 heads, bidirectional);
+* ``"smollm2"`` — SmolLM2-135M-Instruct (Llama decoder, 30 layers x 9 heads, causal, RoPE, GQA).
+
+The model runs unchanged; hooks capture each layer's queries and keys and the
+weights are recomputed from the tiled backend's log-sum-exp
+(:mod:`~attnkit.apps.inspect.capture`). For each layer :func:`attnkit.viz.head_statistics`
+gives every head's **mean attention distance** (how many tokens away, on average,
+its weight goes) and **entropy** (0: one token; ``log L``: uniform) — the measured
+answer to *how does self-attention capture long-range dependencies*: some heads stay
+local (distance ~1), others spread over the whole text in a single step. With
+``out``, one grid PNG per layer (:func:`attnkit.viz.plot_attention_grid`, token labels
+on both axes) is written.
+
+Example:
+    >>> r = inspect("The animal didn't cross the street because it was too tired", model="minilm")
+    >>> len(r.layers), tuple(r.layers[0].weights.shape[:1]), r.method
+    (6, (12,), 'lse')
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ...viz import HeadStatistics, head_statistics, plot_attention_grid
+from .capture import capture, layer_weights, weights_method
+
+__all__ = ["Inspection", "LayerInspection", "inspect", "MODELS", "MAX_TOKENS"]
+
+MODELS = ("minilm", "smollm2")  #: models :func:`inspect` can load
+MAX_TOKENS = 64  #: default limit: a heatmap with more tokens than this is unreadable
+
+
+@dataclass(frozen=True)
+class LayerInspection:
+    """One layer: its weights, their statistics and picture."""
+
+    index: int  # layer number, from 0
+    weights: Tensor  # (H, L, L) float32, each row sums to 1
+    statistics: HeadStatistics  # per head: mean_distance (tokens), entropy (nats)
+    max_error: float  # recomputed vs actual layer output, max abs difference
+    png: Path | None  # the grid picture, when an output folder was given
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """Attention of one model on one text, layer by layer."""
+
+    model: str  # "minilm" or "smollm2"
+    tokens: tuple[str, ...]  # the L tokens (labels of the heatmaps)
+    layers: tuple[LayerInspection, ...]  # the inspected layers, in order
+    method: str  # "lse" (tiled backend statistics) or "need_weights" (reference backend)
+    method_note: str  # one sentence on how the weights were obtained
+    causal: bool  # True for the decoder (a token sees only earlier tokens)
+
+    def to_dict(self) -> dict:
+        """Plain types, ready for ``json.dumps`` (weights left out; they are in the PNGs and the API)."""
+        layers = [{"layer": x.index, "png": str(x.png) if x.png else None, "max_error": x.max_error,
+                   **x.statistics.to_dict()} for x in self.layers]  # fmt: skip
+        return {"model": self.model, "tokens": list(self.tokens), "method": self.method,
+                "method_note": self.method_note, "causal": self.causal, "layers": layers}  # fmt: skip
+
+
+def inspect(
+    text: str,
+    *,
+    model: str = "minilm",
+    out: str | os.PathLike | None = None,
+    layers: Sequence[int] | None = None,
+    method: str | None = None,
+    max_tokens: int = MAX_TOKENS,
+) -> Inspection:
+    """Attention weights and per-head statistics of ``model`` on ``text``.
+
+    Args:
+        text: the input (one sentence or a short paragraph).
+        model: ``"minilm"`` or ``"smollm2"``.
+        out: folder for ``layer_00.png``, ``layer_01.png``, ...; None draws nothing.
+        layers: layer numbers to inspect (negative counts from the end); default all.
+        method: ``"lse"`` or ``"need_weights"``; default: ``"lse"`` when the tiled backend exists.
+        max_tokens: refuse longer inputs (heatmaps beyond ~64 tokens cannot be read).
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"inspect(): text must be a non-empty str, got {text!r}")
+    if model not in MODELS:
+        raise ValueError(f"inspect(): model must be one of {MODELS}, got {model!r}")
+    chosen, note = weights_method()
+    method = method or chosen
+    if method != chosen and method == "lse":
+        raise ValueError(f"inspect(): method='lse' is unavailable here: {note}")
+    tokens, modules, run, causal = _load(model, text, max_tokens)
+    picked = _layer_indices(layers, len(modules))
+    with torch.inference_mode(), capture([modules[i] for i in picked]) as calls:
+        run()
+    result = []
+    for i, call in zip(picked, calls):
+        lw = layer_weights(modules[i], call, method=method)
+        png = _draw(lw.weights, tokens, i, model, out) if out is not None else None
+        result.append(LayerInspection(i, lw.weights, head_statistics(lw.weights), lw.max_error, png))
+    note = note if method == chosen else "attention(..., return_weights=True) on the reference backend"
+    return Inspection(model, tuple(tokens), tuple(result), method, note, causal)
+
+
+def _load(model: str, text: str, max_tokens: int):
+    """Tokens, attention modules, a zero-argument forward pass, and causality."""
+    from ..summarize.models import chat_model, sentence_encoder
+
+    if model == "minilm":
+        enc = sentence_encoder()
+        batch = enc.tokenizer(text)
+        tokens = batch.tokens[0]
+        truncated = bool(enc.tokenizer.backend.encode(text).overflowing)  # longer than the model reads
+        _check_length(len(tokens) + truncated, min(max_tokens, enc.tokenizer.max_length), "all-MiniLM-L6-v2")
+        modules = [layer.self_attn for layer in enc.model.encoder.layers]
+        return tokens, modules, lambda: enc.model(batch.input_ids, batch.attention_mask, batch.token_type_ids), False
+    chat = chat_model()
+    ids = chat.tokenizer.encode(text, add_special_tokens=False).ids
+    _check_length(len(ids), min(max_tokens, chat.model.config.max_len), "SmolLM2-135M-Instruct")
+    tokens = [chat.tokenizer.decode([i]) for i in ids]
+    modules = [layer.self_attn for layer in chat.model.decoder.layers]
+    return tokens, modules, lambda: chat.model(torch.tensor([ids])), True
+
+
+def _check_length(n: int, limit: int, name: str) -> None:
+    if n > limit:
+        raise ValueError(
+            f"inspect(): the text is {n} tokens for {name}, more than the limit of {limit}; heatmaps with more "
+            "tokens are unreadable: give a shorter text, or raise max_tokens (--max-tokens)"
+        )
+    if n == 0:
+        raise ValueError(f"inspect(): the text gives no tokens for {name}")
+
+
+def _layer_indices(layers: Sequence[int] | None, n: int) -> list[int]:
+    if layers is None:
+        return list(range(n))
+    out = []
+    for x in layers:
+        if isinstance(x, bool) or not isinstance(x, int) or not -n <= x < n:
+            raise ValueError(f"inspect(): layers must be ints in [-{n}, {n - 1}] (the model has {n} layers), got {x!r}")
+        out.append(x % n)
+    return sorted(set(out))
+
+
+def _draw(weights: Tensor, tokens: Sequence[str], index: int, model: str, out) -> Path:
+    labels = [t.replace("\n", "\\n") if t.strip() else repr(t) for t in tokens]
+    H = weights.shape[0]
+    stats = head_statistics(weights)
+    titles = [f"head {h}: d={float(stats.mean_distance[h]):.1f} H={float(stats.entropy[h]):.2f}" for h in range(H)]
+    return plot_attention_grid(
+        weights, x_labels=labels, y_labels=labels, head_titles=titles, ncols=math.ceil(math.sqrt(H)),
+        title=f"{model} layer {index}: attention weights (d = mean distance in tokens, H = entropy in nats)",
+        path=Path(out) / f"layer_{index:02d}.png",
+    )  # fmt: skip
