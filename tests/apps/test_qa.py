@@ -133,7 +133,9 @@ def test_cli_qa_question_longer_than_the_context_window_is_rejected(capsys):
     assert "the model reads at most 8192 tokens" in err
 
 
-@pytest.mark.parametrize("data, message", [(b"", "is empty"), (b"\x00\x00", "looks binary"), (b"\xe9t\xe9", "not valid UTF-8")])
+@pytest.mark.parametrize(
+    "data, message", [(b"", "is empty"), (b"\x00\x00", "looks binary"), (b"\xe9t\xe9", "not valid UTF-8")]
+)
 def test_cli_qa_bad_context_file_is_one_line_and_exit_2(tmp_path, capsys, data, message):
     path = tmp_path / "ctx.txt"
     path.write_bytes(data)

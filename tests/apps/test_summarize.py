@@ -44,7 +44,8 @@ def test_split_sentences_keeps_abbreviations_initials_and_splits_bullets():
 
 
 def test_split_sentences_joins_wrapped_lines_of_a_paragraph():
-    assert split_sentences("A sentence that\nwraps over lines. Next one.") == ["A sentence that wraps over lines.", "Next one."]
+    expected = ["A sentence that wraps over lines.", "Next one."]
+    assert split_sentences("A sentence that\nwraps over lines. Next one.") == expected
 
 
 @pytest.mark.parametrize(

@@ -100,6 +100,11 @@ def _reading(result) -> str:
              for layer in result.layers for h in range(layer.weights.shape[0])]  # fmt: skip
     near, far = min(pairs), max(pairs)
     uniform = (L - 1) / 4 if result.causal else (L * L - 1) / (3 * L)  # mean |i - j| under uniform attention
-    return (f"long-range: head {far[2]} of layer {far[1]} reaches {far[0]:.1f} tokens on average, head {near[2]} of "
+    text = (f"long-range: head {far[2]} of layer {far[1]} reaches {far[0]:.1f} tokens on average, head {near[2]} of "
             f"layer {near[1]} only {near[0]:.1f} (uniform attention over these {L} tokens: {uniform:.1f}); "
             "every head sees every allowed token in one step")  # fmt: skip
+    if L > 1:
+        sink = sum(float(x.weights[:, 1:, 0].mean()) for x in result.layers) / len(result.layers)
+        text += (f". {100 * sink:.0f}% of the weight of tokens 1..{L - 1} goes to token 0 ({result.tokens[0]!r}); "
+                 "a large share is an attention sink, which inflates the mean distance")  # fmt: skip
+    return text

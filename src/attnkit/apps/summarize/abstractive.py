@@ -2,7 +2,10 @@
 
 The document goes in one user message after a short instruction; the system
 message asks for plain sentences. Decoding is greedy (deterministic) on the KV
-cache via :meth:`attnkit.pretrained.chat.ChatModel.generate`.
+cache via :meth:`attnkit.pretrained.ChatModel.generate`, with a budget of 48 tokens
+per requested sentence. The 135M model often writes more sentences than asked (or
+copies the text): the reply is cut to the requested number of sentences, and a
+last sentence left unfinished by the budget is dropped.
 
 Example:
     >>> messages("The cat sat. It purred.", sentences=1)[1]["content"].splitlines()[0]
@@ -40,4 +43,15 @@ def generate_summary(chat, text: str, *, sentences: int, max_new_tokens: int | N
             f"summarize(): the text is {n_prompt} tokens with the instruction, but {type(chat).__name__} reads at "
             f"most {context}; use method='extractive' (--extractive), or summarize a shorter part"
         )
-    return chat.generate(prompt, max_new_tokens=min(budget, context - n_prompt)).strip()
+    reply = chat.generate(prompt, max_new_tokens=min(budget, context - n_prompt)).strip()
+    return " ".join(_first_sentences(reply, sentences))
+
+
+def _first_sentences(reply: str, k: int) -> list[str]:
+    """At most ``k`` sentences of ``reply``; an unfinished last one (cut by the token budget) is dropped."""
+    from .text import split_sentences
+
+    kept = split_sentences(reply)[:k]
+    if len(kept) > 1 and not kept[-1].rstrip("\"'”’)").endswith((".", "!", "?", "…")):
+        kept = kept[:-1]
+    return kept
