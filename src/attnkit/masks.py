@@ -90,6 +90,18 @@ def _status(full: Tensor, empty: Tensor) -> Tensor:
     return out
 
 
+def index_tile(t: Tensor, q_idx: Tensor, k_idx: Tensor) -> Tensor:
+    """Rows ``q_idx (tq, 1)`` and columns ``k_idx (1, tk)`` of a ``(Bm, Hm, Lq|1, Lk|1)`` tensor.
+
+    Size-1 (broadcast) axes are kept as they are. Shared by dense masks and tensor biases.
+    """
+    if t.shape[2] != 1:
+        t = t[:, :, q_idx[:, 0], :]  # (Bm, Hm, tq, Lk|1)
+    if t.shape[3] != 1:
+        t = t[..., k_idx[0]]  # (Bm, Hm, tq|1, tk)
+    return t
+
+
 class Mask:
     """Base class: a rule saying which (query, key) pairs may attend.
 
@@ -395,12 +407,7 @@ class _Dense(Mask):
 
     def evaluate(self, q_idx, k_idx, Lq, Lk):
         self._check(Lq, Lk)
-        t = self.values
-        if t.shape[2] != 1:
-            t = t[:, :, q_idx[:, 0], :]  # (Bm, Hm, tq, Lk|1)
-        if t.shape[3] != 1:
-            t = t[..., k_idx[0]]  # (Bm, Hm, tq|1, tk)
-        return t
+        return index_tile(self.values, q_idx, k_idx)  # (Bm, Hm, tq|1, tk|1)
 
     def to_dense(self, Lq, Lk, *, device=None):
         self._check(Lq, Lk)

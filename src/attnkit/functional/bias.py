@@ -27,6 +27,8 @@ import math
 import torch
 from torch import Tensor
 
+from ..masks import index_tile
+
 __all__ = ["Bias", "TensorBias", "Alibi", "alibi_slopes", "as_bias"]
 
 
@@ -60,12 +62,7 @@ class TensorBias(Bias):
         self.values = values  # (Bm, Hm, Lq|1, Lk|1)
 
     def evaluate(self, q_idx, k_idx, Lq, Lk):
-        t = self.values
-        if t.shape[2] != 1:
-            t = t[:, :, q_idx[:, 0], :]  # (Bm, Hm, tq, Lk|1)
-        if t.shape[3] != 1:
-            t = t[..., k_idx[0]]  # (Bm, Hm, tq|1, tk)
-        return t
+        return index_tile(self.values, q_idx, k_idx)  # (Bm, Hm, tq|1, tk|1)
 
     def to_dense(self, Lq, Lk, *, device=None):
         return self.values if device is None else self.values.to(device)
