@@ -109,6 +109,11 @@ class Mask:
     :meth:`classify_tiles` with a closed form so no ``Lq x Lk`` tensor is built.
     """
 
+    #: True when the rule depends only on the offset between query and key (for fixed
+    #: Lq, Lk): ``evaluate(i + t, j + t) == evaluate(i, j)``. Causal and sliding-window
+    #: masks are; the tiled backend then reuses one mask tile along a band of blocks.
+    shift_invariant: bool = False
+
     # ------------------------------------------------------------------ values
     def evaluate(self, q_idx: Tensor, k_idx: Tensor, Lq: int, Lk: int) -> Tensor:
         """Bool values for query indices ``q_idx (tq, 1)`` and key indices ``k_idx (1, tk)``.
@@ -186,6 +191,7 @@ class Mask:
 class _And(Mask):
     def __init__(self, a: Mask, b: Mask):
         self.a, self.b = a, b
+        self.shift_invariant = a.shift_invariant and b.shift_invariant
 
     def evaluate(self, q_idx, k_idx, Lq, Lk):
         return self.a.evaluate(q_idx, k_idx, Lq, Lk) & self.b.evaluate(q_idx, k_idx, Lq, Lk)
@@ -224,6 +230,7 @@ class _Or(_And):
 class _Not(Mask):
     def __init__(self, a: Mask):
         self.a = a
+        self.shift_invariant = a.shift_invariant
 
     def evaluate(self, q_idx, k_idx, Lq, Lk):
         return ~self.a.evaluate(q_idx, k_idx, Lq, Lk)
@@ -246,6 +253,8 @@ class _Not(Mask):
 
 # ---------------------------------------------------------------------- position masks
 class _Causal(Mask):
+    shift_invariant = True
+
     def evaluate(self, q_idx, k_idx, Lq, Lk):
         return k_idx <= _aligned_queries(q_idx, Lq, Lk)  # (tq, tk)
 
@@ -262,6 +271,8 @@ class _Causal(Mask):
 
 
 class _SlidingWindow(Mask):
+    shift_invariant = True
+
     def __init__(self, window: int, is_causal: bool):
         self.window, self.is_causal = window, is_causal
 

@@ -245,6 +245,58 @@ def test_tiled_skips_empty_tiles_and_masks_only_partial_tiles():
     torch.testing.assert_close(out, reference_attention(q, k, v, masks.sliding_window(120))[0], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize(
+    "B, H, Hkv, Lq, Lk, mask",
+    [
+        (1, 2, 2, 1000, 1000, masks.sliding_window(100)),
+        (1, 4, 2, 700, 700, masks.sliding_window(64, causal=False)),  # GQA: G = 2 heads per key head
+        (1, 2, 1, 300, 500, masks.sliding_window(60)),  # Lq < Lk: queries aligned to the last keys
+        (1, 1, 1, 600, 530, masks.sliding_window(45)),  # Lq > Lk: the first 70 queries see no key
+        (1, 2, 2, 800, 800, masks.causal() & masks.sliding_window(77) & ~masks.sliding_window(5)),
+    ],
+)
+def test_tiled_bands_match_reference(B, H, Hkv, Lq, Lk, mask):
+    """Shift-invariant masks run equally laid-out blocks as one band (batched matmuls over key windows)."""
+    from attnkit.functional._tiles import Band
+    from attnkit.functional.tiled import _work_items
+
+    q, k, v = make_qkv(B, H, Hkv, Lq, Lk, 16, 24)
+    call = TiledCall.build(q, k, mask, block_q=32, block_k=32)
+    assert any(isinstance(item, Band) for g in call.plan.groups for item in _work_items(g, call))
+    out, lse = tiled_attention(q, k, v, mask, block_q=32, block_k=32)
+    ref_out, ref_lse, leaves = reference64(q, k, v, mask)
+    assert_close64(out, ref_out)
+    assert torch.equal(torch.isinf(lse), torch.isinf(ref_lse)) and torch.allclose(lse, ref_lse, atol=1e-10)
+    dout = randn(*out.shape, seed=5)
+    for got, want in zip(grads(out, (q, k, v), dout), grads(ref_out, leaves, dout)):
+        assert_close64(got, want)
+
+
+def test_tiled_default_tiles_are_64_for_banded_forward_and_128_otherwise():
+    q, k, v = make_qkv(1, 2, 2, 1500, 1500, 16, 16)  # 2 rows of (batch, key head): bands need >= 4 blocks
+    window = TiledCall.build(q, k, masks.sliding_window(200))
+    assert (window.plan.block_q, window.backward_plan.block_q) == (64, 128)
+    assert TiledCall.build(q, k, masks.causal()).plan.block_q == 128  # causal chunks grow: no bands
+    assert TiledCall.build(q, k, masks.sliding_window(200), block_q=96, block_k=96).plan.block_q == 96  # as asked
+    out, lse = tiled_attention(q, k, v, masks.sliding_window(200))  # forward at 64, backward at 128
+    ref_out, ref_lse, leaves = reference64(q, k, v, masks.sliding_window(200))
+    assert_close64(out, ref_out)
+    dout = randn(*out.shape, seed=5)
+    for got, want in zip(grads(out, (q, k, v), dout), grads(ref_out, leaves, dout)):
+        assert_close64(got, want)
+
+
+def test_masks_know_whether_they_are_shift_invariant():
+    """Only rules of the offset i - j may share one mask tile along a band."""
+    assert masks.causal().shift_invariant and masks.sliding_window(8).shift_invariant
+    assert (masks.causal() & ~masks.sliding_window(3)).shift_invariant
+    assert not masks.prefix_lm(4).shift_invariant and not masks.padding([3]).shift_invariant
+    assert not (masks.causal() & masks.document(torch.zeros(1, 8, dtype=torch.long))).shift_invariant
+    for m in (masks.causal(), masks.sliding_window(5, causal=False)):  # the property itself, on dense values
+        d = m.to_dense(40, 33)[0, 0]  # (Lq, Lk)
+        assert torch.equal(d[1:, 1:], d[:-1, :-1])
+
+
 def test_tiled_plan_uses_per_row_groups_for_per_batch_documents():
     q = k = torch.empty(2, 2, 2048, 8)
     ids = torch.stack([torch.arange(2048) // 256, torch.zeros(2048, dtype=torch.long)])  # 8 documents vs 1

@@ -36,7 +36,7 @@ from torch import Tensor
 from ..masks import EMPTY, FULL, Mask
 from .bias import Alibi, Bias, TensorBias
 
-__all__ = ["Chunk", "Block", "Group", "TilePlan", "make_plan", "mask_tile", "bias_tile", "dropout_keep_tile",
+__all__ = ["Chunk", "Block", "Band", "Group", "TilePlan", "make_plan", "bands", "mask_tile", "bias_tile", "dropout_keep_tile",
            "compute_dtype", "fold", "unfold", "flat_kv", "block_rows", "store_rows", "zero_uncovered", "indices_of",
            "as_4d", "bias_rows"]  # fmt: skip
 
@@ -72,11 +72,36 @@ class Group:
 
 
 @dataclass(frozen=True)
+class Band:
+    """``m`` consecutive query blocks of ``tq`` rows whose one key chunk sits at the same offset.
+
+    Block ``i`` holds queries ``[q0 + i*tq, q0 + (i+1)*tq)`` and attends keys
+    ``[k0 + i*tq, k0 + i*tq + w)``; the keys needing the mask (``runs``, relative to the
+    chunk start) are the same for every block. Sliding-window and causal-at-long-range
+    plans are made of such blocks: with a shift-invariant mask one mask tile serves the
+    whole band, and the key windows are overlapping views of K (``Tensor.unfold``), so a
+    band costs a few batched matmuls instead of a dozen ops per block.
+    """
+
+    q0: int  # first query
+    tq: int  # queries per block
+    m: int  # blocks
+    k0: int  # first key of the first block's chunk
+    w: int  # keys per chunk
+    runs: tuple[tuple[int, int], ...]  # key ranges [a, b) relative to each chunk start that need the mask
+
+    @property
+    def q1(self) -> int:
+        return self.q0 + self.m * self.tq
+
+
+@dataclass(frozen=True)
 class TilePlan:
     """Everything the kernels need to know about the mask's sparsity, for one call."""
 
     groups: tuple[Group, ...]
     max_tile: int  # largest score tile (elements) of any chunk: the size of the scratch buffers
+    block_q: int | None = None  # queries per block (the last block of a group may be shorter)
 
     def score_elements(self, H: int) -> int:
         """Score entries actually computed (for tests and benchmarks: the work after skipping)."""
@@ -96,10 +121,10 @@ def make_plan(
     codes = _tile_codes(mask, Lq, Lk, block_q, block_k, device)  # (Bm, Hm, nq, nk) on the CPU
     union = (_group(codes.flatten(0, 1), 0, B, H, Lq, Lk, block_q, block_k, budget),)
     if codes.shape[0] == 1:
-        return _finish(union, H)
+        return _finish(union, H, block_q)
     per_row = tuple(_group(codes[b], b, b + 1, H, Lq, Lk, block_q, block_k, budget) for b in range(B))
     cheaper = _cost(per_row, H) < _cost(union, H)
-    return _finish(per_row if cheaper else union, H)
+    return _finish(per_row if cheaper else union, H, block_q)
 
 
 def _tile_codes(mask: Mask | None, Lq: int, Lk: int, block_q: int, block_k: int, device) -> Tensor:
@@ -170,12 +195,52 @@ def _cost(groups: tuple[Group, ...], H: int) -> int:
     return TilePlan(groups, 0).score_elements(H) + CHUNK_OVERHEAD * chunks
 
 
-def _finish(groups: tuple[Group, ...], H: int) -> TilePlan:
+def _finish(groups: tuple[Group, ...], H: int, block_q: int) -> TilePlan:
     largest = max(
         ((g.b1 - g.b0) * H * (blk.q1 - blk.q0) * (c.k1 - c.k0) for g in groups for blk in g.blocks for c in blk.chunks),
         default=0,
     )
-    return TilePlan(groups, largest)
+    return TilePlan(groups, largest, block_q)
+
+
+def bands(blocks: tuple[Block, ...], tq: int, max_rows: int, min_blocks: int = 2) -> list[Block | Band]:
+    """The blocks in order, with runs of equally laid-out ones grouped into :class:`Band` s.
+
+    A band holds between ``min_blocks`` and ``max_rows // tq`` blocks: full-size blocks
+    (``tq`` queries) with a single chunk at the same offset, width and masked runs.
+
+    Example:
+        >>> blk = lambda q0: Block(q0, q0 + 4, (Chunk(max(0, q0 - 4), q0 + 4, ((q0, q0 + 4),)),))
+        >>> [type(b).__name__ for b in bands(tuple(blk(q) for q in range(0, 20, 4)), 4, 100)]
+        ['Block', 'Band']
+    """
+    out: list[Block | Band] = []
+    run: list[Block] = []
+
+    def layout(blk: Block) -> tuple:
+        c = blk.chunks[0]
+        return c.k0 - blk.q0, c.k1 - c.k0, tuple((a - c.k0, b - c.k0) for a, b in c.runs)
+
+    def flush() -> None:
+        for i in range(0, len(run), max(1, max_rows // tq)):
+            piece = run[i : i + max(1, max_rows // tq)]
+            if len(piece) < max(2, min_blocks):
+                out.extend(piece)
+                continue
+            c = piece[0].chunks[0]
+            out.append(Band(piece[0].q0, tq, len(piece), c.k0, c.k1 - c.k0, layout(piece[0])[2]))
+        run.clear()
+
+    for blk in blocks:
+        fits = len(blk.chunks) == 1 and blk.q1 - blk.q0 == tq
+        if not (fits and run and blk.q0 == run[-1].q1 and layout(blk) == layout(run[-1])):
+            flush()
+        if fits:
+            run.append(blk)
+        else:
+            out.append(blk)
+    flush()
+    return out
 
 
 # ---------------------------------------------------------------------- layout
