@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from attnkit.nn import TransformerConfig, TransformerLM
 from attnkit.train import (
+    ExponentialMovingAverage,
     NoamSchedule,
     Trainer,
     TrainerConfig,
@@ -216,14 +217,15 @@ class _Batches:
 
 
 def _trainer(out_dir, data, *, max_steps, model_seed=0, log_every=1, callbacks=(), eval_fn=None, eval_every=0,
-             max_minutes=None):
+             max_minutes=None, ema_decay=None):
     torch.manual_seed(model_seed)
     cfg = TransformerConfig(vocab_size=VOCAB, d_model=16, num_heads=2, d_ff=32, num_encoder_layers=0,
                             num_decoder_layers=1, dropout=0.2, attention_dropout=0.1)  # fmt: skip
     model = TransformerLM(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=2.0, betas=(0.9, 0.98), eps=1e-9)
     config = TrainerConfig(max_steps=max_steps, log_every=log_every, checkpoint_every=4, eval_every=eval_every,
-                           grad_clip=0.5, out_dir=str(out_dir), seed=5, max_minutes=max_minutes)  # fmt: skip
+                           grad_clip=0.5, out_dir=str(out_dir), seed=5, max_minutes=max_minutes,
+                           ema_decay=ema_decay)  # fmt: skip
     return Trainer(model, opt, loss_fn=lm_loss(smoothing=0.1), data=data, config=config, eval_fn=eval_fn,
                    scheduler=inverse_sqrt_schedule(opt, 16, 4), callbacks=callbacks, progress=False)  # fmt: skip
 
@@ -364,6 +366,60 @@ def test_trainer_max_minutes_stops_with_a_checkpoint(tmp_path):
     trainer.fit()
     assert trainer.stop_reason == "max_minutes" and trainer.step == 1
     assert (tmp_path / "checkpoints" / "step-00000001" / "trainer.json").is_file()
+
+
+def test_trainer_request_stop_ends_fit_after_the_update_with_a_checkpoint(tmp_path):
+    stop_at_3 = lambda trainer, record: record["step"] == 3 and trainer.request_stop("budget")  # noqa: E731
+    trainer = _trainer(tmp_path, _random_batch, max_steps=1000, callbacks=[stop_at_3])
+    trainer.fit()
+    assert trainer.stop_reason == "budget" and trainer.step == 3
+    assert (tmp_path / "checkpoints" / "step-00000003" / "trainer.json").is_file()
+
+
+# ---------------------------------------------------------------------- weight average
+def test_ema_matches_the_written_out_recursion_over_the_weight_trajectory():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)).double()  # parameters and buffers
+    ema = ExponentialMovingAverage(model, decay=0.9)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    expected = {n: t.detach().clone() for n, t in model.state_dict().items() if t.is_floating_point()}
+    for t in range(1, 31):
+        opt.zero_grad()
+        model(torch.randn(5, 3, dtype=torch.float64)).pow(2).sum().backward()
+        opt.step()
+        ema.update(model)
+        d = min(0.9, (1 + t) / (10 + t))  # the ramp, then the decay
+        for n, w in model.state_dict().items():
+            if n in expected:
+                expected[n] = d * expected[n] + (1 - d) * w
+    for n, want in expected.items():
+        torch.testing.assert_close(ema.shadow[n], want, rtol=0, atol=1e-12)
+    before = [p.detach().clone() for p in model.parameters()]
+    with ema.applied(model):
+        torch.testing.assert_close(model[0].weight, expected["0.weight"], rtol=0, atol=1e-12)
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))  # own weights are back
+
+
+def test_ema_rejects_a_bad_decay():
+    with pytest.raises(ValueError, match=r"decay must be a number in \(0, 1\), e.g. 0.995, got 1.5"):
+        ExponentialMovingAverage(torch.nn.Linear(2, 2), decay=1.5)
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        TrainerConfig(ema_decay=0.0)
+
+
+def test_trainer_resume_keeps_the_weight_average_exact(tmp_path):
+    reference = _trainer(tmp_path / "ref", _random_batch, max_steps=9, ema_decay=0.8)
+    reference.fit()
+    _trainer(tmp_path / "run", _random_batch, max_steps=5, ema_decay=0.8).fit()
+    resumed = _trainer(tmp_path / "run", _random_batch, max_steps=9, model_seed=99, ema_decay=0.8)
+    resumed.resume()
+    resumed.fit()
+    assert resumed.ema.updates == reference.ema.updates == 9
+    for name, want in reference.ema.shadow.items():
+        assert torch.equal(resumed.ema.shadow[name], want), name
+    without = _trainer(tmp_path / "run", _random_batch, max_steps=12)
+    with pytest.raises(ValueError, match="saved with a weight average but this Trainer has ema_decay=None"):
+        without.resume()
 
 
 def test_trainer_rejects_one_shot_iterator_and_bad_loss():

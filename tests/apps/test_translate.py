@@ -104,6 +104,15 @@ def test_numbers_dates_held_out_values_never_appear_in_training():
     assert held["numbers"]["test"].isdisjoint(range(21))  # the irregular atoms stay in training
 
 
+def test_numbers_dates_leaves_out_sources_with_two_translations():
+    """English "May 6, 1985" is both CLDR medium and long; German writes 06.05.1985 or 6. Mai 1985."""
+    corpus = load_corpus("numbers-dates", "en-de", size=4000, seed=2)
+    sources = [s for s, _ in corpus.train + corpus.valid + corpus.test]
+    assert not [s for s in sources if re.fullmatch(r"May \d{1,2}, \d{4}", s)]
+    assert [s for s in sources if re.fullmatch(r"Jun \d{1,2}, \d{4}", s)]  # medium stays where it is unambiguous
+    assert [s for s in sources if re.fullmatch(r"June \d{1,2}, \d{4}", s)]  # and so does long
+
+
 def test_load_corpus_is_deterministic_for_a_seed():
     a = load_corpus("numbers-dates", "en-de", size=300, seed=7)
     b = load_corpus("numbers-dates", "en-de", size=300, seed=7)

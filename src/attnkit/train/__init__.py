@@ -1,4 +1,4 @@
-"""Training utilities: label-smoothed loss, the paper's LR schedule, clipping, and a resumable ``Trainer``.
+"""Training utilities: label-smoothed loss, the paper's LR schedule, clipping, weight averaging, a resumable ``Trainer``.
 
 Example:
     >>> import torch
@@ -10,6 +10,7 @@ Example:
 
 from .clip import clip_grad_norm
 from .config import TrainerConfig
+from .ema import ExponentialMovingAverage
 from .history import read_history
 from .loss import label_smoothed_cross_entropy, lm_loss, seq2seq_loss
 from .schedule import NoamSchedule, inverse_sqrt_schedule, noam_rate
@@ -25,5 +26,6 @@ __all__ = [
     "clip_grad_norm",
     "TrainerConfig",
     "Trainer",
+    "ExponentialMovingAverage",
     "read_history",
 ]

@@ -30,12 +30,16 @@ class TrainerConfig:
     out_dir: str | None = None  # checkpoints/ and history.jsonl go here; None = write nothing (no resume)
     seed: int = 0  # seeds torch, random and numpy at the start of a fresh run
     keep_checkpoints: int = 1  # newest checkpoints kept under out_dir/checkpoints; older ones are deleted
+    ema_decay: float | None = None  # keep an exponential moving average of the weights (e.g. 0.995); None = off
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "log_every", "keep_checkpoints"):
             _int_at_least(name, getattr(self, name), 1)
         for name in ("checkpoint_every", "eval_every", "seed"):
             _int_at_least(name, getattr(self, name), 0)
+        if self.ema_decay is not None and (isinstance(self.ema_decay, bool) or not isinstance(self.ema_decay, (int, float))
+                                           or not 0.0 < self.ema_decay < 1.0):  # fmt: skip
+            raise ValueError(f"TrainerConfig: ema_decay must be in (0, 1) or None, got {self.ema_decay!r}; e.g. 0.995")
         for name in ("max_minutes", "grad_clip"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):

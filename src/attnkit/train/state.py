@@ -150,7 +150,9 @@ def restore_rng(state: dict) -> None:
 # ---------------------------------------------------------------------------- checkpoints
 
 
-def write_checkpoint(out_dir: str | Path, *, model, optimizer, scheduler, meta: dict, rng: dict, keep: int) -> Path:
+def write_checkpoint(
+    out_dir: str | Path, *, model, optimizer, scheduler, meta: dict, rng: dict, keep: int, ema: dict | None = None
+) -> Path:
     """Write ``checkpoints/step-NNNNNNNN`` atomically, point ``latest.json`` at it, prune old ones."""
     out_dir = Path(out_dir)
     step = int(meta["step"])
@@ -160,6 +162,7 @@ def write_checkpoint(out_dir: str | Path, *, model, optimizer, scheduler, meta: 
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "torch_rng": rng["torch"],
         "cuda_rng": rng["cuda"],
+        "ema": ema,  # ExponentialMovingAverage.state_dict() or None
     }
     meta = {"format_version": FORMAT_VERSION, **meta, "rng": {"python": rng["python"], "numpy": rng["numpy"]}}
     with checkpoint.atomic_directory(out_dir / CHECKPOINTS_DIR / name) as tmp:

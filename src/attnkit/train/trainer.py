@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from .clip import clip_grad_norm
 from .config import TrainerConfig
+from .ema import ExponentialMovingAverage
 from .history import HistoryLog, Progress
 from .state import DataStream, capture_rng, latest_checkpoint, read_checkpoint, restore_rng, seed_everything
 from .state import write_checkpoint
@@ -51,7 +52,8 @@ class Trainer:
         config: a :class:`TrainerConfig`.
         scheduler: an LR scheduler stepped after every update (e.g. :class:`NoamSchedule`).
         eval_fn: ``(model, step) -> dict`` of metrics, called every ``config.eval_every``
-            steps in eval mode under ``torch.no_grad()``; logged as ``{"kind": "eval", ...}``.
+            steps in eval mode under ``torch.no_grad()`` (on the weight average when
+            ``config.ema_decay`` is set); logged as ``{"kind": "eval", ...}``.
         callbacks: called as ``callback(trainer, record)`` after every update.
         progress: show a rich progress bar (loss, tokens/s, ETA).
 
@@ -100,6 +102,9 @@ class Trainer:
         self._lr = float("nan")  # learning rate of the last update
         self._last: dict = {}  # per-update record passed to callbacks
         self._logged: dict | None = None  # history record written by the last update, if one was due
+        self._stop: str | None = None  # set by request_stop(): end fit() after the current update
+        #: the weight average (``config.ema_decay``), evaluated instead of the raw weights; None when off
+        self.ema = None if self.config.ema_decay is None else ExponentialMovingAverage(model, self.config.ema_decay)
 
     # ------------------------------------------------------------------ public
 
@@ -117,7 +122,9 @@ class Trainer:
                     self._update()
                     self._after_update(bar)
                     if deadline is not None and time.monotonic() >= deadline:
-                        self.stop_reason = "max_minutes"
+                        self._stop = "max_minutes"
+                    if self._stop is not None:
+                        self.stop_reason, self._stop = self._stop, None
                         break
         except KeyboardInterrupt:
             if saving:
@@ -127,6 +134,13 @@ class Trainer:
         if saving:
             self.save_checkpoint()
         return self.history
+
+    def request_stop(self, reason: str = "requested") -> None:
+        """End :meth:`fit` after the current update (it checkpoints as usual); ``stop_reason`` becomes ``reason``.
+
+        For callbacks, e.g. a time budget shared by all ranks of a data-parallel run.
+        """
+        self._stop = str(reason)
 
     def save_checkpoint(self, *, _state: dict | None = None) -> Path:
         """Write a checkpoint of the current step under ``out_dir/checkpoints`` (atomically)."""
@@ -139,7 +153,8 @@ class Trainer:
         meta = {"step": self.step, "tokens": self.tokens, "data": state["data"], "window": state["window"],
                 "trainer_config": self.config.to_dict()}  # fmt: skip
         path = write_checkpoint(self.out_dir, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-                                meta=meta, rng=state["rng"], keep=self.config.keep_checkpoints)  # fmt: skip
+                                meta=meta, rng=state["rng"], keep=self.config.keep_checkpoints,
+                                ema=None if self.ema is None else self.ema.state_dict())  # fmt: skip
         self._saved_step = self.step
         return path
 
@@ -200,6 +215,8 @@ class Trainer:
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         self.step += 1
         self.tokens += tokens
         w = self._window
@@ -245,7 +262,7 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), (self.ema.applied(self.model) if self.ema else contextlib.nullcontext()):
                 metrics = self.eval_fn(self.model, self.step)
         finally:
             self.model.train(was_training)
@@ -268,6 +285,13 @@ class Trainer:
                              f"has {here}; build the Trainer as in the saved run")  # fmt: skip
         if self.scheduler is not None:
             self.scheduler.load_state_dict(tensors["scheduler"])
+        saved_ema = tensors.get("ema")
+        if (saved_ema is None) != (self.ema is None):
+            saved, here = ("without", "ema_decay set") if saved_ema is None else ("with", "ema_decay=None")
+            raise ValueError(f"Trainer.resume(): {str(ckpt)!r} was saved {saved} a weight average but this "
+                             f"Trainer has {here}; use the saved run's TrainerConfig.ema_decay")  # fmt: skip
+        if self.ema is not None:
+            self.ema.load_state_dict(saved_ema)
 
 
 def _unpack_loss(out, step: int) -> tuple[Tensor, int]:

@@ -3,7 +3,8 @@
 Generated on the spot, no download: cardinals and ordinals with ``num2words``
 (``"two hundred and forty-one"`` -> ``"zweihunderteinundvierzig"``), dates with
 ``babel`` in five formats (``"Friday, March 5, 2021"`` -> ``"Freitag, 5. März 2021"``,
-``"3/5/2021"`` -> ``"5.3.2021"``, ``"March 2021"`` -> ``"März 2021"``, ...).
+``"3/5/2021"`` -> ``"5.3.2021"``, ``"March 2021"`` -> ``"März 2021"``, ...). A date whose
+English text two formats share but translate differently ("May 6, 1985") is left out.
 
 **Held-out values.** The score must measure generalization, not memory, so the split
 is made on *values*, before any sentence is generated: a seeded 10% of the numbers
@@ -128,9 +129,24 @@ def _dates(target: str, years: list[int], count: int, rng: random.Random) -> lis
         day = datetime.date(year, 1, 1) + datetime.timedelta(days=rng.randrange(365))
         fmt = rng.choice(DATE_FORMATS)
         source = _format_date(day, fmt, src_locale)
-        if source not in seen:
+        if source not in seen and not _ambiguous(day, fmt, source, src_locale, tgt_locale):
             seen[source] = _format_date(day, fmt, tgt_locale)
     return list(seen.items())
+
+
+def _ambiguous(day: datetime.date, fmt: str, source: str, src_locale, tgt_locale) -> bool:
+    """True when another format writes the same English text but a different translation.
+
+    English "medium" and "long" coincide for May ("May 6, 1985": "MMM d, y" and "MMMM d, y"),
+    while German writes "06.05.1985" and "6. Mai 1985": no model could know which one the
+    reference holds, so such sources are left out of every split.
+    """
+    target = _format_date(day, fmt, tgt_locale)
+    return any(
+        _format_date(day, other, src_locale) == source and _format_date(day, other, tgt_locale) != target
+        for other in DATE_FORMATS
+        if other != fmt
+    )
 
 
 def _format_date(day: datetime.date, fmt: str, locale) -> str:

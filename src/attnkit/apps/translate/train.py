@@ -44,10 +44,11 @@ __all__ = ["TranslationTrainConfig", "TrainResult", "train_translation", "transl
 #: (event, payload): "corpus" CorpusSummary | "eval" dict | "resumed" int | "step" dict (time-budgeted runs:
 #: every update's {"step", "loss", "lr", "tokens"}, for a time-based progress bar)
 Report = Callable[[str, object], None]
-#: per size: (max_tokens per global batch, warmup_steps)
-SIZE_DEFAULTS = {"tiny": (2048, 400), "small": (3072, 400), "base": (6144, 4000)}
+#: per size: (max_tokens per global batch, warmup_steps). small: 2048 rather than 3072 tokens, measured on
+#: numbers-dates en-de with 2 threads: the same valid BLEU per update (63.8 vs 65.4 at 500), 1.4x the updates
+SIZE_DEFAULTS = {"tiny": (2048, 400), "small": (2048, 400), "base": (6144, 4000)}
 _WHAT = ("corpus", "pair", "size", "seed", "corpus_size", "vocab_size", "max_tokens", "warmup_steps", "lr_scale",
-         "label_smoothing", "dropout", "max_len")  # fixed for a run; a resume keeps the saved values  # fmt: skip
+         "label_smoothing", "dropout", "max_len", "ema_decay")  # fixed for a run; a resume keeps the saved values  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ class TranslationTrainConfig:
     """What to train and for how long (``run.json`` keeps the first group; resume reuses it).
 
     Example:
-        >>> TranslationTrainConfig(size="small").resolved().max_tokens
-        3072
+        >>> TranslationTrainConfig(size="base").resolved().max_tokens
+        6144
         >>> TranslationTrainConfig(size="huge")
         Traceback (most recent call last):
         ...
@@ -75,6 +76,7 @@ class TranslationTrainConfig:
     label_smoothing: float = 0.1  # eps_ls of the paper
     dropout: float | None = None  # None = the preset's (0.1)
     max_len: int = 128  # training pairs with more subword tokens on either side are skipped
+    ema_decay: float | None = 0.995  # validate and save the moving average of the weights; None = the last weights
     steps: int | None = None  # total optimizer updates; None = 2000, or unlimited when minutes is set
     minutes: float | None = None  # wall-clock budget of this call (stops with a checkpoint)
     out_dir: str = "runs/translate"  # run directory (see .run)
@@ -156,7 +158,8 @@ def _train(config: TranslationTrainConfig, resume: bool, progress: bool, report:
     info = dp.init_from_env()
     run_dir = Path(config.out_dir)
     run = _open_or_prepare(run_dir, config.resolved(), resume, info, report)
-    settings = TranslationTrainConfig(**{**run.info["settings"], **_how_long(config)})
+    saved = {"ema_decay": None, **run.info["settings"]}  # runs from before ema_decay existed averaged nothing
+    settings = TranslationTrainConfig(**{**saved, **_how_long(config)})
     torch.manual_seed(settings.seed)
     model = Transformer(model_config(settings.size, run.tokenizer.vocab_size, dropout=settings.dropout))
     model.to(settings.device)
@@ -167,6 +170,8 @@ def _train(config: TranslationTrainConfig, resume: bool, progress: bool, report:
     last = next((r for r in reversed(history) if r.get("kind") == "train"), None)
     model_dir, valid = None, None
     if info.is_main:
+        if trainer.ema is not None:
+            trainer.ema.copy_to(model)  # the saved model is the weight average (the checkpoint keeps both)
         model_dir, valid = _save_final(model, run, trainer.step)
     dp.barrier(info)
     return TrainResult(run_dir, model_dir, trainer.step, _stop_reason(trainer), round(time.monotonic() - started, 1),
@@ -222,7 +227,7 @@ def _trainer(model, run: RunFiles, settings: TranslationTrainConfig, info, repor
     trainer_config = TrainerConfig(
         max_steps=steps, max_minutes=None if info.distributed else settings.minutes, log_every=settings.log_every,
         checkpoint_every=settings.checkpoint_every, eval_every=settings.eval_every, seed=settings.seed,
-        out_dir=str(run.directory) if info.is_main else None, grad_clip=1.0,
+        out_dir=str(run.directory) if info.is_main else None, grad_clip=1.0, ema_decay=settings.ema_decay,
     )  # fmt: skip
     forward = dp.wrap(model, info)
     loss_fn = translation_loss(None if forward is model else forward, smoothing=settings.label_smoothing,
@@ -263,9 +268,7 @@ class _SharedDeadline:
 
     def __call__(self, trainer: Trainer, record: dict) -> None:
         if dp.any_rank(self.info.is_main and time.monotonic() >= self.deadline, self.info):
-            # SHIM (until Trainer offers request_stop()): end fit() after this step; it then checkpoints.
-            trainer.config = dataclasses.replace(trainer.config, max_steps=trainer.step)
-            trainer.stop_reason = "max_minutes"
+            trainer.request_stop("max_minutes")  # fit() ends after this step, then checkpoints
 
 
 def _stop_reason(trainer: Trainer) -> str:
