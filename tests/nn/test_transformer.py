@@ -95,6 +95,17 @@ def test_lm_kv_cache_decoding_equals_full_recompute(positional, num_kv_heads):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-10, rtol=1e-10)
 
 
+def test_lm_logits_to_keep_returns_the_last_positions_of_the_full_logits():
+    torch.manual_seed(4)
+    model = TransformerLM(_tiny(num_encoder_layers=0, positional="rotary")).double().eval()
+    ids = torch.randint(3, 31, (2, 7))
+    full = model(ids)  # (2, 7, V)
+    torch.testing.assert_close(model(ids, logits_to_keep=1), full[:, -1:], atol=1e-12, rtol=0)
+    torch.testing.assert_close(model(ids, logits_to_keep=3), full[:, -3:], atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="logits_to_keep must be an int >= 0"):
+        model(ids, logits_to_keep=-1)
+
+
 @pytest.mark.parametrize("norm_first", [True, False])
 def test_transformer_kv_cache_decoding_equals_full_recompute(norm_first):
     torch.manual_seed(3)

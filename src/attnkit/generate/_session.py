@@ -170,11 +170,11 @@ class Session:
         ids = self.inputs[self.rows]  # (B, L) -> (N, L)
         if bool(self.keep.all()):
             self.positions = None
-            return self.model(ids, cache=self.cache)[:, -1]  # (N, L, V) -> (N, V)
+            return self.model(ids, cache=self.cache, logits_to_keep=1)[:, -1]  # (N, 1, V) -> (N, V)
         positions = (self.keep.cumsum(dim=1) - 1).clamp(min=0)  # (N, L): 0, 1, ... from the first real token
         self.positions = positions[:, -1] + 1  # (N,) next position of each row
         mask = masks.causal() & masks.dense(self.keep[:, None, None, :])  # padding keys hidden; pad queries see none
-        return self.model(ids, mask, positions=positions, cache=self.cache)[:, -1]  # (N, L, V) -> (N, V)
+        return self.model(ids, mask, positions=positions, cache=self.cache, logits_to_keep=1)[:, -1]  # (N, V)
 
     def _start_decoder(self) -> Tensor:
         src_mask = self.src_mask

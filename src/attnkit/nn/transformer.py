@@ -395,13 +395,24 @@ class TransformerLM(nn.Module):
         *,
         positions: Tensor | None = None,
         cache: DecoderCache | None = None,
+        logits_to_keep: int = 0,
     ) -> Tensor:
+        """Logits ``(B, L, V)``; with ``logits_to_keep=n > 0`` only those of the last ``n`` positions ``(B, n, V)``.
+
+        Generation needs only the last position's logits: ``logits_to_keep=1`` skips the
+        LM head (``d_model x vocab``, the largest matmul of a small model) for the rest.
+        """
+        if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
+            raise ValueError(f"TransformerLM.forward(): logits_to_keep must be an int >= 0 (0 = all positions), "
+                             f"got {logits_to_keep!r}")  # fmt: skip
         offset = 0 if cache is None else cache.length
         x = self.embed(ids, offset=offset, positions=positions)  # (B, L) -> (B, L, d_model)
         if mask is None and not (cache is not None and ids.shape[1] == 1):
             mask = masks.causal()  # (one new query after a cache sees every key: no mask needed)
         x = self.decoder(x, self_mask=mask, cache=cache, positions=positions)  # (B, L, d_model)
-        return self.lm_head(x)  # (B, L, d_model) -> (B, L, V)
+        if logits_to_keep:
+            x = x[:, -logits_to_keep:]  # (B, L, d_model) -> (B, n, d_model)
+        return self.lm_head(x)  # (B, L|n, d_model) -> (B, L|n, V)
 
     def new_cache(self) -> DecoderCache:
         return self.decoder.new_cache()
