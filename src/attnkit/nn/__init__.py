@@ -4,6 +4,7 @@ from ._torch_interop import masks_from_torch
 from .attention import KVCache, MultiHeadAttention
 from .config import TransformerConfig
 from .feedforward import FeedForward
+from .layout import decode_layout
 from .positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
 from .transformer import (
     Decoder,
@@ -16,6 +17,7 @@ from .transformer import (
 )
 
 __all__ = [
+    "decode_layout",
     "MultiHeadAttention",
     "KVCache",
     "masks_from_torch",

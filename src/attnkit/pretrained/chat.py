@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ..nn import TransformerLM
+from ..nn.layout import decode_layout
 from .gguf_reader import GGUFFile, default_gguf_path
 from .gguf_tokenizer import ChatTemplate, Message, tokenizer_from_gguf
 from .llama import load_llama_gguf
@@ -83,7 +84,7 @@ class ChatModel:
             ValueError: not a GGUF file, or not a Llama-family model.
         """
         gguf_file = GGUFFile(default_gguf_path() if path is None else path)
-        model = load_llama_gguf(gguf_file, dtype=dtype)
+        model = decode_layout(load_llama_gguf(gguf_file, dtype=dtype))  # faster one-token steps, same values
         source = gguf_file.metadata.get("tokenizer.chat_template")
         template = ChatTemplate(source) if source else None
         return cls(model, tokenizer_from_gguf(gguf_file.metadata), template)
