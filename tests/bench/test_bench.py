@@ -13,6 +13,7 @@ import torch
 from attnkit.bench import command, report, runner
 from attnkit.bench.cases import GiB, MASKS, Case, pairs, useful_flops
 from attnkit.bench.impls import Impl, implementations, skip_reason
+from attnkit.bench.models import measure_models, short_sentences
 from attnkit.bench.overhead import measure_overhead
 from attnkit.bench.worker import run_request
 
@@ -153,7 +154,11 @@ def _synthetic_doc() -> dict:
     grid = runner.derive(results, matmul_gflops=100.0)
     overhead = [{"size": "B=1 H=1 L=16 D=16", "name": "tiny", "mask": "none", "attnkit_us": 30.0, "sdpa_us": 20.0,
                  "overhead_us": 10.0, "ratio": 1.5, "target": 2.0, "ok": True, "calls": 100}]  # fmt: skip
-    return {"machine": report.machine_info(threads=2), "matmul": {"gflops": 100.0}, "grid": grid, "overhead": overhead}
+    models = [{"task": "decode", "workload": "SmolLM2: 4 new tokens", "ours": "attnkit greedy, KV cache",
+               "peer": "transformers generate", "unit": "tokens/s", "ours_rate": 9.0, "peer_rate": 10.0,
+               "speedup": 0.9, "target": 1.0, "ok": False, "check": "same tokens", "check_ok": True, "rounds": 1}]  # fmt: skip
+    return {"machine": report.machine_info(threads=2), "matmul": {"gflops": 100.0}, "grid": grid, "overhead": overhead,
+            "models": models}  # fmt: skip
 
 
 def test_derive_computes_ratio_gflops_and_matmul_fraction():
@@ -175,6 +180,7 @@ def test_write_outputs_produces_valid_json_markdown_and_png(tmp_path):
     assert "| impl | mask | L | pass |" in md and "- CPU: " in md and "torch " in md
     assert "no compiler \\| here" in md  # pipes in cells are escaped
     assert "skipped: would need 48.0 GiB" in md
+    assert "## Published models" in md and "| decode | attnkit greedy, KV cache |" in md and "under target" in md
     assert (tmp_path / "out" / "plot.png").read_bytes()[:8] == PNG_MAGIC
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
 
@@ -187,6 +193,30 @@ def test_rich_tables_render_every_result(capsys):
         console.print(table)
     text = console.export_text()
     assert "naive" in text and "flex" in text and "over target" not in text and "ok" in text
+    assert "models: attnkit vs transformers" in text and "0.90x" in text and "under target" in text
+
+
+# ---------------------------------------------------------------------- models suite
+def test_short_sentences_are_distinct_real_text():
+    texts, source = short_sentences(50)
+    assert len(texts) == 50 and len(set(texts)) == 50 and all(t.strip() for t in texts)
+    assert source
+
+
+def test_models_suite_agrees_with_transformers_and_reports_both_workloads():
+    """A tiny run of the models suite: transformers is the oracle of every row's check."""
+    pytest.importorskip("transformers")
+    rows = measure_models(threads=1, sentences=8, new_tokens=4, rounds=1)
+    assert [r["task"] for r in rows] == ["encode", "decode", "decode-cache", "decode-cache"]
+    for r in rows:
+        assert r["check_ok"], r["check"]  # embeddings within 1e-4, same greedy tokens, cache == no cache
+        assert r["ours_rate"] > 0 and r["peer_rate"] > 0 and math.isfinite(r["speedup"])
+        assert r["ok"] == (r["speedup"] >= r["target"])
+
+
+def test_models_suite_rejects_an_unknown_task():
+    with pytest.raises(ValueError, match="only may hold 'encode' and 'decode', got 'train'"):
+        measure_models(only=("train",))
 
 
 # ---------------------------------------------------------------------- command line

@@ -29,8 +29,9 @@ from .impls import implementations
 from .report import machine_info, rich_tables, write_outputs
 from .runner import derive, plan, run_cases, run_worker
 
-__all__ = ["add_arguments", "run", "DEFAULT_LENGTHS", "QUICK"]
+__all__ = ["add_arguments", "run", "DEFAULT_LENGTHS", "QUICK", "SUITES"]
 
+SUITES = ("grid", "overhead", "models", "all")
 DEFAULT_LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]  #: the full grid's L axis
 QUICK = {  # --quick: about a minute on 2 cores
     "impl": ["attnkit-auto", "attnkit-tiled", "sdpa", "naive"],  # those registered
@@ -98,8 +99,9 @@ def _impl_patterns(text: str) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``attnkit bench`` options on ``parser``."""
     add = parser.add_argument
-    add("--suite", choices=("grid", "overhead", "all"), default="grid",
-        help="grid: implementations x masks x L x pass (default); overhead: attention() vs SDPA call cost; all: both")
+    add("--suite", choices=SUITES, default="grid",
+        help="grid: implementations x masks x L x pass (default); overhead: attention() vs SDPA call cost; "
+             "models: MiniLM encoding and SmolLM2 decoding vs transformers (dev dependencies); all: the three")
     add("--quick", action="store_true",
         help="a small subset (~1 min): L 1k,4k; masks none,causal,sliding; fwd; attnkit-auto/tiled, sdpa, naive")
     add("--impl", type=_impl_patterns, action="extend", metavar="NAMES",
@@ -170,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         "matmul": None,
         "grid": [],
         "overhead": [],
+        "models": [],
     }
     code = 0
     if args.suite in ("grid", "all"):
@@ -179,17 +182,26 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             return _print_plan(planned, out)
         code = _run_grid(doc, planned, args, err)
-    if args.suite in ("overhead", "all") and code != 130 and not args.dry_run:
-        with err.status("overhead suite: attention(backend='auto') vs torch SDPA ..."):
-            res = run_worker({"mode": "overhead", "threads": args.threads, "quick": args.quick},
-                             threads=args.threads, timeout=args.timeout)  # fmt: skip
-        doc["overhead"] = res.get("rows", [])
-        if res.get("status") != "ok":
-            doc["overhead_error"] = res.get("error")
-            err.print(f"overhead suite failed: {res.get('error')}")
-            code = code or 1
+    one_process = {"overhead": "overhead suite: attention(backend='auto') vs torch SDPA ...",
+                   "models": "models suite: MiniLM encoding and SmolLM2 decoding vs transformers ..."}  # fmt: skip
+    for name, status in one_process.items():
+        if args.suite in (name, "all") and code != 130 and not args.dry_run:
+            code = _run_suite(doc, name, args, err, status) or code
     _emit(doc, args, out, err)
     return code
+
+
+def _run_suite(doc: dict, name: str, args, err, status: str) -> int:
+    """Run a one-process suite (overhead, models) in a worker; its rows go to ``doc[name]``; 1 on failure."""
+    with err.status(status):
+        res = run_worker({"mode": name, "threads": args.threads, "quick": args.quick},
+                         threads=args.threads, timeout=args.timeout)  # fmt: skip
+    doc[name] = res.get("rows", [])
+    if res.get("status") != "ok":
+        doc[f"{name}_error"] = res.get("error")
+        err.print(f"{name} suite failed: {res.get('error')}")
+        return 1
+    return 0
 
 
 def _run_grid(doc: dict, planned: list, args, err) -> int:

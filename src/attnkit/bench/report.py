@@ -31,16 +31,19 @@ __all__ = [
     "atomic_write",
     "grid_rows",
     "overhead_rows",
+    "models_rows",
     "rich_tables",
     "markdown_report",
     "write_plot",
     "write_outputs",
     "GRID_COLUMNS",
     "OVERHEAD_COLUMNS",
+    "MODELS_COLUMNS",
 ]
 
 GRID_COLUMNS = ("impl", "mask", "L", "pass", "ms", "x sdpa", "GFLOP/s", "% mm", "peak MiB", "note")
 OVERHEAD_COLUMNS = ("size", "mask", "attnkit µs", "sdpa µs", "ratio", "target", "verdict")
+MODELS_COLUMNS = ("task", "attnkit", "peer", "attnkit rate", "peer rate", "speedup", "target", "verdict", "check")
 
 
 # ---------------------------------------------------------------------- machine
@@ -158,12 +161,30 @@ def overhead_rows(rows: list[dict]) -> list[list[str]]:
     ]
 
 
+def models_rows(rows: list[dict]) -> list[list[str]]:
+    """Cells of the models table, in MODELS_COLUMNS order (rates in each row's unit)."""
+    return [
+        [
+            r["task"],
+            r["ours"],
+            r["peer"],
+            f"{r['ours_rate']:.1f} {r['unit']}",
+            f"{r['peer_rate']:.1f} {r['unit']}",
+            f"{r['speedup']:.2f}x",
+            f">= {r['target']:g}x",
+            "ok" if r["ok"] else "under target",
+            r["check"] if r["check_ok"] else f"FAILED: {r['check']}",
+        ]
+        for r in rows
+    ]
+
+
 def _group(r: dict) -> tuple:
     return (r["pass"], r["mask"], r["L"])
 
 
 def rich_tables(doc: dict) -> list:
-    """``rich.table.Table`` objects for the grid and the overhead suite (those present)."""
+    """``rich.table.Table`` objects for the grid, overhead and models suites (those present)."""
     from rich.table import Table
 
     tables = []
@@ -189,6 +210,14 @@ def rich_tables(doc: dict) -> list:
         for cells in overhead_rows(doc["overhead"]):
             table.add_row(*cells)
         tables.append(table)
+    if doc.get("models"):
+        table = Table(title="models: attnkit vs transformers on the same weights (speedup = attnkit's speed / peer's)")
+        for col in MODELS_COLUMNS:
+            table.add_column(col, justify="right" if "rate" in col or col in ("speedup", "target") else "left",
+                             overflow="fold")  # fmt: skip
+        for cells in models_rows(doc["models"]):
+            table.add_row(*cells)
+        tables.append(table)
     return tables
 
 
@@ -201,7 +230,7 @@ def _md_table(columns, rows) -> list[str]:
 
 
 def markdown_report(doc: dict) -> str:
-    """The whole report as markdown: machine, conventions, grid table, overhead table."""
+    """The whole report as markdown: machine, conventions, grid, overhead and models tables."""
     m = doc["machine"]
     mm = (doc.get("matmul") or {}).get("gflops")
     cfg = doc.get("config") or {}
@@ -232,6 +261,10 @@ def markdown_report(doc: dict) -> str:
     if doc.get("overhead"):
         lines += ["## Overhead of attention(backend='auto') over torch SDPA", ""]
         lines += _md_table(OVERHEAD_COLUMNS, overhead_rows(doc["overhead"])) + [""]
+    if doc.get("models"):
+        lines += ["## Published models: attnkit vs transformers on the same weights", ""]
+        lines += [f"- {r['task']}: {r['workload']}; median of {r['rounds']} round(s)" for r in doc["models"]] + [""]
+        lines += _md_table(MODELS_COLUMNS, models_rows(doc["models"])) + [""]
     if doc.get("plot"):
         lines += [f"![time and memory vs L]({doc['plot']})", ""]
     return "\n".join(lines)

@@ -7,7 +7,9 @@ each case gets its own address space and its peak memory is real. Requests:
 * ``{"mode": "matmul", "n": 2048, "threads": 2}`` — this machine's float32
   matmul rate, the yardstick for "% of matmul";
 * ``{"mode": "overhead", "threads": 2, "quick": false}`` — the dispatch
-  overhead suite (:mod:`attnkit.bench.overhead`).
+  overhead suite (:mod:`attnkit.bench.overhead`);
+* ``{"mode": "models", "threads": 2, "quick": false}`` — published models vs
+  ``transformers`` (:mod:`attnkit.bench.models`).
 
 What a case measures, in order:
 
@@ -199,7 +201,11 @@ def run_request(request: dict) -> dict:
             from .overhead import measure_overhead
 
             return {"status": "ok", "rows": measure_overhead(request.get("threads", 2), request.get("quick", False))}
-        raise ValueError(f"worker: mode must be 'case', 'matmul' or 'overhead', got {mode!r}")
+        if mode == "models":
+            from .models import measure_models
+
+            return {"status": "ok", "rows": measure_models(request.get("threads", 2), request.get("quick", False))}
+        raise ValueError(f"worker: mode must be 'case', 'matmul', 'overhead' or 'models', got {mode!r}")
     except Exception as e:  # a failing case is a result, not a crash
         return {"status": "error", "error": _one_line(e), "traceback": traceback.format_exc()[-4000:]}
 
