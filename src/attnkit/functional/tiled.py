@@ -45,8 +45,9 @@ ratios to torch SDPA ``is_causal=True`` in the same process):
 * Per chunk, the Python-level ops cost ~170 us forward (the planner's overhead term).
 * Bands (sliding windows, L=16384, window 256, 2 threads): a forward made of one
   batched matmul per (batch row, key head) over up to a 1M-score band of blocks
-  (overlapping key windows are views of K) runs in ~125-140 ms against ~200 ms
-  block by block; 64 x 64 tiles beat 128 x 128 there (~130 vs ~155 ms) because the
+  (overlapping key windows are views of K) runs in 102-140 ms (102 ms in the committed
+  ``benchmarks/results/sparse-16k`` run) against ~200 ms block by block; 64 x 64
+  tiles beat 128 x 128 there (~130 vs ~155 ms in the same session) because the
   window's ragged edges waste (64 + 256) / 256 instead of (128 + 256) / 256 of the work.
 
 Shape legend: B batch, H query heads, Hkv key/value heads, G = H // Hkv,
