@@ -286,6 +286,17 @@ def test_tiled_default_tiles_are_64_for_banded_forward_and_128_otherwise():
         assert_close64(got, want)
 
 
+@pytest.mark.parametrize("dtype,floor", [(torch.float32, 1e-6), (torch.bfloat16, 1e-2), (torch.float16, 1e-3)])
+def test_tiled_bands_lower_precision_within_twice_reference_error(dtype, floor):
+    q, k, v = make_qkv(1, 4, 2, 1500, 1500, 16, 16, dtype=dtype)  # GQA, default (banded) tiles
+    mask = masks.sliding_window(200)
+    out, lse = tiled_attention(q, k, v, mask)
+    assert out.dtype == dtype
+    ref_x = reference_attention(q, k, v, mask)[0]
+    ref_out, _, leaves = reference64(q, k, v, mask)
+    assert_rule(out, ref_x, ref_out, floor)
+
+
 def test_masks_know_whether_they_are_shift_invariant():
     """Only rules of the offset i - j may share one mask tile along a band."""
     assert masks.causal().shift_invariant and masks.sliding_window(8).shift_invariant

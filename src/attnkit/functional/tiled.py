@@ -236,32 +236,42 @@ def _forward_band(q, kf, vf, out, lse, grp, band: Band, call: TiledCall) -> None
                                   0, 1, Hkv, G, q.device).reshape(tq, -1, b - a), kf.dtype))
         for a, b in band.runs
     ]  # fmt: skip
-    lowest = torch.finfo(kf.dtype).min
     k_end = band.k0 + (m - 1) * tq + w  # one past the last key of the band
     for b in range(grp.b0, grp.b1):
         for h in range(Hkv):
-            n = b * Hkv + h
-            rows = q[b, h * G : (h + 1) * G, band.q0 : band.q1]  # (G, m*tq, D)
+            n, heads = b * Hkv + h, slice(h * G, (h + 1) * G)
+            rows = q[b, heads, band.q0 : band.q1]  # (G, m*tq, D)
             qb = torch.empty(m, R, q.shape[3], dtype=kf.dtype, device=q.device)  # scaled copy in folded rows
             torch.mul(rows.transpose(0, 1).unflatten(0, (m, tq)), call.scale * LOG2E,
                       out=qb.view(m, tq, G, -1))  # (m, tq, G, D), row i*G + g  # fmt: skip
             k_t = kf[n, band.k0 : k_end].unfold(0, w, tq)  # (m, D, w): overlapping key windows, a view
             v_w = vf[n, band.k0 : k_end].unfold(0, w, tq).transpose(1, 2)  # (m, w, Dv), a view
-            s = torch.bmm(qb, k_t)  # (m, R, D) @ (m, D, w) -> (m, R, w), log2 units
-            for a, b_, penalty in penalties:
-                s.view(m, tq, G, w)[..., a:b_].add_(penalty)  # (m, tq, G, b-a) + (tq, 1, b-a)
-            mx = s.amax(dim=-1, keepdim=True).clamp_min_(lowest)  # (m, R, 1); empty rows keep exp2 NaN-free
-            p = s.sub_(mx).exp2_()  # (m, R, w)
-            l = p.sum(dim=-1, keepdim=True)  # (m, R, 1); 0 on rows that allow no key, else >= 1
-            lse_b = (mx + torch.log2(l)).mul_(LN2)  # (m, R, 1) back to natural log; -inf on empty rows
-            l.clamp_min_(1.0)  # empty rows: 0 / 1 = 0
-            dst = out[b, h * G : (h + 1) * G, band.q0 : band.q1]  # (G, m*tq, Dv)
-            if G == 1 and dst.is_contiguous() and dst.dtype == p.dtype:
-                torch.bmm(p, v_w, out=dst.view(m, tq, -1)).div_(l)  # written in place
-            else:
-                o = torch.bmm(p, v_w).div_(l)  # (m, R, w) @ (m, w, Dv) -> (m, R, Dv); empty rows 0
-                dst.copy_(o.view(m * tq, G, -1).transpose(0, 1))  # (G, m*tq, Dv)
-            lse[b, h * G : (h + 1) * G, band.q0 : band.q1] = lse_b.view(m * tq, G).transpose(0, 1)  # (G, m*tq)
+            dst = out[b, heads, band.q0 : band.q1]  # (G, m*tq, Dv)
+            lse_b = _band_softmax_pv(qb, k_t, v_w, penalties, dst, tq, G)  # (m, R, 1)
+            lse[b, heads, band.q0 : band.q1] = lse_b.view(m * tq, G).transpose(0, 1)  # (G, m*tq)
+
+
+def _band_softmax_pv(qb: Tensor, k_t: Tensor, v_w: Tensor, penalties, dst: Tensor, tq: int, G: int) -> Tensor:
+    """``dst = softmax(Q K^T) V`` for the ``m`` blocks of one (batch row, key head); returns lse ``(m, R, 1)``.
+
+    ``qb (m, R, D)`` carries scale * log2(e), ``k_t (m, D, w)``, ``v_w (m, w, Dv)``; ``dst`` is
+    ``(G, m*tq, Dv)``, a view of the output.
+    """
+    m, R, w = qb.shape[0], qb.shape[1], k_t.shape[2]
+    s = torch.bmm(qb, k_t)  # (m, R, D) @ (m, D, w) -> (m, R, w), log2 units
+    for a, b, penalty in penalties:
+        s.view(m, tq, G, w)[..., a:b].add_(penalty)  # (m, tq, G, b-a) + (tq, 1, b-a)
+    mx = s.amax(dim=-1, keepdim=True).clamp_min_(torch.finfo(s.dtype).min)  # (m, R, 1); empty rows stay NaN-free
+    p = s.sub_(mx).exp2_()  # (m, R, w)
+    l = p.sum(dim=-1, keepdim=True)  # (m, R, 1); 0 on rows that allow no key, else >= 1
+    lse = (mx + torch.log2(l)).mul_(LN2)  # (m, R, 1) back to natural log; -inf on empty rows
+    l.clamp_min_(1.0)  # empty rows: 0 / 1 = 0
+    if G == 1 and dst.is_contiguous() and dst.dtype == p.dtype:
+        torch.bmm(p, v_w, out=dst.view(m, tq, -1)).div_(l)  # (m, R, w) @ (m, w, Dv), written in place
+    else:
+        o = torch.bmm(p, v_w).div_(l)  # (m, R, w) @ (m, w, Dv) -> (m, R, Dv); empty rows 0
+        dst.copy_(o.view(m * tq, G, -1).transpose(0, 1))  # (G, m*tq, Dv)
+    return lse
 
 
 def _penalty(allowed: Tensor, dtype: torch.dtype) -> Tensor:
