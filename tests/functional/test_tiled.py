@@ -84,6 +84,17 @@ def assert_close64(got, want, atol=1e-10):
     torch.testing.assert_close(got.double(), want.double(), atol=atol, rtol=0, equal_nan=True)
 
 
+def assert_matches_reference64(q, k, v, mask, **tiles):
+    """tiled_attention's out, lse and the three gradients agree with the float64 reference to round-off."""
+    out, lse = tiled_attention(q, k, v, mask, **tiles)
+    ref_out, ref_lse, leaves = reference64(q, k, v, mask)
+    assert_close64(out, ref_out)
+    assert torch.equal(torch.isinf(lse), torch.isinf(ref_lse)) and torch.allclose(lse, ref_lse, atol=1e-10)
+    dout = randn(*out.shape, seed=5)
+    for got, want in zip(grads(out, (q, k, v), dout), grads(ref_out, leaves, dout)):
+        assert_close64(got, want)
+
+
 # ---------------------------------------------------------------------- float64 agreement
 def shape_id(x):
     return x if isinstance(x, str) else "B{}H{}Hkv{}Lq{}Lk{}bq{}bk{}".format(*x[:5], *x[7:])
@@ -96,14 +107,7 @@ CASES = [(s, m) for s in SHAPES for m in MASK_KINDS] + [(LONG, m) for m in ("cau
 def test_tiled_forward_and_grads_match_reference_every_mask(shape, kind):
     B, H, Hkv, Lq, Lk, D, Dv, bq, bk = shape
     q, k, v = make_qkv(B, H, Hkv, Lq, Lk, D, Dv)
-    mask = make_mask(kind, B, H, Lq, Lk)
-    out, lse = tiled_attention(q, k, v, mask, block_q=bq, block_k=bk)
-    ref_out, ref_lse, leaves = reference64(q, k, v, mask)
-    assert_close64(out, ref_out)
-    assert torch.equal(torch.isinf(lse), torch.isinf(ref_lse)) and torch.allclose(lse, ref_lse, atol=1e-10)
-    dout = randn(*out.shape, seed=5)
-    for got, want in zip(grads(out, (q, k, v), dout), grads(ref_out, leaves, dout)):
-        assert_close64(got, want)
+    assert_matches_reference64(q, k, v, make_mask(kind, B, H, Lq, Lk), block_q=bq, block_k=bk)
 
 
 @pytest.mark.parametrize("bias_kind", ["alibi", "alibi_symmetric", "per_head", "per_batch_keys"])
@@ -263,13 +267,7 @@ def test_tiled_bands_match_reference(B, H, Hkv, Lq, Lk, mask):
     q, k, v = make_qkv(B, H, Hkv, Lq, Lk, 16, 24)
     call = TiledCall.build(q, k, mask, block_q=32, block_k=32)
     assert any(isinstance(item, Band) for g in call.plan.groups for item in _work_items(g, call))
-    out, lse = tiled_attention(q, k, v, mask, block_q=32, block_k=32)
-    ref_out, ref_lse, leaves = reference64(q, k, v, mask)
-    assert_close64(out, ref_out)
-    assert torch.equal(torch.isinf(lse), torch.isinf(ref_lse)) and torch.allclose(lse, ref_lse, atol=1e-10)
-    dout = randn(*out.shape, seed=5)
-    for got, want in zip(grads(out, (q, k, v), dout), grads(ref_out, leaves, dout)):
-        assert_close64(got, want)
+    assert_matches_reference64(q, k, v, mask, block_q=32, block_k=32)
 
 
 def test_tiled_default_tiles_are_64_for_banded_forward_and_128_otherwise():
@@ -278,12 +276,7 @@ def test_tiled_default_tiles_are_64_for_banded_forward_and_128_otherwise():
     assert (window.plan.block_q, window.backward_plan.block_q) == (64, 128)
     assert TiledCall.build(q, k, masks.causal()).plan.block_q == 128  # causal chunks grow: no bands
     assert TiledCall.build(q, k, masks.sliding_window(200), block_q=96, block_k=96).plan.block_q == 96  # as asked
-    out, lse = tiled_attention(q, k, v, masks.sliding_window(200))  # forward at 64, backward at 128
-    ref_out, ref_lse, leaves = reference64(q, k, v, masks.sliding_window(200))
-    assert_close64(out, ref_out)
-    dout = randn(*out.shape, seed=5)
-    for got, want in zip(grads(out, (q, k, v), dout), grads(ref_out, leaves, dout)):
-        assert_close64(got, want)
+    assert_matches_reference64(q, k, v, masks.sliding_window(200))  # forward at 64, backward at 128
 
 
 @pytest.mark.parametrize("dtype,floor", [(torch.float32, 1e-6), (torch.bfloat16, 1e-2), (torch.float16, 1e-3)])
