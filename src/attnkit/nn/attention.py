@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..functional import Alibi, alibi_slopes, attention
@@ -201,8 +202,10 @@ class MultiHeadAttention(nn.Module):
         if positions is not None:
             offset = 0  # explicit positions (e.g. left-padded decoding with a cache) replace the cached length
         # 1. project and split heads
-        q = self._heads(self.w_q(query), self.num_heads, self.d_k)  # (B, Lq, d_model) -> (B, H, Lq, d_k)
-        k, v = self._keys_values(query, key, value, cache, offset, positions)  # (B, Hkv, Lk, d_k), (B, Hkv, Lk, d_v)
+        fused = self._fused_projections(query, key, cache)  # (q, k, v) rows from one matmul, or None
+        q = self._heads(self.w_q(query) if fused is None else fused[0], self.num_heads, self.d_k)  # (B, H, Lq, d_k)
+        k, v = self._keys_values(query, key, value, cache, offset, positions,
+                                 None if fused is None else fused[1:])  # (B, Hkv, Lk, d_k), (B, Hkv, Lk, d_v)  # fmt: skip
         if self.rotary is not None and (key is None or key is query):  # RoPE acts in self-attention only
             q = self.rotary.rotate(q, offset, positions=positions)  # (B, H, Lq, d_k), default offset..offset+Lq-1
         # 2. attend
@@ -218,15 +221,28 @@ class MultiHeadAttention(nn.Module):
         out = self.w_o(out)  # (B, Lq, H*d_v) -> (B, Lq, d_model)
         return (out, weights) if need_weights else out
 
-    def _keys_values(self, query, key, value, cache, offset: int, positions) -> tuple[Tensor, Tensor]:
-        """Project keys and values, rotate keys, and read/extend the cache."""
+    def _fused_projections(self, query: Tensor, key, cache) -> tuple[Tensor, Tensor, Tensor] | None:
+        """``x W^Q, x W^K, x W^V`` from one matmul when :func:`attnkit.nn.decode_layout` fused them, else None."""
+        fused = getattr(self, "_fused_qkv", None)  # (H*d_k + 2*Hkv*d_k, d_model), shares storage with w_q/w_k/w_v
+        if fused is None or not (key is None or key is query) or (cache is not None and cache.static):
+            return None
+        if fused.data_ptr() != self.w_q.weight.data_ptr():  # the weights were moved or replaced since
+            return None
+        if torch.is_grad_enabled() and self.w_q.weight.requires_grad:  # the block is no Parameter: no gradients
+            return None
+        sizes = (self.w_q.out_features, self.w_k.out_features, self.w_v.out_features)
+        return F.linear(query, fused).split(sizes, dim=-1)  # (B, L, sum) -> three (B, L, out) views
+
+    def _keys_values(self, query, key, value, cache, offset: int, positions, projected=None) -> tuple[Tensor, Tensor]:
+        """Project keys and values (or take ``projected``), rotate keys, and read/extend the cache."""
         if cache is not None and cache.static and cache.length > 0:
             return cache.keys, cache.values  # cross-attention: the memory was projected at the first step
         self_attention = key is None or key is query
         key = query if key is None else key
         value = key if value is None else value
-        k = self._heads(self.w_k(key), self.num_kv_heads, self.d_k)  # (B, Lk, kdim) -> (B, Hkv, Lk, d_k)
-        v = self._heads(self.w_v(value), self.num_kv_heads, self.d_v)  # (B, Lk, vdim) -> (B, Hkv, Lk, d_v)
+        k_lin, v_lin = (self.w_k(key), self.w_v(value)) if projected is None else projected  # (B, Lk, Hkv*d)
+        k = self._heads(k_lin, self.num_kv_heads, self.d_k)  # (B, Lk, Hkv*d_k) -> (B, Hkv, Lk, d_k)
+        v = self._heads(v_lin, self.num_kv_heads, self.d_v)  # (B, Lk, Hkv*d_v) -> (B, Hkv, Lk, d_v)
         if self.rotary is not None and self_attention:  # keys share the query positions
             k = self.rotary.rotate(k, offset, positions=positions)  # (B, Hkv, Lk, d_k)
         if cache is not None:

@@ -13,7 +13,7 @@ The network acts on the last dimension only, so any leading shape works:
 
 from __future__ import annotations
 
-import torch  # noqa: F401  (used by the doctest examples)
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -118,7 +118,13 @@ class FeedForward(nn.Module):
                 f"got {tuple(x.shape)}"
             )
         if self.activation == "swiglu":
-            hidden = F.silu(self.w_gate(x)) * self.w_up(x)  # (..., d_model) -> (..., d_ff)
+            fused = getattr(self, "_fused_gate_up", None)  # (2*d_ff, d_model) from decode_layout, sharing storage
+            usable = fused is not None and fused.data_ptr() == self.w_gate.weight.data_ptr()
+            if usable and not (torch.is_grad_enabled() and self.w_gate.weight.requires_grad):  # no grads via the block
+                gate, up = F.linear(x, fused).split(self.d_ff, dim=-1)  # (..., 2*d_ff) -> 2 x (..., d_ff)
+            else:
+                gate, up = self.w_gate(x), self.w_up(x)  # (..., d_model) -> (..., d_ff)
+            hidden = F.silu(gate) * up  # (..., d_ff)
             return self.w_down(self.dropout(hidden))  # (..., d_ff) -> (..., d_model)
         hidden = self.w_1(x)  # (..., d_model) -> (..., d_ff)
         if self.activation == "relu":
