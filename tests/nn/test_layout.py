@@ -53,3 +53,17 @@ def test_decode_layout_model_still_saves_loads_and_trains(tmp_path):
     fused = model.eval()(ids)
     attn._fused_qkv = None  # the separate projections
     torch.testing.assert_close(model(ids), fused, atol=1e-12, rtol=0)
+
+
+def test_decode_layout_lets_forward_hooks_see_each_projection():
+    model = decode_layout(_lm(bias=False, seed=2))
+    ids = torch.randint(3, 50, (1, 6))
+    plain = model(ids)
+    seen = []
+    attn, ffn = model.decoder.layers[1].self_attn, model.decoder.layers[1].feed_forward
+    hooks = [lin.register_forward_hook(lambda m, i, o: seen.append(o.shape)) for lin in (attn.w_k, ffn.w_up)]
+    hooked = model(ids)
+    for h in hooks:
+        h.remove()
+    assert seen == [(1, 6, 8), (1, 6, 48)]  # both layers ran their separate projections
+    torch.testing.assert_close(hooked, plain, atol=1e-12, rtol=0)

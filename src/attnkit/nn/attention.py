@@ -230,6 +230,8 @@ class MultiHeadAttention(nn.Module):
             return None
         if torch.is_grad_enabled() and self.w_q.weight.requires_grad:  # the block is no Parameter: no gradients
             return None
+        if _hooked(self.w_q, self.w_k, self.w_v):  # someone observes the separate projections (e.g. inspect)
+            return None
         sizes = (self.w_q.out_features, self.w_k.out_features, self.w_v.out_features)
         return F.linear(query, fused).split(sizes, dim=-1)  # (B, L, sum) -> three (B, L, out) views
 
@@ -300,3 +302,8 @@ def _check_positive(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"MultiHeadAttention(): {name} must be a positive int, got {value!r}")
     return value
+
+
+def _hooked(*modules: nn.Module) -> bool:
+    """True when any of ``modules`` has forward hooks: they must see their own calls."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)

@@ -120,6 +120,7 @@ class FeedForward(nn.Module):
         if self.activation == "swiglu":
             fused = getattr(self, "_fused_gate_up", None)  # (2*d_ff, d_model) from decode_layout, sharing storage
             usable = fused is not None and fused.data_ptr() == self.w_gate.weight.data_ptr()
+            usable = usable and not any(m._forward_hooks or m._forward_pre_hooks for m in (self.w_gate, self.w_up))
             if usable and not (torch.is_grad_enabled() and self.w_gate.weight.requires_grad):  # no grads via the block
                 gate, up = F.linear(x, fused).split(self.d_ff, dim=-1)  # (..., 2*d_ff) -> 2 x (..., d_ff)
             else:
