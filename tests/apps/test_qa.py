@@ -41,11 +41,6 @@ FIXED = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def encoder():
-    return models.sentence_encoder()
-
-
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
     code = cli.main(list(argv))
     out, err = capsys.readouterr()

@@ -24,11 +24,6 @@ DOC = (
 )
 
 
-@pytest.fixture(scope="module")
-def encoder():
-    return models.sentence_encoder()
-
-
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
     code = cli.main(list(argv))
     out, err = capsys.readouterr()
