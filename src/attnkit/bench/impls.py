@@ -100,12 +100,27 @@ def _key_mask_model(case: Case) -> tuple[int, str]:
     return _mask_model(case, key_padding=True)  # peers take padding as a (B, 1, 1, L) key mask
 
 
+def _mha_model(case: Case) -> tuple[int, str]:
+    """``nn.MultiheadAttention``: forward-only (eval, no grad) takes torch's fused inference path,
+    which materializes scores — peak at L=4096 (benchmarks/results/grid) was 547 MiB with no mask (one 512 MiB
+    (B, H, L, L) matrix) and 1058-1266 MiB with one (about 2.5); training mode goes through SDPA."""
+    if case.pass_ == "fwdbwd":
+        if case.mask == "causal":  # MHA takes the dense attn_mask along with is_causal (21 GiB peak at 64k)
+            return 5 * _dense_mask(case, key_padding=False), "a dense causal mask, bool and as float"
+        return _key_mask_model(case)
+    n = 1 if case.mask == "none" else 3
+    what = "its inference fast path: " + ("a dense L x L score matrix" if n == 1 else f"{n} dense L x L matrices")
+    return n * _scores(case) + 5 * _dense_mask(case, key_padding=True), what
+
+
 def _linear_model(case: Case) -> tuple[int, str]:
     return 0, "O(L) memory"
 
 
 def _flex_model(case: Case) -> tuple[int, str]:
-    return 2 * _dense_mask(case, key_padding=False), "create_block_mask evaluates the dense mask"
+    """``create_block_mask`` (and, with no mask, ``flex_attention``'s own full block mask)
+    evaluates the mask on an L x L grid of 8-byte elements: at L=65536 it asked for 32 GiB."""
+    return 8 * case.L * case.L, "an L x L 8-byte grid while building the BlockMask"
 
 
 _BACKEND_MEMORY: dict[str, Callable[[Case], tuple[int, str]]] = {
@@ -243,7 +258,7 @@ PEERS: list[Impl] = [
          _build_sdpa_math, _scores_model),
     Impl("naive", "softmax(QK^T / sqrt(d)) V in three torch lines, dense mask", _build_naive, _scores_model),
     Impl("mha", "torch.nn.MultiheadAttention with its projections (d_model = H * D)", _build_mha,
-         _key_mask_model, kind="module"),
+         _mha_model, kind="module"),
     Impl("flex", "torch FlexAttention, torch.compile'd, BlockMask from create_block_mask", _build_flex,
          _flex_model, compiled=True),
 ]  # fmt: skip
