@@ -78,6 +78,21 @@ def test_plan_skip_follows_the_budget():
     assert "would need" in runner.plan(["naive"], ["none"], [1024], ["fwd"], max_bytes=1 << 20)[0][1]
 
 
+def test_mha_forward_is_planned_with_its_materialized_scores_but_training_is_not():
+    # 16k, forward, causal: torch's inference fast path holds ~2.5 (1, 8, L, L) float32 matrices (8 GiB each)
+    (_, fwd), (_, fwdbwd) = runner.plan(["mha"], ["causal"], [16384], ["fwd", "fwdbwd"], max_bytes=16 * GiB)
+    assert "would need" in fwd and "inference fast path" in fwd
+    assert fwdbwd is None  # training mode runs through SDPA
+    (_, at_64k), = runner.plan(["mha"], ["causal"], [65536], ["fwdbwd"], max_bytes=16 * GiB)
+    assert "dense causal mask" in at_64k  # it takes attn_mask with is_causal: 21 GiB peak measured
+
+
+def test_flex_is_planned_with_the_grid_create_block_mask_builds():
+    planned = runner.plan(["flex"], ["sliding"], [32768, 65536], ["fwd"], max_bytes=16 * GiB)
+    assert [reason for _, reason in planned][0] is None  # 8 GiB at 32k
+    assert "would need 32." in planned[1][1] and "BlockMask" in planned[1][1]  # it asked for 32 GiB at 64k
+
+
 def test_skip_reason_records_why_an_implementation_refuses():
     impl = Impl("picky", "refuses everything", None, lambda c: (0, ""), why_not=lambda c: "it is picky")
     reason = skip_reason(Case("picky", "none", 16, "fwd"), impl, max_bytes=GiB)
@@ -108,6 +123,30 @@ def test_worker_subprocess_runs_a_tiny_case_and_returns_finite_json():
     from attnkit.functional import BACKENDS
 
     assert result["output_finite"] is True and result["runs_on"] in BACKENDS
+
+
+def test_worker_once_times_and_measures_memory_with_one_call(monkeypatch):
+    from attnkit.bench import measure, worker
+
+    monkeypatch.setattr(worker, "ONCE_MIN_S", 0.0)  # every call counts as long
+    case = Case("attnkit-tiled", "sliding", L=48, pass_="fwdbwd", B=1, H=2, D=8, once=True, threads=1)
+    try:
+        result = worker.run_request({"mode": "case", "case": case.to_json()})
+    finally:
+        measure.fast_allocator()  # the worker left this process's malloc in its exact mode
+        torch.set_num_threads(1)  # as tests/conftest.py set it; the case used case.threads
+    assert result["status"] == "ok", result
+    _assert_finite_numbers(result, ("median_ms", "first_s", "peak_mib", "state_mib"))
+    assert result["runs"] == 1 and result["median_ms"] == result["min_ms"] == result["max_ms"]
+    assert result["first_s"] == pytest.approx(result["median_ms"] / 1e3)  # the one call is the first call
+    assert result["output_finite"] is True and result["compile_s"] is None
+
+
+def test_worker_once_measures_a_short_call_the_usual_way():
+    case = Case("attnkit-tiled", "causal", L=48, pass_="fwd", B=1, H=2, D=8, once=True, repeats=3, threads=1)
+    result = runner.run_worker({"mode": "case", "case": case.to_json()}, threads=1, timeout=120)
+    assert result["status"] == "ok", result
+    assert result["runs"] == 3  # far under ONCE_MIN_S: warm-up, memory call, then the timed runs
 
 
 def test_worker_reports_an_error_as_a_result():
@@ -185,6 +224,16 @@ def test_write_outputs_produces_valid_json_markdown_and_png(tmp_path):
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
 
 
+def test_summary_rows_set_attnkit_auto_against_the_fastest_peer_that_ran():
+    doc = _synthetic_doc()
+    auto = [{**Case("attnkit-auto", "causal", L, "fwd").to_json(), "status": "ok", "median_ms": 8.0 * L / 1024,
+             "runs_on": "sdpa"} for L in (1024, 4096)]  # fmt: skip
+    rows = report.summary_rows(runner.merge_results(doc["grid"], auto))
+    # sdpa (10 ms per 1k) beats naive (25) and flex failed: one peer not run; 65536 has no auto row
+    assert rows == [["fwd", "causal", "1024", "8.00", "sdpa", "sdpa", "10.00", "0.80", "1"],
+                    ["fwd", "causal", "4096", "32.00", "sdpa", "sdpa", "40.00", "0.80", "1"]]  # fmt: skip
+
+
 def test_rich_tables_render_every_result(capsys):
     from rich.console import Console
 
@@ -217,6 +266,68 @@ def test_models_suite_agrees_with_transformers_and_reports_both_workloads():
 def test_models_suite_rejects_an_unknown_task():
     with pytest.raises(ValueError, match="only may hold 'encode' and 'decode', got 'train'"):
         measure_models(only=("train",))
+
+
+# ---------------------------------------------------------------------- resume
+def _result(impl, L, status="ok", ms=1.0, H=8, **extra):
+    return {**Case(impl, "causal", L, "fwd", H=H).to_json(), "status": status, "median_ms": ms, **extra}
+
+
+def _write_doc(path, grid, **config):
+    config = {"command": "attnkit bench --L 1k", "B": 1, "H": 8, "D": 64, "threads": 2, **config}
+    path.write_text(json.dumps({"config": config, "grid": grid}))
+
+
+def test_load_resumable_keeps_measured_cases_and_the_commands_that_made_them(tmp_path):
+    path = tmp_path / "results.json"
+    _write_doc(path, [_result("sdpa", 1024), _result("naive", 1024, status="skipped"), _result("mha", 1024, "error")],
+               earlier=["attnkit bench --L 512"])
+    kept, commands = runner.load_resumable(path, {"B": 1, "H": 8, "D": 64, "threads": 2})
+    assert [r["status"] for r in kept] == ["ok", "skipped", "error"]  # the caller plans skipped ones again
+    assert commands == ["attnkit bench --L 512", "attnkit bench --L 1k"]
+    assert runner.load_resumable(tmp_path / "absent.json", {}) == ([], [])
+
+
+def test_load_resumable_refuses_results_of_another_shape(tmp_path):
+    path = tmp_path / "results.json"
+    _write_doc(path, [_result("sdpa", 1024)], H=4)
+    with pytest.raises(ValueError, match="H=4, this run has H=8"):
+        runner.load_resumable(path, {"B": 1, "H": 8, "D": 64, "threads": 2})
+
+
+def test_merge_results_orders_the_grid_and_prefers_new_measurements():
+    kept = [_result("sdpa", 4096, ms=9.0), _result("attnkit-tiled", 1024, ms=5.0)]
+    new = [_result("sdpa", 4096, ms=7.0), _result("naive", 1024)]
+    merged = runner.merge_results(kept, new)
+    assert [(r["impl"], r["L"]) for r in merged] == [("attnkit-tiled", 1024), ("naive", 1024), ("sdpa", 4096)]
+    assert merged[-1]["median_ms"] == 7.0
+
+
+def test_cli_resume_runs_only_what_the_report_lacks(tmp_path, capsys, monkeypatch):
+    _write_doc(tmp_path / "results.json", [_result("sdpa", 64, ms=2.0), _result("mha", 64, status="skipped")])
+    ran = []
+
+    def fake_worker(request, **kw):
+        if request["mode"] == "matmul":
+            return {"status": "ok", "gflops": 100.0}
+        ran.append(request["case"]["impl"])
+        return {"status": "ok", "median_ms": 4.0}
+
+    monkeypatch.setattr(command, "run_worker", fake_worker)
+    monkeypatch.setattr(runner, "run_worker", fake_worker)
+    monkeypatch.setattr(command, "write_outputs", lambda doc, out: [])
+    args = _parser().parse_args(["--impl", "sdpa,naive", "--mask", "causal", "--L", "64", "--pass", "fwd",
+                                 "--resume", "--out", str(tmp_path), "--json"])  # fmt: skip
+    assert command.run(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert ran == ["naive"]  # sdpa was measured; mha, skipped before and not selected now, keeps its row
+    assert {r["impl"]: r.get("ratio_sdpa") for r in doc["grid"]} == {"sdpa": 1.0, "naive": 2.0, "mha": None}
+    assert doc["config"]["earlier"] == ["attnkit bench --L 1k"]
+
+
+def test_cli_resume_without_out_is_refused(capsys):
+    assert command.run(_parser().parse_args(["--resume", "--L", "64"])) == 2
+    assert "--resume needs --out DIR" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- command line

@@ -74,6 +74,7 @@ class Case:
     threads: int = 2  # torch.set_num_threads in the worker
     repeats: int | None = None  # exact number of timed runs; None = adaptive (>= 3 runs and ~min_time)
     min_time: float = 1.0  # adaptive timing runs until this many seconds have been spent
+    once: bool = False  # one call is both timed and memory-measured (long L; see attnkit.bench.worker)
     seed: int = 0  # torch.manual_seed for the inputs
     extra: dict = field(default_factory=dict)  # implementation-specific knobs (kept in the JSON)
 

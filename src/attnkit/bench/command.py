@@ -27,7 +27,7 @@ from pathlib import Path
 from .cases import MASKS, PASSES, GiB
 from .impls import implementations
 from .report import machine_info, rich_tables, write_outputs
-from .runner import derive, plan, run_cases, run_worker
+from .runner import case_key, derive, load_resumable, merge_results, plan, run_cases, run_worker
 
 __all__ = ["add_arguments", "run", "DEFAULT_LENGTHS", "QUICK", "SUITES"]
 
@@ -113,6 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--pass", dest="pass_", type=_choices(PASSES, "pass"), action="extend", metavar="PASS",
         help="fwd, fwdbwd or both (default both)")
     add("--repeats", type=_positive(int), help="exactly this many timed runs (default: adaptive, >= 3 runs and ~1 s)")
+    add("--once", action="store_true",
+        help="one call per case, both timed and memory-measured (long L: a call takes seconds to minutes)")
     add("--threads", type=_positive(int), default=2, help="torch threads in every worker (default 2)")
     add("--max-memory", type=_positive(float), default=16.0, metavar="GIB",
         help="skip cases whose estimated memory exceeds this many GiB (default 16)")
@@ -124,6 +126,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--dry-run", action="store_true", help="list the cases and why some would be skipped; run nothing")
     add("--json", action="store_true", help="print the results as JSON on stdout (progress goes to stderr)")
     add("--out", type=Path, metavar="DIR", help="write results.json, report.md and plot.png into DIR")  # fmt: skip
+    add("--resume", action="store_true",
+        help="with --out: keep the grid cases DIR/results.json already holds, run only the others, "
+             "and write one report of both (a long grid in several runs, or after an interruption)")
 
 
 def _selection(args) -> dict:
@@ -150,6 +155,8 @@ def _command_line(args, sel: dict) -> str:
         parts.append("--quick")
     if args.repeats:
         parts.append(f"--repeats {args.repeats}")
+    if args.once:
+        parts.append("--once")
     return " ".join(parts)
 
 
@@ -165,10 +172,14 @@ def run(args: argparse.Namespace) -> int:
     if not sel["impls"]:
         err.print("attnkit bench: --impl selects no implementation that is registered here")
         return 2
+    if args.resume and not args.out:
+        err.print("attnkit bench: --resume needs --out DIR (the results.json to resume from)")
+        return 2
     doc = {
         "schema": "attnkit.bench/1",
         "machine": machine_info(args.threads),
-        "config": {"command": _command_line(args, sel), "B": args.batch, "H": args.heads, "D": args.head_dim},
+        "config": {"command": _command_line(args, sel), "B": args.batch, "H": args.heads, "D": args.head_dim,
+                   "threads": args.threads},
         "matmul": None,
         "grid": [],
         "overhead": [],
@@ -178,10 +189,20 @@ def run(args: argparse.Namespace) -> int:
     if args.suite in ("grid", "all"):
         planned = plan(sel["impls"], sel["masks"], sel["lengths"], sel["passes"],
                        max_bytes=int(args.max_memory * GiB), B=args.batch, H=args.heads, D=args.head_dim,
-                       threads=args.threads, repeats=args.repeats, min_time=sel["min_time"])  # fmt: skip
+                       threads=args.threads, repeats=args.repeats, min_time=sel["min_time"],
+                       once=args.once)  # fmt: skip
+        kept: list[dict] = []
+        if args.resume:
+            try:
+                kept, doc["config"]["earlier"] = load_resumable(args.out / "results.json", doc["config"])
+            except ValueError as e:
+                err.print(f"attnkit bench: --resume: {e}")
+                return 2
+            done = {case_key(r) for r in kept if r.get("status") != "skipped"}
+            planned = [(c, r) for c, r in planned if case_key(c.to_json()) not in done]
         if args.dry_run:
             return _print_plan(planned, out)
-        code = _run_grid(doc, planned, args, err)
+        code = _run_grid(doc, planned, args, err, kept)
     one_process = {"overhead": "overhead suite: attention(backend='auto') vs torch SDPA ...",
                    "models": "models suite: MiniLM encoding and SmolLM2 decoding vs transformers ..."}  # fmt: skip
     for name, status in one_process.items():
@@ -204,8 +225,11 @@ def _run_suite(doc: dict, name: str, args, err, status: str) -> int:
     return 0
 
 
-def _run_grid(doc: dict, planned: list, args, err) -> int:
-    """Calibrate the matmul rate, run the planned cases with a progress bar, fill doc['grid']."""
+def _run_grid(doc: dict, planned: list, args, err, kept: list[dict]) -> int:
+    """Calibrate the matmul rate, run the planned cases with a progress bar, fill doc['grid'].
+
+    ``kept`` are results of an earlier run (``--resume``); they join the report, in grid order.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with err.status("measuring the float32 matmul rate (2048 x 2048) ..."):
@@ -224,14 +248,15 @@ def _run_grid(doc: dict, planned: list, args, err) -> int:
             collected.append(result)
             progress.advance(task)
             if args.out and len(collected) % 10 == 0:  # keep partial results on disk during long runs
-                write_outputs({**doc, "grid": derive(collected, gflops), "partial": True}, args.out)
+                write_outputs({**doc, "grid": derive(merge_results(kept, collected), gflops), "partial": True},
+                              args.out)  # fmt: skip
 
         try:
             run_cases(planned, timeout=args.timeout, on_result=on_result,
                       on_start=lambda c: progress.update(task, description=c.label))  # fmt: skip
         except KeyboardInterrupt:
             interrupted = True
-    doc["grid"] = derive(collected, gflops)
+    doc["grid"] = derive(merge_results(kept, collected), gflops)
     if interrupted:
         doc["partial"] = True
         err.print(f"interrupted after {len(collected)} of {len(planned)} cases; writing what was measured")

@@ -30,6 +30,7 @@ __all__ = [
     "machine_info",
     "atomic_write",
     "grid_rows",
+    "summary_rows",
     "overhead_rows",
     "models_rows",
     "rich_tables",
@@ -37,11 +38,13 @@ __all__ = [
     "write_plot",
     "write_outputs",
     "GRID_COLUMNS",
+    "SUMMARY_COLUMNS",
     "OVERHEAD_COLUMNS",
     "MODELS_COLUMNS",
 ]
 
 GRID_COLUMNS = ("impl", "mask", "L", "pass", "ms", "x sdpa", "GFLOP/s", "% mm", "peak MiB", "note")
+SUMMARY_COLUMNS = ("pass", "mask", "L", "auto ms", "runs on", "fastest peer", "peer ms", "auto / peer", "peers not run")
 OVERHEAD_COLUMNS = ("size", "mask", "attnkit µs", "sdpa µs", "ratio", "target", "verdict")
 MODELS_COLUMNS = ("task", "attnkit", "peer", "attnkit rate", "peer rate", "speedup", "target", "verdict", "check")
 
@@ -119,6 +122,8 @@ def _note(r: dict) -> str:
         notes.append(f"runs on {r['runs_on']}")
     if r.get("compile_s") is not None:
         notes.append(f"setup {r.get('setup_s', 0):.1f} s, compile {r['compile_s']:.1f} s (not in ms)")
+    if r.get("once") and r.get("runs") == 1:
+        notes.append("one call (--once)")
     if r["impl"] == "mha":
         notes.append("module, incl. projections")
     if r.get("output_finite") is False:
@@ -143,6 +148,42 @@ def grid_rows(results: list[dict]) -> list[list[str]]:
         ]
         for r in results
     ]
+
+
+def summary_rows(results: list[dict]) -> list[list[str]]:
+    """Per (pass, mask, L): ``attnkit-auto`` against the fastest peer (a non-attnkit row) that ran.
+
+    ``auto / peer`` < 1 means attnkit's default is faster than every peer measured
+    there; ``peers not run`` counts the peers skipped (memory) or failed at that size.
+
+    Example:
+        >>> rows = [{"impl": "attnkit-auto", "mask": "causal", "L": 8, "pass": "fwd", "status": "ok",
+        ...          "median_ms": 2.0, "runs_on": "sdpa"},
+        ...         {"impl": "naive", "mask": "causal", "L": 8, "pass": "fwd", "status": "ok", "median_ms": 4.0}]
+        >>> summary_rows(rows)
+        [['fwd', 'causal', '8', '2.00', 'sdpa', 'naive', '4.00', '0.50', '0']]
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault(_group(r), []).append(r)
+    out = []
+    for (pass_, mask, L), rows in groups.items():
+        auto = next((r for r in rows if r["impl"] == "attnkit-auto" and r.get("status") == "ok"), None)
+        peers = [r for r in rows if not r["impl"].startswith("attnkit-")]
+        ran = [r for r in peers if r.get("status") == "ok"]
+        if auto is None:
+            continue
+        best = min(ran, key=lambda r: r["median_ms"]) if ran else None
+        out.append([
+            pass_, mask, str(L), _ms(auto["median_ms"]), auto.get("runs_on") or "",
+            best["impl"] if best else "none ran", _ms(best["median_ms"]) if best else "—",
+            f"{auto['median_ms'] / best['median_ms']:.2f}" if best else "—", str(len(peers) - len(ran)),
+        ])  # fmt: skip
+    return out
+
+
+def _ms(value: float) -> str:
+    return format(value, ".3g" if value < 1 else ".2f" if value < 100 else ".0f")
 
 
 def overhead_rows(rows: list[dict]) -> list[list[str]]:
@@ -203,6 +244,14 @@ def rich_tables(doc: dict) -> list:
             previous = _group(r)
             table.add_row(*cells, style="dim" if r.get("status") != "ok" else None)
         tables.append(table)
+        summary = summary_rows(grid)
+        if summary:
+            table = Table(title="summary: attnkit-auto vs the fastest peer that ran (auto / peer < 1: attnkit faster)")
+            for col in SUMMARY_COLUMNS:
+                table.add_column(col, justify="left" if col in ("pass", "mask", "runs on", "fastest peer") else "right")
+            for cells in summary:
+                table.add_row(*cells)
+            tables.append(table)
     if doc.get("overhead"):
         table = Table(title="overhead: attention(backend='auto') vs torch SDPA")
         for col in OVERHEAD_COLUMNS:
@@ -245,6 +294,7 @@ def markdown_report(doc: dict) -> str:
     ]
     if cfg:
         lines.append(f"- command: `{cfg.get('command', '')}`; B={cfg.get('B')}, H={cfg.get('H')}, D={cfg.get('D')}")
+        lines += [f"- earlier run kept in this report (`--resume`): `{c}`" for c in cfg.get("earlier", [])]
     lines += [
         "",
         "Useful FLOPs count only the (query, key) pairs the mask allows: 4·pairs·D for the forward "
@@ -256,6 +306,12 @@ def markdown_report(doc: dict) -> str:
         "",
     ]
     grid = doc.get("grid") or []
+    summary = summary_rows(grid)
+    if summary:
+        lines += ["## Summary: attnkit-auto against the fastest peer that ran", "",
+                  "`auto / peer` < 1: attnkit's default is faster than every peer measured at that size; "
+                  "`peers not run`: skipped (memory estimate over `--max-memory`) or failed, see the grid.", ""]
+        lines += _md_table(SUMMARY_COLUMNS, summary) + [""]  # fmt: skip
     if grid:
         lines += ["## Attention grid", ""] + _md_table(GRID_COLUMNS, grid_rows(grid)) + [""]
     if doc.get("overhead"):

@@ -22,12 +22,13 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Callable, Iterable
 
 from .cases import GiB, MASKS, PASSES, Case, useful_flops
 from .impls import implementations, skip_reason
 
-__all__ = ["plan", "run_worker", "run_cases", "derive", "BASELINE_IMPL"]
+__all__ = ["plan", "run_worker", "run_cases", "derive", "case_key", "load_resumable", "merge_results", "BASELINE_IMPL"]
 
 BASELINE_IMPL = "sdpa"  #: ratios are to torch SDPA on the same mask, length and pass
 
@@ -52,6 +53,44 @@ def plan(
                     case = Case(impl=name, mask=mask, L=L, pass_=pass_, **case_fields)
                     out.append((case, skip_reason(case, registry[name], max_bytes)))
     return out
+
+
+def case_key(result: dict) -> tuple:
+    """What makes two results the same measurement: implementation, mask, shape, pass, threads."""
+    return tuple(result[k] for k in ("impl", "mask", "L", "pass", "B", "H", "D", "threads"))
+
+
+def load_resumable(path: Path, config: dict) -> tuple[list[dict], list[str]]:
+    """Grid results of an earlier run, and the commands that made them.
+
+    Skipped rows are returned too (the report keeps their reasons), but only the
+    others count as done: a case skipped before is planned again.
+    Raises ``ValueError`` when ``path`` was measured with another B, H, D or thread count.
+    """
+    if not path.exists():
+        return [], []
+    doc = json.loads(path.read_text())
+    earlier = doc.get("config") or {}
+    for name in ("B", "H", "D", "threads"):
+        theirs = earlier.get(name, (doc.get("machine") or {}).get(name))
+        if theirs is not None and theirs != config[name]:
+            raise ValueError(f"{path} was measured with {name}={theirs}, this run has {name}={config[name]}; "
+                             "use another --out DIR")  # fmt: skip
+    commands = list(earlier.get("earlier", [])) + ([earlier["command"]] if earlier.get("command") else [])
+    return list(doc.get("grid", [])), commands
+
+
+def merge_results(kept: list[dict], new: list[dict]) -> list[dict]:
+    """Earlier and new results in grid order (L, pass, mask, implementation); a new result wins a tie."""
+    by_key = {case_key(r): r for r in kept}
+    by_key.update({case_key(r): r for r in new})
+    impl_order = {name: i for i, name in enumerate(implementations())}
+    mask_order = {name: i for i, name in enumerate(MASKS)}
+
+    def order(r: dict) -> tuple:
+        return (r["L"], PASSES.index(r["pass"]), mask_order.get(r["mask"], 99), impl_order.get(r["impl"], 99))
+
+    return sorted(by_key.values(), key=order)
 
 
 def run_worker(request: dict, *, threads: int = 2, timeout: float | None = None) -> dict:
@@ -134,7 +173,7 @@ def derive(results: list[dict], matmul_gflops: float | None) -> list[dict]:
     out = []
     for r in results:
         r = dict(r)
-        r["flops"] = useful_flops(Case.from_json({k: r[k] for k in _CASE_KEYS}))
+        r["flops"] = useful_flops(Case.from_json({k: r[k] for k in _CASE_KEYS if k in r}))  # older runs lack newer fields
         if r.get("status") == "ok" and r.get("median_ms"):
             r["gflops"] = r["flops"] / (r["median_ms"] * 1e-3) / 1e9
             r["pct_matmul"] = 100.0 * r["gflops"] / matmul_gflops if matmul_gflops else None

@@ -29,6 +29,16 @@ What a case measures, in order:
 7. switch the allocator to its fast steady state, warm up once more if calls
    are short, and time (:func:`~attnkit.bench.measure.time_runs`): ``median_ms``.
 
+With ``case.once`` (``attnkit bench --once``, for long L where one call takes
+seconds to minutes) steps 4-7 shrink to one call that is both timed and
+memory-measured, right after the build (a compiled implementation first gets
+one compiling call, reported as ``compile_s``); ``runs`` is then 1. The
+allocator stays in exact mode for it: every large tensor is a fresh ``mmap``
+whose page faults cost about 0.25 ms per MiB. A first call also pays for what
+is done once per shape (kernel primitives, the first page faults), measured at
+up to ~0.2 s; so when that call took under ``ONCE_MIN_S`` it becomes the first
+call of the usual procedure (steps 5-7) instead.
+
 Anything a library prints goes to stderr; stdout carries only the result.
 A failure inside the case becomes ``{"status": "error", "error": "..."}``.
 
@@ -70,6 +80,7 @@ from .measure import (
 __all__ = ["run_request", "run_case", "measure_matmul", "main"]
 
 MiB = 1 << 20
+ONCE_MIN_S = 3.0  #: with ``case.once``, a call shorter than this (seconds) is measured the usual way
 
 
 def make_inputs(case: Case, kind: str) -> Inputs:
@@ -126,19 +137,8 @@ def run_case(case: Case) -> dict:
     t0 = time.perf_counter()
     step = _step(impl.build(case, inputs), inputs, case.pass_)
     setup_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    out = step()
-    first_s = time.perf_counter() - t0
-    finite = bool(torch.isfinite(out.detach()).all())
-    del out
-    state = _settle()[0] - base
-    step()  # the memory-measured call (and the second warm-up)
-    peak = peak_rss_bytes() - base
-
-    fast_allocator()
-    if first_s < 1.0:
-        step()
-    times = time_runs(step, repeats=case.repeats, min_time=case.min_time)
+    measure = _measure_once if case.once else _measure_repeated
+    times, first_s, finite, state, peak = measure(step, case, impl, base)
     med = median(times)
     result = {
         "status": "ok",
@@ -160,6 +160,49 @@ def run_case(case: Case) -> dict:
     if case.impl == "attnkit-auto":
         result["runs_on"] = _auto_backend(case, inputs)
     return result
+
+
+def _timed_call(step) -> tuple[float, bool]:
+    """Seconds one call took, and whether its output was finite."""
+    t0 = time.perf_counter()
+    out = step()
+    seconds = time.perf_counter() - t0
+    return seconds, bool(torch.isfinite(out.detach()).all())
+
+
+def _measure_repeated(step, case: Case, impl, base: int):
+    """Steps 4-7 of the module docstring: first call, memory-measured call, timed runs."""
+    first_s, finite = _timed_call(step)
+    return _measure_after_first(step, case, base, first_s, finite)
+
+
+def _measure_after_first(step, case: Case, base: int, first_s: float, finite: bool):
+    """Steps 5-7: what stays allocated, the memory-measured call, then the timed runs."""
+    state = _settle()[0] - base
+    step()  # the memory-measured call (and the second warm-up)
+    peak = peak_rss_bytes() - base
+    fast_allocator()
+    if first_s < 1.0:
+        step()
+    return time_runs(step, repeats=case.repeats, min_time=case.min_time), first_s, finite, state, peak
+
+
+def _measure_once(step, case: Case, impl, base: int):
+    """``case.once``: one call is timed and memory-measured (after a compiling call if compiled).
+
+    A call shorter than ``ONCE_MIN_S`` is then measured the usual way: there, what a
+    first call pays once (kernel primitives for new shapes, first page faults) would show.
+    """
+    compile_s = None
+    if impl.compiled:
+        compile_s, _ = _timed_call(step)
+    _settle()  # the peak mark now starts from what the build (and compilation) left allocated
+    seconds, finite = _timed_call(step)
+    if seconds < ONCE_MIN_S:
+        return _measure_after_first(step, case, base, seconds if compile_s is None else compile_s, finite)
+    peak = peak_rss_bytes() - base
+    state = _settle()[0] - base
+    return [seconds], seconds if compile_s is None else compile_s, finite, state, peak
 
 
 def _settle() -> tuple[int, bool]:
