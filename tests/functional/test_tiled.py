@@ -277,6 +277,8 @@ def test_tiled_default_tiles_are_64_for_banded_forward_and_128_otherwise():
     assert TiledCall.build(q, k, masks.causal()).plan.block_q == 128  # causal chunks grow: no bands
     assert TiledCall.build(q, k, masks.sliding_window(200), block_q=96, block_k=96).plan.block_q == 96  # as asked
     assert_matches_reference64(q, k, v, masks.sliding_window(200))  # forward at 64, backward at 128
+    q, k, _ = make_qkv(1, 8, 8, 2048, 2048, 16, 16)  # 8 rows: at 128, 14 equal blocks are too few for a band
+    assert TiledCall.build(q, k, masks.sliding_window(256)).plan.block_q == 64  # at 64 there are 30
 
 
 @pytest.mark.parametrize("dtype,floor", [(torch.float32, 1e-6), (torch.bfloat16, 1e-2), (torch.float16, 1e-3)])
