@@ -168,6 +168,9 @@ def test_run_cases_skips_the_rest_of_a_pass_after_not_implemented(monkeypatch):
     assert len(calls) == 1
     assert [r["status"] for r in results] == ["error", "skipped", "skipped"]
     assert "no backward on CPU" in results[1]["reason"]
+    calls.clear()  # an earlier run's NotImplementedError (--resume) counts too
+    earlier = [{**Case("flex", "none", 64, "fwdbwd").to_json(), "status": "error", "error": "NotImplementedError: no"}]
+    assert [r["status"] for r in runner.run_cases(planned, earlier=earlier)] == ["skipped"] * 3 and not calls
 
 
 def test_overhead_suite_returns_a_ratio_per_row():

@@ -252,7 +252,7 @@ def _run_grid(doc: dict, planned: list, args, err, kept: list[dict]) -> int:
                               args.out)  # fmt: skip
 
         try:
-            run_cases(planned, timeout=args.timeout, on_result=on_result,
+            run_cases(planned, timeout=args.timeout, on_result=on_result, earlier=kept,
                       on_start=lambda c: progress.update(task, description=c.label))  # fmt: skip
         except KeyboardInterrupt:
             interrupted = True

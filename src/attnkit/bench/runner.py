@@ -134,6 +134,7 @@ def run_cases(
     timeout: float | None = None,
     on_start: Callable[[Case], None] | None = None,
     on_result: Callable[[dict], None] | None = None,
+    earlier: Iterable[dict] = (),
 ) -> list[dict]:
     """Run every planned case that is not skipped; one result dict per case (skipped ones included).
 
@@ -141,10 +142,12 @@ def run_cases(
     on CPU), its remaining cases of that pass are skipped with that message.
 
     ``on_start(case)`` is called before and ``on_result(result)`` after each case
-    (progress bars, partial files).
+    (progress bars, partial files). ``earlier`` results (``--resume``) count as seen.
     """
     results = []
-    unsupported: dict[tuple[str, str], str] = {}  # (impl, pass) -> "NotImplementedError: ..." seen earlier
+    unsupported: dict[tuple[str, str], str] = {  # (impl, pass) -> "NotImplementedError: ..." seen earlier
+        (r["impl"], r["pass"]): r["error"] for r in earlier if r.get("error", "").startswith("NotImplementedError")
+    }
     for case, reason in planned:
         if on_start is not None:
             on_start(case)
