@@ -298,6 +298,15 @@ def test_load_resumable_refuses_results_of_another_shape(tmp_path):
         runner.load_resumable(path, {"B": 1, "H": 8, "D": 64, "threads": 2})
 
 
+@pytest.mark.parametrize("text, message", [("{not json", "is not JSON"), ('["a list"]', "has no grid results list")])
+def test_load_resumable_names_a_file_that_is_not_a_report(tmp_path, text, message):
+    path = tmp_path / "results.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message) as exc:
+        runner.load_resumable(path, {"B": 1, "H": 8, "D": 64, "threads": 2})
+    assert str(path) in str(exc.value) and "earlier --out" in str(exc.value)
+
+
 def test_merge_results_orders_the_grid_and_prefers_new_measurements():
     kept = [_result("sdpa", 4096, ms=9.0), _result("attnkit-tiled", 1024, ms=5.0)]
     new = [_result("sdpa", 4096, ms=7.0), _result("naive", 1024)]

@@ -169,10 +169,10 @@ def summary_rows(results: list[dict]) -> list[list[str]]:
     out = []
     for (pass_, mask, L), rows in groups.items():
         auto = next((r for r in rows if r["impl"] == "attnkit-auto" and r.get("status") == "ok"), None)
-        peers = [r for r in rows if not r["impl"].startswith("attnkit-")]
-        ran = [r for r in peers if r.get("status") == "ok"]
         if auto is None:
             continue
+        peers = [r for r in rows if not r["impl"].startswith("attnkit-")]
+        ran = [r for r in peers if r.get("status") == "ok"]
         best = min(ran, key=lambda r: r["median_ms"]) if ran else None
         out.append([
             pass_, mask, str(L), _ms(auto["median_ms"]), auto.get("runs_on") or "",

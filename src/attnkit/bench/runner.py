@@ -65,11 +65,17 @@ def load_resumable(path: Path, config: dict) -> tuple[list[dict], list[str]]:
 
     Skipped rows are returned too (the report keeps their reasons), but only the
     others count as done: a case skipped before is planned again.
-    Raises ``ValueError`` when ``path`` was measured with another B, H, D or thread count.
+    Raises ``ValueError`` when ``path`` is not a results.json of ``attnkit bench`` or was
+    measured with another B, H, D or thread count.
     """
     if not path.exists():
         return [], []
-    doc = json.loads(path.read_text())
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not JSON ({e}); expected the results.json an earlier --out wrote") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("grid", []), list):
+        raise ValueError(f"{path} has no grid results list; expected the results.json an earlier --out wrote")
     earlier = doc.get("config") or {}
     for name in ("B", "H", "D", "threads"):
         theirs = earlier.get(name, (doc.get("machine") or {}).get(name))
@@ -176,7 +182,8 @@ def derive(results: list[dict], matmul_gflops: float | None) -> list[dict]:
     out = []
     for r in results:
         r = dict(r)
-        r["flops"] = useful_flops(Case.from_json({k: r[k] for k in _CASE_KEYS if k in r}))  # older runs lack newer fields
+        fields = {k: r[k] for k in _CASE_KEYS if k in r}  # rows of older runs (--resume) lack newer fields
+        r["flops"] = useful_flops(Case.from_json(fields))
         if r.get("status") == "ok" and r.get("median_ms"):
             r["gflops"] = r["flops"] / (r["median_ms"] * 1e-3) / 1e9
             r["pct_matmul"] = 100.0 * r["gflops"] / matmul_gflops if matmul_gflops else None

@@ -193,16 +193,15 @@ def _measure_once(step, case: Case, impl, base: int):
     A call shorter than ``ONCE_MIN_S`` is then measured the usual way: there, what a
     first call pays once (kernel primitives for new shapes, first page faults) would show.
     """
-    compile_s = None
-    if impl.compiled:
-        compile_s, _ = _timed_call(step)
+    compiling_s = _timed_call(step)[0] if impl.compiled else None
     _settle()  # the peak mark now starts from what the build (and compilation) left allocated
     seconds, finite = _timed_call(step)
+    first_s = seconds if compiling_s is None else compiling_s
     if seconds < ONCE_MIN_S:
-        return _measure_after_first(step, case, base, seconds if compile_s is None else compile_s, finite)
+        return _measure_after_first(step, case, base, first_s, finite)
     peak = peak_rss_bytes() - base
     state = _settle()[0] - base
-    return [seconds], seconds if compile_s is None else compile_s, finite, state, peak
+    return [seconds], first_s, finite, state, peak
 
 
 def _settle() -> tuple[int, bool]:
