@@ -1,11 +1,12 @@
 # make demo: create .venv, install attnkit, run the main demo.
 # make test: create .venv, install attnkit with dev dependencies, run the whole test suite.
+# make fuzz: the property tests (@given) with fresh random examples, 10x as many (hypothesis profile "fuzz").
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test bench install dev clean
+.PHONY: demo test fuzz bench install dev clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest -n 2 -q
+
+# CI runs every @given test derandomized (profile "ci", tests/conftest.py); this draws new examples.
+fuzz: $(VENV)/.dev-installed
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -n 2 -q -m hypothesis tests
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/attnkit bench --quick
