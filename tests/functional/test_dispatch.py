@@ -512,12 +512,12 @@ def test_attention_auto_matches_reference64_random_problems(problem):
 
 
 @pytest.mark.parametrize(
-    "problem, fixed_floor_fails",
-    [(((1, 1, 1, 1, 3, 1, 1), torch.bfloat16, masks.causal(), "none", 1.0, 813), True),
-     (((2, 2, 1, 2, 25, 39, 8), torch.float32, None, "none", 0.5, 1), True)],
+    "problem",
+    [((1, 1, 1, 1, 3, 1, 1), torch.bfloat16, masks.causal(), "none", 1.0, 813),
+     ((2, 2, 1, 2, 25, 39, 8), torch.float32, None, "none", 0.5, 1)],
     ids=["bf16-causal-813", "float32-sdpa-seed1"],
 )  # fmt: skip
-def test_old_fixed_floor_failed_these_draws_scale_aware_floor_passes(problem, fixed_floor_fails):
+def test_old_fixed_floor_failed_these_draws_scale_aware_floor_passes(problem):
     shape, dtype, mask, bias_name, scale, seed = problem
     q, k, v = make_qkv(*shape, dtype, seed=seed)
     got = attention(q, k, v, mask, scale=scale)

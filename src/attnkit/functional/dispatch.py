@@ -286,5 +286,5 @@ def explain(
         >>> explain(q, k, v, return_weights=True).backend
         'reference'
     """
-    p = validate("attention", q, k, v, mask, bias, scale, dropout_p, return_weights, return_lse)
+    p = validate("explain", q, k, v, mask, bias, scale, dropout_p, return_weights, return_lse)
     return _choose(p, backend)
