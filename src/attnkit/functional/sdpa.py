@@ -88,7 +88,7 @@ def _sdpa_mask(mask: Mask | None, bias: Bias | None, Lq: int, Lk: int, q: Tensor
 def sdpa_mask_bytes(B: int, H: int, Lq: int, Lk: int, dtype: torch.dtype, mask: Mask | None, bias: Bias | None) -> int:
     """Bytes of the dense tensors :func:`sdpa_attention` builds for a mask and/or bias (0 for none).
 
-    What is built, at its peak (measured against this estimate in tests/functional/test_sdpa_memory.py):
+    What is built, at its peak (tests/functional/test_edges.py measures the bytes the call allocates against it):
     a mask is a bool ``(Bm, Hm, Lq, Lk)`` that SDPA converts to a float mask of the same shape; a bias
     is a float32 ``(Bb, Hb, Lq, Lk)`` (a computed bias such as ALiBi also an int64 ``(Lq, Lk)`` index
     grid); a mask and a bias together become one float ``(max(Bm, Bb), max(Hm, Hb), Lq, Lk)``.
