@@ -116,6 +116,17 @@ def test_nonfinite_key_or_value_gives_nan_in_the_heads_reading_it_every_backend(
     assert torch.equal(nan_rows, expected)
 
 
+# big * 320 values (40 keys x 8) overflows the check's sum; big * 40 keys still fits an unnormalized P V sum
+@pytest.mark.parametrize("dtype, big", [(torch.float32, 4e36), (torch.float16, 1e3)], ids=["float32", "float16"])
+@pytest.mark.parametrize("name", NAMES)
+def test_finite_values_whose_sum_overflows_are_not_taken_for_nan(name, dtype, big):
+    """The NaN check sums a row first (fast); a sum that overflows must not flag finite inputs."""
+    q, k, _ = qkv(1, 2, 1, 3, 40, 8, 8, dtype)
+    v = torch.full((1, 1, 40, 8), big, dtype=dtype)  # every value big: any average of them is big too
+    out = attention(q, k, v, masks.causal(), backend=name)
+    assert torch.isfinite(out).all() and torch.allclose(out.double(), torch.full_like(out, big).double(), rtol=1e-3)
+
+
 def test_nonfinite_lse_and_weights_nan_in_the_same_rows():
     q, k, v = qkv(1, 2, 1, 4, 5, 8, 8, torch.float64)
     q[0, 0, 1, 0] = float("nan")
