@@ -45,7 +45,7 @@ KNOWN_CYCLES = [
 def _imports(path: Path) -> set[str]:
     """Top-level names of every absolute import in ``path`` (inside functions too), and pytest.importorskip()s."""
     names = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names |= {a.name.partition(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
