@@ -59,7 +59,8 @@ WITHOUT_EXAMPLES = {
 #: package -> names of its __all__ that no runnable example uses yet (known gaps, owner in the comment)
 UNDOCUMENTED = {
     "attnkit": {"functional"},  # functional-edges: the attnkit.functional module docstring has no example
-    "attnkit.apps.inspect": {"Inspection", "LayerInspection", "MODELS", "LayerWeights", "weights_method"},  # translate-inspect
+    "attnkit.apps.inspect": {"Inspection", "LayerInspection", "MODELS", "LayerWeights",
+                             "weights_method"},  # fmt: skip  # translate-inspect
     "attnkit.apps.qa": {"answer", "Answer", "evaluate", "QAReport", "Scores", "Question", "normalize_answer",
                         "Evidence", "Passage"},  # fmt: skip  # apps-models
     "attnkit.apps.summarize": {"Summary", "evaluate", "EvalReport", "SystemScore", "DEFAULTS"},  # apps-models
