@@ -344,8 +344,8 @@ def _is_mask(x) -> bool:
 
 
 _MASK_HINT = (
-    "masks must be attnkit Mask objects (attnkit.masks.causal(), padding(...), dense(...)) or bool tensors "
-    "with True = may attend; for a torch-style float mask (added to the scores, -inf = blocked) use "
+    "masks must be attnkit Mask objects or bool tensors (True = may attend), e.g. attnkit.masks.causal(), "
+    "masks.padding(lengths), masks.dense(allowed); for a torch-style float mask (added to the scores, -inf = blocked) use "
     "mask, attn_bias = attnkit.nn.masks_from_torch(attn_mask) and pass both"
 )
 
