@@ -15,7 +15,9 @@ into it.
 
 Writes are atomic: the files go to a hidden sibling ``.<name>.tmp-XXXX``
 directory that is renamed into place only when complete, so a crash never
-leaves a half-written checkpoint under ``path_dir``. Loading reads safetensors,
+leaves a half-written checkpoint under ``path_dir``. Written files get mode
+``0o666 & ~umask`` and directories ``0o777 & ~umask``, as ``open()`` and ``mkdir()``
+would make them (``mkstemp``/``mkdtemp`` alone give 0600/0700). Loading reads safetensors,
 JSON, and ``.pt``/``.bin`` state dicts only through
 ``torch.load(weights_only=True)``, which refuses pickled Python objects.
 
