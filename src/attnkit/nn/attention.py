@@ -131,7 +131,10 @@ class MultiHeadAttention(nn.Module):
     ``positions`` ``(L,)`` or ``(B, L)`` gives RoPE positions for packed sequences.
     ``cache`` is a :class:`KVCache`: self-attention appends this call's keys and values
     (RoPE positions continue from the cached length unless ``positions`` is given); a ``KVCache(static=True)``
-    projects cross-attention memory once and reuses it.
+    projects cross-attention memory once and reuses it. A call that raises leaves its
+    cache as it was, so the next decoding step is still right. A float tensor where a
+    mask goes (torch's additive convention) is refused: convert it with
+    :func:`attnkit.nn.masks_from_torch`.
 
     Converting from ``nn.MultiheadAttention``: :meth:`from_torch` copies the weights;
     its masks use the opposite polarity (``True`` = blocked) — translate them with

@@ -19,6 +19,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from .attention import check_backend  # the valid names come from the functional dispatcher's registry
+
 __all__ = ["TransformerConfig"]
 
 _ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "swiglu")
@@ -90,8 +92,6 @@ class TransformerConfig:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"TransformerConfig: {name} must be True or False, got {getattr(self, name)!r}")
         self._check_token_ids()
-        from .attention import check_backend  # the valid names come from the functional dispatcher's registry
-
         check_backend("TransformerConfig", "backend", self.backend)
         if self.tie_embeddings and self.tgt_vocab_size not in (None, self.vocab_size) and self.num_encoder_layers:
             raise ValueError(
