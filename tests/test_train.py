@@ -579,3 +579,12 @@ def test_statefile_round_trips_optimizer_shapes_and_refuses_objects():
     assert back["groups"][0]["lr"] == math.inf and back["__tuple__"] == 1 and back["rng"][0].dtype == torch.uint8
     with pytest.raises(TypeError, match=r"trainer state: groups.0.fn is a function; only tensors"):
         statefile.split({"groups": [{"fn": lambda: 0}]})
+
+
+@pytest.mark.parametrize("name", ["attnkit.train.statefile", "attnkit.train.state"])
+def test_trainer_state_docstring_examples_run(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
