@@ -588,3 +588,9 @@ def test_trainer_state_docstring_examples_run(name):
 
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("name", ["grad_clip", "max_minutes"])
+def test_trainer_config_rejects_nan_budgets(name):
+    with pytest.raises(ValueError, match=rf"{name} must be a number > 0 \(not NaN\) or None, got nan"):
+        TrainerConfig(**{name: float("nan")})
