@@ -183,7 +183,7 @@ def test_clip_grad_norm_below_threshold_is_identity_and_skips_missing_grads():
 def test_trainer_config_validates_fields():
     with pytest.raises(ValueError, match="max_steps must be a positive int, got 0"):
         TrainerConfig(max_steps=0)
-    with pytest.raises(ValueError, match="grad_clip must be a number > 0 or None, got -1"):
+    with pytest.raises(ValueError, match=r"grad_clip must be a number > 0 \(not NaN\) or None, got -1"):
         TrainerConfig(grad_clip=-1)
     with pytest.raises(TypeError, match="out_dir must be a str path"):
         TrainerConfig(out_dir=123)
