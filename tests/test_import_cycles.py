@@ -17,8 +17,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "attnkit"
 
@@ -137,21 +135,9 @@ def describe(found: list[list[str]], graph) -> str:
     return "\n".join(f"  cycle among {comp}: {' -> '.join(loop_through(comp, graph))}" for comp in found)
 
 
-TRANSLATE = f"{PACKAGE}.apps.translate"
-
-
-def test_no_import_cycles_in_attnkit_outside_apps_translate():
+def test_no_import_cycles_in_attnkit():
     graph = import_graph()
-    found = [c for c in cycles(graph) if not all(m.startswith(TRANSLATE) for m in c)]
-    assert not found, "import cycles:\n" + describe(found, graph)
-
-
-# apps/translate (data.py, catalogs.py, numbers_dates.py) is being untangled by another change
-# of issue 12; remove this mark when that lands (strict: an unexpected pass fails, as a reminder).
-@pytest.mark.xfail(strict=True, reason="apps/translate data/catalogs/numbers_dates import each other (issue 12 §6)")
-def test_no_import_cycles_in_apps_translate():
-    graph = import_graph()
-    found = [c for c in cycles(graph) if all(m.startswith(TRANSLATE) for m in c)]
+    found = cycles(graph)
     assert not found, "import cycles:\n" + describe(found, graph)
 
 

@@ -7,13 +7,17 @@ registry (``BACKENDS``, ``AUTO_ORDER``, ``Backend``, ``Problem``) lives in
 
 Example:
     >>> import torch
-    >>> from attnkit import masks
+    >>> from attnkit import functional, masks
     >>> q = k = v = torch.randn(1, 2, 6, 8)
-    >>> out = attention(q, k, v, masks.causal())
+    >>> out = functional.attention(q, k, v, masks.causal())
     >>> torch.allclose(out, sdpa_attention(q, k, v, masks.causal()), atol=1e-6)
     True
-    >>> explain(q, k, v, return_weights=True).backend
-    'reference'
+    >>> e = explain(q, k, v, return_weights=True)
+    >>> isinstance(e, Explanation), e.backend
+    (True, 'reference')
+    >>> bias = TensorBias(torch.zeros(6, 6))  # a Bias: added to the scores
+    >>> isinstance(bias, Bias) and torch.allclose(attention(q, k, v, bias=bias), attention(q, k, v))
+    True
 """
 
 from .bias import Alibi, Bias, TensorBias, alibi_slopes
