@@ -36,9 +36,7 @@ CORE_MODULES = ("__init__", "__main__", "masks", "checkpoint", "cli", "info")
 #: declared but never imported, and why
 NOT_IMPORTED = {"pytest-xdist": "a pytest plugin: `make test` runs `pytest -n 2`"}
 #: import cycles (imports inside functions included) that their owners still have to break
-KNOWN_CYCLES = [
-    {"attnkit.functional.dispatch", "attnkit.functional.tiled"},  # tiled imports dispatch._validate (functional)
-]
+KNOWN_CYCLES: list[set[str]] = []
 
 
 # ---------------------------------------------------------------------- what the code imports

@@ -67,11 +67,11 @@ from torch import Tensor
 from .._tensors import as_4d, compute_dtype
 from ..masks import Mask
 from ._autograd import OutLseFunction
-from ._validate import validate
-from .reference import nan_in_nan_out
 from ._tiles import (Band, TilePlan, bands, bias_rows, bias_tile, block_rows, dropout_keep_tile, flat_kv,
                      indices_of, make_plan, mask_tile, store_rows, zero_uncovered)  # fmt: skip
+from ._validate import validate
 from .bias import Bias
+from .reference import nan_in_nan_out
 
 __all__ = [
     "tiled_attention",
