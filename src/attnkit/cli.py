@@ -152,15 +152,18 @@ class Parser(argparse.ArgumentParser):
 
 
     def _closest(self, flag: str) -> str:
-        """A did-you-mean among this parser's options, else among the other actions' options."""
-        hint = did_you_mean(flag, self.option_strings())
-        if hint or not self.siblings:
-            return hint
+        """A did-you-mean among this parser's options and the other actions' options, the closest winning."""
+        owner_of: dict[str, str | None] = {}
         for name, build in self.siblings.items():
-            close = difflib.get_close_matches(flag, build().option_strings(), n=1, cutoff=0.6)
-            if close:
-                return f"; did you mean {close[0]!r} of `{self._command_of(name)}`?"
-        return ""
+            owner_of.update(dict.fromkeys(build().option_strings(), name))
+        own = self.option_strings()
+        owner_of.update(dict.fromkeys(own, "\0"))  # marks this parser's own options
+        close = difflib.get_close_matches(flag, list(owner_of), n=1, cutoff=0.6)
+        if not close:
+            return ""
+        owner = owner_of[close[0]]
+        return f"; did you mean {close[0]!r}?" if owner == "\0" else \
+            f"; did you mean {close[0]!r} of `{self._command_of(owner)}`?"
 
     def _command_of(self, action: str | None) -> str:
         """``attnkit translate train`` for a sibling action of this parser (None: the command without one)."""

@@ -221,12 +221,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ._argtypes import nonnegative_int, positive_int
 
     add = parser.add_argument
-    add("sentence", nargs="?", default=DEFAULT_SENTENCE, help=f"text to attend over (default: {DEFAULT_SENTENCE!r})")
+    add("sentence", nargs="?", type=_sentence, default=DEFAULT_SENTENCE, metavar="SENTENCE",
+        help=f"text to attend over, 1 to {MAX_WORDS} words (default: {DEFAULT_SENTENCE!r})")
     add("--d-model", type=positive_int, default=16, metavar="N", help="embedding width = d_k")
     add("--seed", type=nonnegative_int, default=0, metavar="S", help="seed of the random embeddings and projections")
     add("--causal", action="store_true", help="mask the future: each word sees only itself and earlier words")
     add("--out", type=Path, default=DEFAULT_OUT_DIR, metavar="DIR", help="directory for the heatmap PNG")
     add("--json", action="store_true", help="print tokens, scores, weights and the PNG path as JSON")
+
+
+def _sentence(text: str) -> str:
+    """The SENTENCE argument: 1 to MAX_WORDS tokens."""
+    n = len(tokenize(text))
+    if not 1 <= n <= MAX_WORDS:
+        why = "no words" if n == 0 else f"{n} tokens; the demo prints L x L tables (longer texts: `attnkit inspect`)"
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_WORDS} words, got {text!r} with {why}")
+    return text
 
 
 def run(args: argparse.Namespace) -> int:

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="minilm: all-MiniLM-L6-v2 encoder; smollm2: SmolLM2-135M-Instruct decoder (causal)")
     add("--out", type=Path, default=DEFAULT_OUT_DIR, metavar="DIR", help="folder for layer_NN.png")
     add("--no-plots", action="store_true", help="measure only; write no PNG")
-    add("--layers", type=_layer_list, metavar="LIST", help="layers to inspect, e.g. 0,5,-1 (default all)")
+    add("--layers", type=_layer_list, metavar="LIST", help="layers to inspect, e.g. 0,5,-1 (default: all)")
     add("--method", choices=("lse", "need_weights"),
         help="lse: weights from the tiled backend's log-sum-exp; need_weights: reference (default: lse where "
              "available)")
