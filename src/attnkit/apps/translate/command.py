@@ -164,11 +164,15 @@ def _eval(args, _texts) -> int:
     from .model import Translator, find_model_dir
     from .run import test_pairs_for
 
-    translator = Translator.load(_require_model(args, "eval"))
+    model_dir = _require_model(args, "eval")
+    with status(f"translate eval: loading the model in {model_dir}"):
+        translator = Translator.load(model_dir)
     split = args.split or "test"
     pairs = test_pairs_for(find_model_dir(args.model), translator.info, split)
-    report = evaluate(translator.model, translator.tokenizer, pairs, split=split, beam_size=args.beam or 4,
-                      limit=args.limit)  # fmt: skip
+    n = len(pairs) if args.limit is None else min(args.limit, len(pairs))
+    with status(f"translate eval: translating {n} {split} sentences (beam {args.beam or 4}) and scoring them"):
+        report = evaluate(translator.model, translator.tokenizer, pairs, split=split, beam_size=args.beam or 4,
+                          limit=args.limit)  # fmt: skip
     print_eval(report, translator.pair, as_json=args.json)
     return 0
 
@@ -189,7 +193,8 @@ def _demo(args, _texts) -> int:
 def _data(args, _texts) -> int:
     from .data import load_corpus
 
-    corpus = load_corpus(args.corpus or "numbers-dates", args.pair, seed=args.seed or 0, size=args.corpus_size)
+    with status(f"translate data: loading the {args.corpus or 'numbers-dates'} corpus"):
+        corpus = load_corpus(args.corpus or "numbers-dates", args.pair, seed=args.seed or 0, size=args.corpus_size)
     summary = corpus.summary()
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
@@ -207,13 +212,16 @@ def _translate(args, texts: list[str]) -> int:
         texts = [line.strip() for line in sys.stdin if line.strip()]
     if not texts:
         raise ValueError("no text to translate: pass sentences as arguments, or one sentence per line on stdin")
-    translator = Translator.load(model_dir)
+    with status(f"translate: loading the model in {model_dir}"):
+        translator = Translator.load(model_dir)
     beam = args.beam or 4
-    translations = translator.translate(texts, beam_size=beam)
+    with status(f"translate: translating {len(texts)} sentence(s) with beam search (beam {beam})"):
+        translations = translator.translate(texts, beam_size=beam)
     picture = None
     if args.plot_attention:
-        alignment = cross_attention(translator.model, translator.tokenizer, texts[0], target=translations[0])
-        picture = plot_alignment(alignment, args.plot_attention)
+        with status(f"translate: drawing the cross-attention alignment into {args.plot_attention}"):
+            alignment = cross_attention(translator.model, translator.tokenizer, texts[0], target=translations[0])
+            picture = plot_alignment(alignment, args.plot_attention)
     if args.json:
         pairs = [{"source": s, "translation": t} for s, t in zip(texts, translations)]
         doc = {"pair": translator.pair, "beam": beam, "translations": pairs, "alignment_png": picture and str(picture)}
