@@ -256,7 +256,8 @@ def test_version_and_every_help_run_without_importing_torch():
         "print(json.dumps(seen))\n"
     )
     argvs = _every_help_argv()
-    done = subprocess.run([sys.executable, "-c", script, json.dumps(argvs)], capture_output=True, text=True, timeout=120)
+    cmd = [sys.executable, "-c", script, json.dumps(argvs)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     assert [argv for argv, *_ in seen] == argvs
@@ -593,3 +594,16 @@ def test_commands_print_no_spinner_when_piped(capsys, monkeypatch, tmp_path):
     path.write_text("anything", encoding="utf-8")
     code, out, err = run_cli(capsys, "summarize", str(path))
     assert code == 0 and err == "" and "\x1b" not in out
+
+
+def test_library_errors_name_the_flag_not_the_function(capsys, monkeypatch, tmp_path):
+    from attnkit.apps.summarize import core
+
+    def refuse(text, **kw):
+        raise ValueError("summarize(): diversity must be in [0, 1], got 2")
+
+    monkeypatch.setattr(core, "summarize", refuse)
+    path = tmp_path / "in.txt"
+    path.write_text("anything", encoding="utf-8")
+    code, _, err = run_cli(capsys, "summarize", str(path))
+    assert code == 2 and err == "attnkit summarize: error: --diversity must be in [0, 1], got 2\n"

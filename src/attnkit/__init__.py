@@ -20,7 +20,8 @@ Example:
     >>> mha(torch.randn(2, 10, 512), masks.causal()).shape
     torch.Size([2, 10, 512])
     >>> from attnkit import Transformer, TransformerConfig
-    >>> config = TransformerConfig(vocab_size=50, d_model=32, num_heads=4, d_ff=64, num_encoder_layers=1, num_decoder_layers=1)
+    >>> config = TransformerConfig(vocab_size=50, d_model=32, num_heads=4, d_ff=64, num_encoder_layers=1,
+    ...                            num_decoder_layers=1)
     >>> Transformer.from_config(config)(torch.randint(0, 50, (2, 7)), torch.randint(0, 50, (2, 5))).shape
     torch.Size([2, 5, 50])
 """

@@ -92,8 +92,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         default = action.default
-        if (not action.option_strings or "(default" in text or any(default is x for x in (None, False, argparse.SUPPRESS))
-                or default == [] or text is argparse.SUPPRESS):  # fmt: skip
+        unset = any(default is x for x in (None, False, argparse.SUPPRESS)) or default == []
+        if not action.option_strings or "(default" in text or unset or text is argparse.SUPPRESS:
             return text
         return f"{text} (default: %(default)s)"
 
@@ -137,7 +137,8 @@ class Parser(argparse.ArgumentParser):
                 continue
             skip_value = False
             if not token.startswith("-") or token == "-":
-                parts.append(f"unexpected argument {token!r}" + (f" ({self.unknown_hint})" if self.unknown_hint else ""))
+                hint = f" ({self.unknown_hint})" if self.unknown_hint else ""
+                parts.append(f"unexpected argument {token!r}{hint}")
                 continue
             flag = token.split("=", 1)[0]
             owners = {name: build() for name, build in self.siblings.items() if flag in build().option_strings()}
@@ -216,7 +217,7 @@ def command_parser(name: str, module: ModuleType, action: str | None = None) -> 
         module.add_arguments(parser, action)
     else:
         module.add_arguments(parser)
-    parser.set_defaults(run=module.run, command=name, action=action)
+    parser.set_defaults(run=module.run, command=name, action=action, parser=parser)
     if actions and action is None and parser.usage is None:  # the default form, then the actions
         default = parser.format_usage().removeprefix("usage: ").rstrip()
         parser.usage = f"{default}\n       attnkit {name} {{{','.join(actions)}}} [options]"
@@ -252,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as e:
         if args.debug:
             raise
-        print(f"attnkit {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        print(f"attnkit {args.command}: error: {_name_the_flag(_one_line(e), args.parser)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"attnkit {args.command}: interrupted", file=sys.stderr)
@@ -290,6 +291,31 @@ def _looks_like(token: str, actions) -> bool:
     """A single word close to an action name (``trian``): a typo, not an argument."""
     plain = re.fullmatch(r"[A-Za-z-]+", token) is not None
     return plain and bool(difflib.get_close_matches(token, list(actions), n=1, cutoff=0.75))
+
+
+def _name_the_flag(message: str, parser: argparse.ArgumentParser) -> str:
+    """A library error as the command line says it: ``summarize(): sentences must ...`` -> ``--sentences must ...``.
+
+    The function prefix is dropped (the line already starts with ``attnkit COMMAND:``);
+    an argument named right after it becomes the flag (or the positional) that set it.
+
+    Example:
+        >>> p = argparse.ArgumentParser()
+        >>> _ = p.add_argument("--d-model", type=int)
+        >>> _name_the_flag("run_demo(): d_model must be a positive int, got 0", p)
+        '--d-model must be a positive int, got 0'
+        >>> _name_the_flag("inspect(): the text gives no tokens", p)
+        'the text gives no tokens'
+    """
+    match = re.match(r"[\w.]+\(\): (\w+)(.*)$", message, re.S)
+    if not match:
+        return message
+    word, rest = match.groups()
+    for action in parser._actions:
+        if action.dest == word and action.help is not argparse.SUPPRESS:
+            name = action.option_strings[-1] if action.option_strings else (action.metavar or action.dest)
+            return f"{name}{rest}"
+    return f"{word}{rest}"
 
 
 def _one_line(e: BaseException) -> str:

@@ -134,5 +134,6 @@ def run(args: argparse.Namespace) -> int:
     console = stdout_console()
     console.print(system)
     console.print(backends)
-    console.print(literal(f'backend="auto" tries: {" → ".join(info["auto_order"])} (first that runs the call exactly)'))
+    order = " → ".join(info["auto_order"])
+    console.print(literal(f'backend="auto" tries: {order} (first that runs the call exactly)'))
     return 0

@@ -295,7 +295,8 @@ def _print_plan(planned: list, out) -> int:
     for col in ("impl", "mask", "L", "pass", "plan"):
         table.add_column(col, overflow="fold")
     for case, reason in planned:
-        table.add_row(case.impl, case.mask, str(case.L), case.pass_, literal("run" if reason is None else f"skip: {reason}"))
+        plan_cell = literal("run" if reason is None else f"skip: {reason}")
+        table.add_row(case.impl, case.mask, str(case.L), case.pass_, plan_cell)
     out.print(table)
     return 0
 

@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser, action: str | None = None) ->
             help="a UTF-8 text file to answer from ('-' = stdin); repeat for several: --context a.txt --context "
                  "b.txt (default: none, the model answers closed-book)")
         add("--max-new-tokens", type=positive_int, default=24, metavar="N", help="answer length limit in tokens")
-        parser.unknown_hint = "one question per call, in quotes; several context files: --context a --context b"  # type: ignore[attr-defined]
+        hint = "one question per call, in quotes; several context files: --context a --context b"
+        parser.unknown_hint = hint  # type: ignore[attr-defined]  # read by attnkit.cli.Parser
     add("--top-k", type=positive_int, default=3, metavar="K", help="sentences retrieved into the prompt")
     add("--json", action="store_true", help="print machine-readable JSON")
 

@@ -43,11 +43,13 @@ def _options() -> dict[str, tuple[tuple[str, ...], dict]]:
     from ..._argtypes import positive_float, positive_int
 
     return {
-        "corpus": (("--corpus",), dict(metavar="NAME", help="numbers-dates | gettext | tsv:PATH (default: numbers-dates)")),
+        "corpus": (("--corpus",), dict(metavar="NAME",
+                                       help="numbers-dates | gettext | tsv:PATH (default: numbers-dates)")),
         "pair": (("--pair",), dict(metavar="SRC-TGT", help="language pair, e.g. en-fr (default: en-de)")),
         "size": (("--size",), dict(choices=("tiny", "small", "base"), help="model size (default: tiny)")),
         "minutes": (("--minutes",), dict(type=positive_float, metavar="M", help="wall-clock training budget")),
-        "steps": (("--steps",), dict(type=positive_int, metavar="N", help="optimizer updates in total (default: 2000)")),
+        "steps": (("--steps",), dict(type=positive_int, metavar="N",
+                                     help="optimizer updates in total (default: 2000)")),
         "out": (("--out",), dict(metavar="DIR", help=f"run directory (default: {DEFAULT_RUN_DIR})")),
         "resume": (("--resume",), dict(action="store_true", default=None, help="continue the run in --out")),
         "seed": (("--seed",), dict(type=int, metavar="S", help="corpus split, init and batch order (default: 0)")),
@@ -60,8 +62,8 @@ def _options() -> dict[str, tuple[tuple[str, ...], dict]]:
         "split": (("--split",), dict(choices=("test", "valid"), help="which split (default: test)")),
         "limit": (("--limit",), dict(type=positive_int, metavar="N", help="score only the first N pairs")),
         "beam": (("--beam",), dict(type=positive_int, metavar="N", help="beam size, 1 = greedy (default: 4)")),
-        "plot_attention": (("--plot-attention",), dict(metavar="FILE.png",
-                                                       help="write the cross-attention alignment of the first sentence")),
+        "plot_attention": (("--plot-attention",), dict(
+            metavar="FILE.png", help="write the cross-attention alignment of the first sentence")),
     }  # fmt: skip
 
 
@@ -87,7 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser, action: str | None = None) ->
         flags, keywords = options[dest]
         parser.add_argument(*flags, dest=dest, **{"default": None, **keywords})
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch threads (default: torch's choice)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -241,5 +244,6 @@ def _require_model(args, action: str) -> Path:
         example = f"attnkit translate eval --model {DEFAULT_RUN_DIR}" if action == "eval" else (
             f'attnkit translate --model {DEFAULT_RUN_DIR} "twenty-one"')  # fmt: skip
         raise ValueError(f"--model DIR is required (a trained model or training run directory), e.g. `{example}`; "
-                         f"`translate train` writes {DEFAULT_RUN_DIR}, `translate demo` {DEFAULT_DEMO_DIR}")  # fmt: skip
+                         f"`translate train` writes {DEFAULT_RUN_DIR}, "
+                         f"`translate demo` {DEFAULT_DEMO_DIR}")  # fmt: skip
     return Path(args.model)
