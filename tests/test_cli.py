@@ -607,3 +607,23 @@ def test_library_errors_name_the_flag_not_the_function(capsys, monkeypatch, tmp_
     path.write_text("anything", encoding="utf-8")
     code, _, err = run_cli(capsys, "summarize", str(path))
     assert code == 2 and err == "attnkit summarize: error: --diversity must be in [0, 1], got 2\n"
+
+
+@pytest.mark.parametrize(
+    "argv, action",
+    [
+        (["translate", "data", "--json"], "data"),
+        (["translate", "--json", "data"], "data"),  # the action is the first positional word, after options too
+        (["translate", "--corpus-size", "100", "data"], "data"),  # an option's value is not the action
+        (["qa", "--top-k", "2", "eval"], "eval"),
+        (["summarize", "--json", "eval"], "eval"),
+        (["summarize", "--", "eval"], None),  # after `--`, a file named eval
+    ],
+)
+def test_the_action_may_follow_options(argv, action):
+    assert cli._parse(argv).action == action
+
+
+def test_a_typo_of_an_action_after_options_is_refused_too(capsys):
+    code, _, err = run_cli(capsys, "translate", "--model", "m", "trian")
+    assert code == 2 and "unknown action 'trian'; did you mean 'train'?" in err

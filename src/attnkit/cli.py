@@ -9,8 +9,10 @@ and is registered with one line in :data:`COMMANDS`. A command with actions
 (``attnkit translate train``) also defines ``ACTIONS = {"train": "one line of
 help", ...}`` and takes the action: ``add_arguments(parser, action)``, where
 ``action=None`` is the command without an action word (``attnkit translate
---model DIR "text"``); ``args.action`` tells ``run`` which one was given. Each
-action has its own options and its own ``--help``.
+--model DIR "text"``); ``args.action`` tells ``run`` which one was given. The
+action is the first positional word when it is exactly an action name (before
+or after options; after ``--`` it is an ordinary argument). Each action has its
+own options and its own ``--help``.
 
 Only the module of the subcommand being run is imported, and command modules
 import torch only inside ``run``, so ``attnkit --version`` and every ``--help``
@@ -276,15 +278,33 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     except CommandUnavailable as e:
         raise CommandUnavailable(str(e), name) from e
     actions = getattr(module, "ACTIONS", {})
-    action = rest.pop(0) if rest and rest[0] in actions else None
-    if action is None and actions and rest and _looks_like(rest[0], actions):
+    action = None
+    parsers = [command_parser(name, module, a) for a in (None, *actions)] if actions and "--" not in rest else []
+    at = _first_positional(parsers, rest) if parsers else None
+    if at is not None and rest[at] in actions:  # the first positional word, before or after options
+        action = rest.pop(at)
+    elif at is not None and _looks_like(rest[at], actions):
         command_parser(name, module).error(
-            f"unknown action {rest[0]!r}{did_you_mean(rest[0], actions, cutoff=0.75)} "
+            f"unknown action {rest[at]!r}{did_you_mean(rest[at], actions, cutoff=0.75)} "
             f"(actions: {', '.join(actions)}; to pass the word itself as an argument, put `--` before it)"
         )
     args = command_parser(name, module, action).parse_intermixed_args(rest)
     args.debug = args.debug or top.debug
     return args
+
+
+def _first_positional(parsers: list[argparse.ArgumentParser], tokens: list[str]) -> int | None:
+    """Index of the first token that is not an option or an option's value (options of any of ``parsers``)."""
+    options = {flag: a for parser in parsers for flag, a in parser._option_string_actions.items()}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("-") or token == "-":
+            return i
+        action = options.get(token.split("=", 1)[0])
+        takes_value = action is not None and action.nargs != 0 and "=" not in token
+        i += 2 if takes_value else 1
+    return None
 
 
 def _looks_like(token: str, actions) -> bool:

@@ -10,8 +10,8 @@
     attnkit translate --model DIR "text" ["text" ...]           # or one sentence per line on stdin
                             [--beam N] [--plot-attention FILE.png]
 
-The word right after ``translate`` is an action when it is exactly ``train``, ``eval``,
-``demo`` or ``data`` (a near miss such as ``trian`` is refused with "did you mean");
+The first positional word (before or after options) is an action when it is exactly
+``train``, ``eval``, ``demo`` or ``data`` (a near miss such as ``trian`` is refused with "did you mean");
 anything else is text to translate (to translate one of those words, put ``--``
 before it, or give it on stdin). Each action has its own options and ``--help``;
 an option of another action is refused, naming the action it belongs to.
