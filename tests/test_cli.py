@@ -627,3 +627,20 @@ def test_the_action_may_follow_options(argv, action):
 def test_a_typo_of_an_action_after_options_is_refused_too(capsys):
     code, _, err = run_cli(capsys, "translate", "--model", "m", "trian")
     assert code == 2 and "unknown action 'trian'; did you mean 'train'?" in err
+
+
+def test_bench_tables_print_error_notes_literally():
+    from attnkit.bench import report
+    from attnkit.console import stdout_console
+
+    row = {"impl": "naive", "mask": "none", "L": 64, "pass": "fwd", "status": "error",
+           "error": "RuntimeError: [red]x[/red] a[k] C:\\[x]", "note": "[server] port"}
+    cells = report.grid_rows([row])[0]
+    console = stdout_console()
+    console.width = 400
+    with console.capture() as captured:
+        for table in report.rich_tables({"grid": [row]}):
+            console.print(table)
+    out = captured.get()
+    for cell in cells:
+        assert cell in out, cell
