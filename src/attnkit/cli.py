@@ -153,7 +153,6 @@ class Parser(argparse.ArgumentParser):
                 parts.append(f"unknown option {flag}" + self._closest(flag))
         return "; ".join(parts) + f"; see `{self.prog} --help`"
 
-
     def _closest(self, flag: str) -> str:
         """A did-you-mean among this parser's options and the other actions' options, the closest winning."""
         owner_of: dict[str, str | None] = {}
@@ -212,8 +211,7 @@ def command_parser(name: str, module: ModuleType, action: str | None = None) -> 
     epilog = None
     if actions and action is None:
         epilog = "actions (each has its own --help):\n" + _listing({f"{name} {a}": h for a, h in actions.items()})
-    parser = Parser(prog=prog, description=description, epilog=epilog,
-                    siblings=siblings)  # fmt: skip
+    parser = Parser(prog=prog, description=description, epilog=epilog, siblings=siblings)
     parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     if actions:
         module.add_arguments(parser, action)
