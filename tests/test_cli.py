@@ -644,3 +644,15 @@ def test_bench_tables_print_error_notes_literally():
     out = captured.get()
     for cell in cells:
         assert cell in out, cell
+
+
+@pytest.mark.parametrize(
+    "package", ["attnkit", "attnkit.apps.translate", "attnkit.apps.qa", "attnkit.apps.summarize",
+                "attnkit.apps.inspect", "attnkit.bench"],
+)
+def test_every_lazy_export_resolves(package):
+    import importlib
+
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"{package}.{name}"
