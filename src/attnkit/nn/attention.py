@@ -241,14 +241,14 @@ class MultiHeadAttention(nn.Module):
         # 1. project and split heads
         fused = self._fused_projections(query, key, cache)  # (q, k, v) rows from one matmul, or None
         q = self._heads(self.w_q(query) if fused is None else fused[0], self.num_heads, self.d_k)  # (B, H, Lq, d_k)
-        k, v = self._keys_values(query, key, value, cache, offset, positions,
-                                 None if fused is None else fused[1:])  # (B, Hkv, Lk, d_k), (B, Hkv, Lk, d_v)  # fmt: skip
+        fused_kv = None if fused is None else fused[1:]
+        k, v = self._keys_values(query, key, value, cache, offset, positions, fused_kv)  # (B, Hkv, Lk, d_k), (.., d_v)
         if self.rotary is not None and (key is None or key is query):  # RoPE acts in self-attention only
             q = self.rotary.rotate(q, offset, positions=positions)  # (B, H, Lq, d_k), default offset..offset+Lq-1
         # 2. attend
         result = attention(
-            q, k, v, mask, bias=self.alibi if attn_bias is None else attn_bias, dropout_p=self.dropout if self.training else 0.0,
-            return_weights=need_weights, backend=self.backend,
+            q, k, v, mask, bias=self.alibi if attn_bias is None else attn_bias,
+            dropout_p=self.dropout if self.training else 0.0, return_weights=need_weights, backend=self.backend,
         )  # fmt: skip
         out, weights = result if need_weights else (result, None)  # (B, H, Lq, d_v)
         # 3. concatenate heads and project
@@ -329,7 +329,7 @@ class MultiHeadAttention(nn.Module):
 
     # ------------------------------------------------------------------ interop
     @classmethod
-    def from_torch(cls, module: nn.MultiheadAttention) -> "MultiHeadAttention":
+    def from_torch(cls, module: nn.MultiheadAttention) -> MultiHeadAttention:
         """Copy an ``nn.MultiheadAttention`` (either ``batch_first``); attnkit is always batch-first."""
         from ._torch_interop import from_torch
 
@@ -348,7 +348,8 @@ def _is_mask(x) -> bool:
 
 _MASK_HINT = (
     "masks must be attnkit Mask objects or bool tensors (True = may attend), e.g. attnkit.masks.causal(), "
-    "masks.padding(lengths), masks.dense(allowed); for a torch-style float mask (added to the scores, -inf = blocked) use "
+    "masks.padding(lengths), masks.dense(allowed); "
+    "for a torch-style float mask (added to the scores, -inf = blocked) use "
     "mask, attn_bias = attnkit.nn.masks_from_torch(attn_mask) and pass both"
 )
 

@@ -320,7 +320,7 @@ class Transformer(nn.Module):
         _init_linears(self)
 
     @classmethod
-    def from_config(cls, config: TransformerConfig) -> "Transformer":
+    def from_config(cls, config: TransformerConfig) -> Transformer:
         return cls(config)
 
     def encode(self, src: Tensor, src_mask: Mask | None = None) -> Tensor:
@@ -385,7 +385,7 @@ class TransformerLM(nn.Module):
         _init_linears(self)
 
     @classmethod
-    def from_config(cls, config: TransformerConfig) -> "TransformerLM":
+    def from_config(cls, config: TransformerConfig) -> TransformerLM:
         return cls(config)
 
     def forward(

@@ -68,8 +68,14 @@ class Progress:
     def __init__(self, enabled: bool, total: int, completed: int):
         self._bar = None
         if enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)  # fmt: skip
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,  # fmt: skip
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
                 TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
@@ -77,7 +83,7 @@ class Progress:
             )  # fmt: skip
             self._task = self._bar.add_task("train", total=total, completed=completed, loss="-", tps="-")
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self._bar is not None:
             self._bar.start()
         return self

@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
-
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from safetensors.torch import save as save_bytes
@@ -103,7 +102,9 @@ class DataStream:
             self._iterator = self._open(skip=0)
             batch = next(self._iterator, _EMPTY)
             if batch is _EMPTY:
-                raise ValueError("Trainer(): data yielded no batches in an epoch; expected a non-empty iterable")
+                raise ValueError(
+                    "Trainer(): data yielded no batches in an epoch; expected a non-empty iterable"
+                ) from None  # the StopIteration above is the expected end of an epoch, not the cause
         self.index += 1
         return batch
 
@@ -215,7 +216,7 @@ def _write_state(directory: Path, meta: dict, state: dict) -> None:
 
 
 def read_checkpoint(path: str | Path) -> tuple[Path, dict, dict]:
-    """``(checkpoint dir, trainer.json contents, the optimizer/scheduler/RNG state)`` of a checkpoint dir or an out_dir."""
+    """``(checkpoint dir, trainer.json contents, optimizer/scheduler/RNG state)`` of a checkpoint dir or an out_dir."""
     path = Path(path)
     if (path / LATEST_NAME).is_file():
         path = latest_checkpoint(path)

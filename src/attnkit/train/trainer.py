@@ -30,8 +30,15 @@ from .clip import clip_grad_norm
 from .config import TrainerConfig
 from .ema import ExponentialMovingAverage
 from .history import HistoryLog, Progress
-from .state import DataStream, capture_rng, latest_checkpoint, read_checkpoint, restore_rng, seed_everything
-from .state import write_checkpoint
+from .state import (
+    DataStream,
+    capture_rng,
+    latest_checkpoint,
+    read_checkpoint,
+    restore_rng,
+    seed_everything,
+    write_checkpoint,
+)
 
 __all__ = ["Trainer"]
 
