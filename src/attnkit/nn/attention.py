@@ -61,10 +61,9 @@ class KVCache:
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Add ``k (B, Hkv, n, d_k)`` and ``v (B, Hkv, n, d_v)``; return all cached keys and values."""
         n = k.shape[2]
-        if self._k is None:
-            self._k, self._v = k.new_empty(*k.shape[:2], max(n, 16), k.shape[3]), v.new_empty(
-                *v.shape[:2], max(n, 16), v.shape[3]
-            )
+        if self._k is None or self._v is None:
+            self._k = k.new_empty(*k.shape[:2], max(n, 16), k.shape[3])  # (B, Hkv, capacity, d_k)
+            self._v = v.new_empty(*v.shape[:2], max(n, 16), v.shape[3])  # (B, Hkv, capacity, d_v)
         elif self._k.shape[0] != k.shape[0]:
             raise ValueError(
                 f"KVCache.append(): the cache holds batch size {self._k.shape[0]} but got {k.shape[0]}; "
@@ -76,23 +75,24 @@ class KVCache:
                 f"{self._v.shape[3]}) but got ({k.shape[1]}, {k.shape[3]}, {v.shape[3]}); use one cache per layer"
             )
         if self.length + n > self._k.shape[2]:
-            self._grow(self.length + n)
+            self._k, self._v = self._grown(self._k, self._v, self.length + n)
         self._k[:, :, self.length : self.length + n] = k
         self._v[:, :, self.length : self.length + n] = v
         self.length += n
-        return self.keys, self.values
+        return self._k[:, :, : self.length], self._v[:, :, : self.length]  # (B, Hkv, L, d_k), (B, Hkv, L, d_v), views
 
-    def _grow(self, needed: int) -> None:
-        capacity = max(needed, 2 * self._k.shape[2])
-        k = self._k.new_empty(*self._k.shape[:2], capacity, self._k.shape[3])  # (B, Hkv, capacity, d_k)
-        v = self._v.new_empty(*self._v.shape[:2], capacity, self._v.shape[3])  # (B, Hkv, capacity, d_v)
-        k[:, :, : self.length] = self.keys
-        v[:, :, : self.length] = self.values
-        self._k, self._v = k, v
+    def _grown(self, old_k: Tensor, old_v: Tensor, needed: int) -> tuple[Tensor, Tensor]:
+        """New buffers of at least ``needed`` (and twice the old) positions holding the cached rows."""
+        capacity = max(needed, 2 * old_k.shape[2])
+        k = old_k.new_empty(*old_k.shape[:2], capacity, old_k.shape[3])  # (B, Hkv, capacity, d_k)
+        v = old_v.new_empty(*old_v.shape[:2], capacity, old_v.shape[3])  # (B, Hkv, capacity, d_v)
+        k[:, :, : self.length] = old_k[:, :, : self.length]
+        v[:, :, : self.length] = old_v[:, :, : self.length]
+        return k, v
 
     def select_batch(self, index: Tensor) -> None:
         """Keep batch rows ``index`` (in that order): reorders hypotheses in beam search."""
-        if self._k is not None:
+        if self._k is not None and self._v is not None:
             self._k, self._v = self._k.index_select(0, index), self._v.index_select(0, index)
 
     def _mark(self) -> tuple[int, Tensor | None, Tensor | None]:
