@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from ..checkpoint import write_atomic
 
@@ -72,7 +73,7 @@ class Progress:
                 BarColumn,
                 MofNCompleteColumn,
                 TextColumn,
-                TimeElapsedColumn,  # fmt: skip
+                TimeElapsedColumn,
                 TimeRemainingColumn,
             )
             from rich.progress import Progress as RichProgress
@@ -95,7 +96,7 @@ class Progress:
     def update(self, step: int, loss: float | None = None, tokens_per_s: float | None = None) -> None:
         if self._bar is None:
             return
-        fields = {}
+        fields: dict[str, Any] = {}  # rich's extra task fields (**fields: Any)
         if loss is not None:
             fields["loss"] = f"{loss:.4f}"
         if tokens_per_s is not None:
