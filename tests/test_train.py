@@ -596,3 +596,18 @@ def test_trainer_state_docstring_examples_run(name):
 def test_trainer_config_rejects_nan_budgets(name):
     with pytest.raises(ValueError, match=rf"{name} must be a number > 0 \(not NaN\) or None, got nan"):
         TrainerConfig(**{name: float("nan")})
+
+
+@pytest.mark.filterwarnings("ignore:get_state and legacy can only be used with the MT19937")  # numpy's own note
+def test_capture_rng_refuses_a_numpy_generator_whose_state_is_not_the_mt19937_tuple():
+    """Checkpoints save numpy's legacy (MT19937) state tuple; another bit generator gets a clear TypeError."""
+    from attnkit.train.state import capture_rng
+
+    previous = np.random.get_bit_generator()
+    np.random.set_bit_generator(np.random.PCG64(0))
+    try:
+        with pytest.raises(TypeError, match="numpy's global generator is PCG64; expected MT19937"):
+            capture_rng()
+    finally:
+        np.random.set_bit_generator(previous)
+    assert isinstance(capture_rng()["numpy"]["keys"], list)  # back to MT19937
