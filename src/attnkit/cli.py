@@ -43,8 +43,8 @@ import importlib
 import os
 import re
 import sys
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Sequence
 
 __all__ = ["main", "build_parser", "command_parser", "COMMANDS", "CommandUnavailable", "Parser"]
 
@@ -52,11 +52,14 @@ __all__ = ["main", "build_parser", "command_parser", "COMMANDS", "CommandUnavail
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("attnkit.info", "versions, threads, CPU, devices and attention backends"),
     "demo": ("attnkit.demo", "self-attention on one sentence, in the three steps of the formula"),
-    "summarize": ("attnkit.apps.summarize.command", "summarize a text file (MiniLM extractive or SmolLM2 abstractive); eval: ROUGE"),
-    "qa": ("attnkit.apps.qa.command", "answer a question, grounded in --context files (MiniLM retrieval + SmolLM2); eval"),
+    "summarize": ("attnkit.apps.summarize.command",
+                  "summarize a text file (MiniLM extractive or SmolLM2 abstractive); eval: ROUGE"),
+    "qa": ("attnkit.apps.qa.command",
+           "answer a question, grounded in --context files (MiniLM retrieval + SmolLM2); eval"),
     "inspect": ("attnkit.apps.inspect.command", "attention heatmaps per layer and head, distance and entropy per head"),
     "bench": ("attnkit.bench.command", "benchmark attention against its peers on this machine"),
-    "translate": ("attnkit.apps.translate.command", "train, evaluate and run a translation Transformer (train|eval|demo|data)"),
+    "translate": ("attnkit.apps.translate.command",
+                  "train, evaluate and run a translation Transformer (train|eval|demo|data)"),
 }
 
 #: What a user can cause with bad input: reported in one line, exit status 2.

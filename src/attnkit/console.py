@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["literal", "status", "progress_bar", "print_json", "stdout_console", "stderr_console", "on_terminal"]
 
 
-def literal(value: object, style: str = "") -> "Text":
+def literal(value: object, style: str = "") -> Text:
     """``str(value)`` as rich ``Text``: printed as is, never read as markup (``[b]``) or emoji codes (``:x:``).
 
     Use it for every string from the user, a file or a model, in tables and lines;
@@ -60,7 +61,7 @@ def on_terminal(stream=None) -> bool:
         return False
 
 
-def stdout_console(*tables) -> "Console":
+def stdout_console(*tables) -> Console:
     """A rich console on stdout without syntax highlighting or emoji codes, wide enough for ``tables``.
 
     Numbers are never squeezed into ellipses: when a table needs more columns than
@@ -78,7 +79,7 @@ def stdout_console(*tables) -> "Console":
     return console
 
 
-def stderr_console() -> "Console":
+def stderr_console() -> Console:
     """A rich console on stderr (status, progress and notes, never results)."""
     from rich.console import Console
 

@@ -26,7 +26,6 @@ from pathlib import Path
 
 # The benchmark modules import torch: they are imported inside the functions that run, so that
 # `attnkit bench --help` starts without torch.
-
 from ..console import literal
 
 __all__ = ["add_arguments", "run", "DEFAULT_LENGTHS", "QUICK", "SUITES"]
@@ -250,8 +249,8 @@ def _run_grid(doc: dict, planned: list, args, err, kept: list[dict]) -> int:
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .runner import derive, merge_results, run_cases, run_worker
     from .report import write_outputs
+    from .runner import derive, merge_results, run_cases, run_worker
 
     with err.status("measuring the float32 matmul rate (2048 x 2048) ..."):
         doc["matmul"] = run_worker({"mode": "matmul", "threads": args.threads, "min_time": 0.5 if args.quick else 1.0},

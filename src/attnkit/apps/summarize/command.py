@@ -94,7 +94,7 @@ def _print_summary(summary) -> None:
                                 f"({summary.model}: centrality + lead prior + MMR)"), title_justify="left")  # fmt: skip
     for name, justify in (("#", "right"), ("score", "right"), ("sentence", "left")):
         table.add_column(name, justify=justify)
-    for i, s, text in zip(summary.indices, summary.scores, summary.sentences):
+    for i, s, text in zip(summary.indices, summary.scores, summary.sentences, strict=True):
         table.add_row(str(i), f"{s:.3f}", literal(text))
     console.print(table)
 

@@ -226,7 +226,7 @@ def _translate(args, texts: list[str]) -> int:
             alignment = cross_attention(translator.model, translator.tokenizer, texts[0], target=translations[0])
             picture = plot_alignment(alignment, args.plot_attention)
     if args.json:
-        pairs = [{"source": s, "translation": t} for s, t in zip(texts, translations)]
+        pairs = [{"source": s, "translation": t} for s, t in zip(texts, translations, strict=True)]
         doc = {"pair": translator.pair, "beam": beam, "translations": pairs, "alignment_png": picture and str(picture)}
         print(json.dumps(doc, indent=2, ensure_ascii=False))
         return 0
