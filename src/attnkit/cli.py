@@ -45,6 +45,7 @@ import re
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 __all__ = ["main", "build_parser", "command_parser", "COMMANDS", "CommandUnavailable", "Parser"]
 
@@ -119,7 +120,7 @@ class Parser(argparse.ArgumentParser):
         self.siblings = siblings or {}
         self.unknown_hint = unknown_hint  # one sentence added to "unrecognized arguments" errors
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {self._explain(message)}\n")
 
@@ -289,12 +290,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     actions = getattr(module, "ACTIONS", {})
     action = None
     parsers = [command_parser(name, module, a) for a in (None, *actions)] if actions and "--" not in rest else []
-    at = _first_positional(parsers, rest) if parsers else None
-    if at is not None and rest[at] in actions:  # the first positional word, before or after options
-        action = rest.pop(at)
-    elif at is not None and _looks_like(rest[at], actions):
+    first = _first_positional(parsers, rest) if parsers else None
+    if first is not None and rest[first] in actions:  # the first positional word, before or after options
+        action = rest.pop(first)
+    elif first is not None and _looks_like(rest[first], actions):
+        word = rest[first]
         command_parser(name, module).error(
-            f"unknown action {rest[at]!r}{did_you_mean(rest[at], actions, cutoff=0.75)} "
+            f"unknown action {word!r}{did_you_mean(word, actions, cutoff=0.75)} "
             f"(actions: {', '.join(actions)}; to pass the word itself as an argument, put `--` before it)"
         )
     args = command_parser(name, module, action).parse_intermixed_args(rest)
@@ -302,7 +304,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _first_positional(parsers: list[argparse.ArgumentParser], tokens: list[str]) -> int | None:
+def _first_positional(parsers: Sequence[argparse.ArgumentParser], tokens: list[str]) -> int | None:
     """Index of the first token that is not an option or an option's value (options of any of ``parsers``)."""
     options = {flag: a for parser in parsers for flag, a in parser._option_string_actions.items()}
     i = 0

@@ -74,8 +74,10 @@ def _evidence_table(result):
     from rich.table import Table
 
     table = Table(title="supporting sentences (MiniLM cosine to the question)", title_justify="left")
-    for name, justify in (("#", "right"), ("score", "right"), ("source", "left"), ("sentence", "left")):
-        table.add_column(name, justify=justify)
+    for name in ("#", "score"):
+        table.add_column(name, justify="right")
+    for name in ("source", "sentence"):
+        table.add_column(name, justify="left")
     for rank, e in enumerate(result.evidence, 1):
         table.add_row(str(rank), f"{e.score:.3f}", literal(f"{e.passage.source}:{e.passage.index}"),
                       literal(e.passage.text))  # fmt: skip

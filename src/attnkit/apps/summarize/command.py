@@ -92,8 +92,9 @@ def _print_summary(summary) -> None:
         return
     table = Table(title=literal(f"picked {len(summary.sentences)} of {summary.source_sentences} sentences "
                                 f"({summary.model}: centrality + lead prior + MMR)"), title_justify="left")  # fmt: skip
-    for name, justify in (("#", "right"), ("score", "right"), ("sentence", "left")):
-        table.add_column(name, justify=justify)
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("sentence", justify="left")
     for i, s, text in zip(summary.indices, summary.scores, summary.sentences, strict=True):
         table.add_row(str(i), f"{s:.3f}", literal(text))
     console.print(table)
