@@ -12,9 +12,10 @@ follows the scale of the summed terms (as FlashAttention's tests do), in float64
 ``P_ij |V_jd|`` are the terms summed into the output, rounded in X; ``|S|_ij = |scale| *
 sum_d |q_id| |k_jd| + |bias_ij|`` bounds the terms summed into score ``ij``, whose
 rounding in the softmax's dtype C (float32 for bf16/fp16, else X) moves the score by
-~eps(C) |S|_ij, which the softmax turns into a relative error of P_ij. A reference whose own error happens to be ~0 then no longer makes the bound
-smaller than one rounding of the output. test_planted_bugs_fail_the_accuracy_rule
-checks the rule still catches a dropped key and an off-by-one window.
+~eps(C) |S|_ij, which the softmax turns into a relative error of P_ij. A reference
+whose own error happens to be ~0 then no longer makes the bound smaller than one
+rounding of the output. test_planted_bugs_fail_the_accuracy_rule checks the rule
+still catches a dropped key and an off-by-one window.
 
 The reference itself is checked against an independent numpy oracle in
 test_reference.py. Backends are read from BACKENDS when the tests are collected,

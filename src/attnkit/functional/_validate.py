@@ -154,7 +154,7 @@ def _check_broadcast(fn: str, name: str, obj, B: int, H: int, Lq: int, Lk: int) 
         values = getattr(leaf, "values", None)
         if isinstance(values, Tensor):  # a dense mask or a tensor bias
             shape = tuple(values.shape)
-            for got, want, axis in zip(shape, (B, H, Lq, Lk), ("B", "H", "Lq", "Lk")):
+            for got, want, axis in zip(shape, (B, H, Lq, Lk), ("B", "H", "Lq", "Lk"), strict=True):
                 if got not in (1, want):
                     raise ValueError(
                         f"{fn}(): {name} of shape {shape} cannot broadcast to (B, H, Lq, Lk) = "

@@ -200,7 +200,8 @@ def tiled_forward(q: Tensor, k: Tensor, v: Tensor, call: TiledCall) -> tuple[Ten
         True
     """
     if call.Lk == 0:  # no keys: every row is empty (output 0, lse -inf)
-        return q.new_zeros(*q.shape[:3], v.shape[3]), q.new_full(q.shape[:3], float("-inf"), dtype=compute_dtype(q.dtype))
+        lse = q.new_full(q.shape[:3], float("-inf"), dtype=compute_dtype(q.dtype))  # (B, H, Lq)
+        return q.new_zeros(*q.shape[:3], v.shape[3]), lse
     kf, vf = flat_kv(k, call.Lk), flat_kv(v, call.Lk)  # (N, Lk, D), (N, Lk, Dv)
     out = q.new_empty(*q.shape[:3], v.shape[3])  # (B, H, Lq, Dv), written block by block
     lse = torch.full(q.shape[:3], float("-inf"), dtype=kf.dtype, device=q.device)  # (B, H, Lq)
