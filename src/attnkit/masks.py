@@ -37,7 +37,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Sequence, overload
 
 import torch
 from torch import Tensor
@@ -180,19 +180,27 @@ class Mask:
     # ------------------------------------------------------------------ algebra
     # None stands for "no mask" (every pair may attend), as in attention(mask=None), so
     # ``m & None`` is ``m`` and ``m | None`` is None.
-    def __and__(self, other: "Mask | Tensor | None") -> "Mask":
+    def __and__(self, other: Mask | Tensor | None) -> Mask:
         other = as_mask(other, "mask & other: other")
         return self if other is None else _And(self, other)
 
-    def __rand__(self, other: "Mask | Tensor | None") -> "Mask":
+    def __rand__(self, other: Mask | Tensor | None) -> Mask:
         other = as_mask(other, "other & mask: other")
         return self if other is None else _And(other, self)
 
-    def __or__(self, other: "Mask | Tensor | None") -> "Mask | None":
+    @overload
+    def __or__(self, other: None) -> None: ...
+    @overload
+    def __or__(self, other: Mask | Tensor) -> Mask: ...
+    def __or__(self, other: Mask | Tensor | None) -> Mask | None:
         other = as_mask(other, "mask | other: other")
         return None if other is None else _Or(self, other)
 
-    def __ror__(self, other: "Mask | Tensor | None") -> "Mask | None":
+    @overload
+    def __ror__(self, other: None) -> None: ...
+    @overload
+    def __ror__(self, other: Mask | Tensor) -> Mask: ...
+    def __ror__(self, other: Mask | Tensor | None) -> Mask | None:
         other = as_mask(other, "other | mask: other")
         return None if other is None else _Or(other, self)
 
@@ -321,7 +329,7 @@ class _PrefixLM(Mask):
         return (k_idx < self.prefix) | (k_idx <= _aligned_queries(q_idx, Lq, Lk))
 
     def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
-        return (_Causal() | _KeyPrefix(self.prefix)).classify_tiles(Lq, Lk, block_q, block_k, device=device)
+        return _Or(_Causal(), _KeyPrefix(self.prefix)).classify_tiles(Lq, Lk, block_q, block_k, device=device)
 
     def __repr__(self):
         return f"prefix_lm({self.prefix})"
