@@ -286,6 +286,29 @@ def test_interrupted_training_saves_a_checkpoint_and_resumes_exactly(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_two_runs_with_the_same_seed_and_steps_give_identical_weights(tmp_path):
+    a = train_translation(tiny_config(tmp_path, "a", steps=5), progress=False)
+    b = train_translation(tiny_config(tmp_path, "b", steps=5), progress=False)
+    c = train_translation(tiny_config(tmp_path, "c", steps=5, seed=1), progress=False)
+    wa, wb, wc = model_weights(a.run_dir), model_weights(b.run_dir), model_weights(c.run_dir)
+    assert a.stop_reason == "max_steps" and not a.under_trained
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)  # the seed matters, so the equality above is not vacuous
+
+
+def test_a_time_cap_that_stops_early_says_the_model_is_under_trained(tmp_path, capsys):
+    from attnkit.apps.translate.render import print_train_result
+
+    capped = train_translation(tiny_config(tmp_path, "capped", steps=10_000, minutes=1e-6), progress=False)
+    assert capped.stop_reason == "max_minutes" and capped.steps < 10_000 and capped.under_trained
+    print_train_result(capped, as_json=False)
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"{capped.steps} of 10,000 steps" in out and "under-trained" in out and "--minutes" in out
+    print_train_result(capped, as_json=True)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["under_trained"] is True and doc["planned_steps"] == 10_000 and "under-trained" in doc["stopped"]
+
+
 def _ddp_worker(rank: int, world_size: int, port: int, settings: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank))  # fmt: skip
@@ -419,5 +442,5 @@ def test_demo_refuses_to_replace_a_directory_that_is_not_a_run(tmp_path):
 
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="is not a translation run"):
-        demo(minutes=0.01, out_dir=tmp_path, progress=False)
+        demo(steps=1, out_dir=tmp_path, progress=False)
     assert (tmp_path / "notes.txt").read_text() == "mine"

@@ -5,7 +5,7 @@
     attnkit translate train [--corpus numbers-dates|gettext|tsv:PATH] [--pair en-de] [--size tiny|small|base]
                             [--minutes N | --steps N] [--out DIR] [--resume]
     attnkit translate eval  --model DIR [--split test|valid] [--limit N] [--beam N]
-    attnkit translate demo  [--minutes 3] [--out DIR]
+    attnkit translate demo  [--steps 1200] [--minutes CAP] [--out DIR]
     attnkit translate data  [--corpus ...] [--pair ...]          # the corpus summary, no training
     attnkit translate --model DIR "text" ["text" ...]           # or one sentence per line on stdin
                             [--beam N] [--plot-attention FILE.png]
@@ -28,7 +28,7 @@ ACTIONS = ("train", "eval", "demo", "data")
 #: option dest -> the actions that accept it ("text" = translating sentences)
 _OWNERS = {
     "corpus": ("train", "data"), "pair": ("train", "data", "demo"), "size": ("train", "demo"),
-    "minutes": ("train", "demo"), "steps": ("train",), "out": ("train", "demo"), "resume": ("train",),
+    "minutes": ("train", "demo"), "steps": ("train", "demo"), "out": ("train", "demo"), "resume": ("train",),
     "seed": ("train", "data"), "corpus_size": ("train", "data"), "max_tokens": ("train",),
     "eval_every": ("train",), "model": ("eval", "text"), "split": ("eval",), "limit": ("eval",),
     "beam": ("eval", "text"), "plot_attention": ("text",),
@@ -49,8 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--corpus", default=None, help="numbers-dates (default) | gettext | tsv:PATH")
     train.add_argument("--pair", default=None, help="language pair, e.g. en-de (default), en-fr")
     train.add_argument("--size", default=None, choices=("tiny", "small", "base"), help="model size (default tiny)")
-    train.add_argument("--minutes", type=float, default=None, help="wall-clock training budget")
-    train.add_argument("--steps", type=int, default=None, help="optimizer updates in total (default 2000)")
+    train.add_argument("--minutes", type=float, default=None, help="wall-clock training budget (demo: a cap; "
+                       "stopping early leaves the model under-trained)")  # fmt: skip
+    train.add_argument("--steps", type=int, default=None, help="optimizer updates in total (default: train 2000, "
+                       "demo 1200)")  # fmt: skip
     train.add_argument("--out", default=None, help="run directory (default runs/translate)")
     train.add_argument("--resume", action="store_true", default=None, help="continue the run in --out")
     train.add_argument("--seed", type=int, default=None, help="corpus split, init and batch order (default 0)")
@@ -171,9 +173,10 @@ def _demo(args, _texts) -> int:
     from .render import print_demo
 
     out = console(args.json)
-    chosen = {k: v for k, v in dict(minutes=args.minutes, out_dir=args.out, pair=args.pair, size=args.size).items()
-              if v is not None}  # fmt: skip
-    with TimeBar(chosen.get("minutes", 3.0), enabled=not args.json) as bar:
+    given = dict(steps=args.steps, minutes=args.minutes, out_dir=args.out, pair=args.pair, size=args.size,
+                 threads=args.threads)  # fmt: skip
+    chosen = {k: v for k, v in given.items() if v is not None}
+    with TimeBar(None, enabled=False) as bar:  # a step count: the Trainer's bar shows steps and ETA
         result = demo(**chosen, progress=not args.json, report=_reporter(out, bar))
     print_demo(result, as_json=args.json)
     return 0

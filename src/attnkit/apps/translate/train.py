@@ -114,6 +114,17 @@ class TrainResult:
     seconds: float  # wall-clock time of this call
     train_loss: float | None  # mean loss of the last logged window
     valid: dict | None  # final validation scores (bleu, chrf, exact_match) on eval_sentences pairs
+    planned_steps: int | None = None  # the steps asked for; None = no step limit (a time budget only)
+
+    @property
+    def under_trained(self) -> bool:
+        """True when the time cap (``minutes``) stopped training before ``planned_steps``."""
+        return self.stop_reason == "max_minutes" and self.planned_steps is not None and self.steps < self.planned_steps
+
+    def to_dict(self) -> dict:
+        """Plain types for JSON, with ``under_trained``."""
+        doc = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+        return {**doc, "under_trained": self.under_trained}
 
 
 def translation_loss(forward: torch.nn.Module | None, *, smoothing: float, world_size: int = 1, pad_id: int = 0):
@@ -175,7 +186,7 @@ def _train(config: TranslationTrainConfig, resume: bool, progress: bool, report:
         model_dir, valid = _save_final(model, run, trainer.step)
     dp.barrier(info)
     return TrainResult(run_dir, model_dir, trainer.step, _stop_reason(trainer), round(time.monotonic() - started, 1),
-                       None if last is None else last["loss"], valid)  # fmt: skip
+                       None if last is None else last["loss"], valid, _planned_steps(settings))  # fmt: skip
 
 
 def _auto_threads() -> int | None:
@@ -192,6 +203,11 @@ def _auto_threads() -> int | None:
     except OSError:  # no load average on this platform
         return None
     return 1 if busy and torch.get_num_threads() > 1 else None
+
+
+def _planned_steps(settings: TranslationTrainConfig) -> int | None:
+    """The step limit: ``steps``, else 2000 without a time budget, else None (until the time is up)."""
+    return settings.steps or (2000 if settings.minutes is None else None)
 
 
 def _how_long(config: TranslationTrainConfig) -> dict:
@@ -223,7 +239,7 @@ def _trainer(model, run: RunFiles, settings: TranslationTrainConfig, info, repor
                            world_size=info.world_size)  # fmt: skip
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr_scale, betas=(0.9, 0.98), eps=1e-9)
     schedule = NoamSchedule(optimizer, model.config.d_model, settings.warmup_steps)
-    steps = settings.steps or (2000 if settings.minutes is None else 10**9)
+    steps = _planned_steps(settings) or 10**9
     trainer_config = TrainerConfig(
         max_steps=steps, max_minutes=None if info.distributed else settings.minutes, log_every=settings.log_every,
         checkpoint_every=settings.checkpoint_every, eval_every=settings.eval_every, seed=settings.seed,
