@@ -386,6 +386,78 @@ def test_tiny_model_learns_numbers_dates_end_to_end(tmp_path, capsys):
     assert not translator.model.decoder.layers[0].cross_attn._forward_hooks  # the hooks are removed
 
 
+# ---------------------------------------------------------------------- out-of-domain warning
+@pytest.fixture(scope="module")
+def number_words_model(tmp_path_factory):
+    """A tiny model trained for a few seconds on English -> German number words 0..159."""
+    tmp = tmp_path_factory.mktemp("ood")
+    config = tiny_config(tmp, "run", steps=160, max_tokens=512, warmup_steps=40)
+    return train_translation(config, progress=False).run_dir
+
+
+def test_training_stores_a_confidence_calibration_that_loads_back(number_words_model):
+    from attnkit.apps.translate import Calibration, Translator
+    from attnkit.apps.translate.confidence import mean_token_log_probs
+
+    info = json.loads((number_words_model / "model" / "translate.json").read_text())
+    translator = Translator.load(number_words_model)
+    calibration = translator.calibration
+    assert isinstance(calibration, Calibration) and calibration.to_dict() == info["confidence"]
+    assert calibration.percentile == 5.0 and calibration.threshold <= calibration.median <= 0.0
+    # the stored threshold is the 5th percentile of the scores of the validation sentences' greedy outputs
+    valid = read_tsv(number_words_model / "data" / "valid.tsv")
+    sources = [s for s, _ in valid]
+    outputs = translator.translate(sources, beam_size=1)
+    scores = torch.tensor(mean_token_log_probs(translator.model, translator.tokenizer, sources, outputs),
+                          dtype=torch.float64)  # fmt: skip
+    assert calibration.sentences == len(sources)
+    assert calibration.threshold == pytest.approx(float(torch.quantile(scores, 0.05)), abs=1e-4)
+
+
+def test_mean_token_log_probs_match_a_per_sentence_oracle(number_words_model):
+    from attnkit.apps.translate import Translator
+    from attnkit.apps.translate.confidence import mean_token_log_probs
+
+    t = Translator.load(number_words_model)
+    sources, outputs = ["twenty-one", "seven", "one hundred and three"], ["einundzwanzig", "sieben", "x y"]
+    batched = mean_token_log_probs(t.model, t.tokenizer, sources, outputs)  # padded batch
+    for source, output, got in zip(sources, outputs, batched):  # one at a time, no padding, plain loops
+        src = torch.tensor([t.tokenizer.encode(source) + [t.tokenizer.eos_id]])
+        ids = t.tokenizer.encode(output) + [t.tokenizer.eos_id]
+        with torch.no_grad():
+            logits = t.model(src, torch.tensor([[t.tokenizer.bos_id] + ids[:-1]]))[0].double()
+        expected = sum(float(logits[i].log_softmax(-1)[token]) for i, token in enumerate(ids)) / len(ids)
+        assert got == pytest.approx(expected, abs=1e-4)
+
+
+def test_cli_flags_an_out_of_domain_input_and_not_an_in_domain_one(number_words_model, capsys):
+    code, out, err = run_cli(capsys, "--model", str(number_words_model), "twenty-one", "The cat sat on the mat.")
+    assert code == 0 and len(out.strip().splitlines()) == 2  # stdout: the translations only
+    assert "'The cat sat on the mat.'" in err and "low confidence" in err and "'twenty-one'" not in err
+    code, out, _ = run_cli(capsys, "--model", str(number_words_model), "twenty-one", "The cat sat on the mat.",
+                           "--json")  # fmt: skip
+    doc = json.loads(out)
+    assert [t["out_of_domain"] for t in doc["translations"]] == [False, True]
+    assert doc["confidence_check"]["available"] is True and doc["confidence_check"]["percentile"] == 5.0
+
+
+def test_cli_loads_a_model_saved_before_calibration_and_says_the_check_is_absent(number_words_model, capsys,
+                                                                                 tmp_path):  # fmt: skip
+    import shutil
+
+    old = tmp_path / "old-model"
+    shutil.copytree(number_words_model / "model", old)
+    info = json.loads((old / "translate.json").read_text())
+    del info["confidence"]
+    (old / "translate.json").write_text(json.dumps(info))
+    code, out, err = run_cli(capsys, "--model", str(old), "The cat sat on the mat.", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["translations"][0]["out_of_domain"] is None and doc["translations"][0]["score"] < 0
+    assert doc["confidence_check"]["available"] is False and "retrain" in doc["confidence_check"]["reason"]
+    code, out, err = run_cli(capsys, "--model", str(old), "The cat sat on the mat.")
+    assert code == 0 and out.strip() and "warning" not in err
+
+
 # ---------------------------------------------------------------------- CLI errors
 def test_cli_refuses_options_of_another_action(capsys):
     code, _, err = run_cli(capsys, "--steps", "5", "hello")
@@ -421,7 +493,7 @@ def test_cli_data_prints_the_corpus_summary_as_json(capsys):
 
 # ---------------------------------------------------------------------- docstrings
 @pytest.mark.parametrize("name", ["data", "numbers_dates", "catalogs", "tokenizer", "batching", "model", "evaluate",
-                                  "alignment", "run", "train"])  # fmt: skip
+                                  "alignment", "run", "train", "confidence"])  # fmt: skip
 def test_docstring_examples_run(name):
     module = importlib.import_module(f"attnkit.apps.translate.{name}")
     result = doctest.testmod(module, verbose=False, optionflags=doctest.ELLIPSIS)

@@ -13,6 +13,8 @@ The pieces, in the order a run uses them:
 :class:`Translator`           a saved model + tokenizer: ``translate([...])``
 :func:`cross_attention`,      which source tokens each target token attended to, as a
 :func:`plot_alignment`        per-layer, per-head heatmap grid
+:func:`calibrate`             the model's confidence on validation sentences, stored with
+                              it: ``attnkit translate`` flags inputs unlike the training data
 :func:`demo`                  all of the above in a few minutes (``attnkit translate demo``)
 ============================  ==========================================================
 
@@ -23,6 +25,7 @@ Example:
 """
 
 from .alignment import Alignment, cross_attention, plot_alignment
+from .confidence import Calibration, Confidence, calibrate
 from .data import Corpus, CorpusSummary, load_corpus, read_tsv
 from .demo import DemoResult, demo
 from .evaluate import EvalReport, Scores, evaluate, score, translate_batch
@@ -52,4 +55,7 @@ __all__ = [
     "plot_alignment",
     "demo",
     "DemoResult",
+    "Calibration",
+    "Confidence",
+    "calibrate",
 ]

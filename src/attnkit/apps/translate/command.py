@@ -206,20 +206,33 @@ def _translate(args, texts: list[str]) -> int:
     translator = Translator.load(model_dir)
     beam = args.beam or 4
     translations = translator.translate(texts, beam_size=beam)
+    confidences = translator.confidence(texts, translations)
     picture = None
     if args.plot_attention:
         alignment = cross_attention(translator.model, translator.tokenizer, texts[0], target=translations[0])
         picture = plot_alignment(alignment, args.plot_attention)
     if args.json:
-        pairs = [{"source": s, "translation": t} for s, t in zip(texts, translations)]
-        doc = {"pair": translator.pair, "beam": beam, "translations": pairs, "alignment_png": picture and str(picture)}
+        pairs = [{"source": s, "translation": t, **c.to_dict()} for s, t, c in zip(texts, translations, confidences)]
+        doc = {"pair": translator.pair, "beam": beam, "translations": pairs, "alignment_png": picture and str(picture),
+               "confidence_check": _confidence_check(translator.calibration)}  # fmt: skip
         print(json.dumps(doc, indent=2, ensure_ascii=False))
         return 0
-    for translation in translations:
-        print(translation)
+    for source, translation, confidence in zip(texts, translations, confidences):
+        print(translation, flush=True)
+        warning = confidence.warning(source)
+        if warning:  # stderr: stdout stays one translation per line for scripts
+            print(f"  ^ {warning}", file=sys.stderr, flush=True)
     if picture:
         print(f"alignment: {picture}", file=sys.stderr)
     return 0
+
+
+def _confidence_check(calibration) -> dict:
+    """What the out-of-domain flags mean for this model, or why there are none."""
+    if calibration is None:
+        return {"available": False, "reason": "this model was saved without a confidence calibration (trained "
+                "before attnkit stored one); out_of_domain is null; retrain it to get the check"}  # fmt: skip
+    return {"available": True, **calibration.to_dict()}
 
 
 def _require_model(args, action: str) -> Path:

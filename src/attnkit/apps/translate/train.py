@@ -9,6 +9,8 @@
 * **batches** by similar length with a budget of tokens (5.1, :mod:`.batching`);
 * **validation BLEU** every ``eval_every`` steps: greedy decoding of the first
   ``eval_sentences`` validation pairs;
+* **confidence calibration** of the final model on the validation sentences
+  (:mod:`.confidence`), stored in ``translate.json`` for out-of-domain warnings;
 * checkpoints every ``checkpoint_every`` steps and on Ctrl-C; ``resume=True`` continues
   exactly (the batch of each step is a function of the seed and the step);
 * **data parallel** under ``torchrun`` (:mod:`attnkit.distributed.data_parallel`).
@@ -35,6 +37,8 @@ from ...nn import Transformer
 from ...train import NoamSchedule, Trainer, TrainerConfig, label_smoothed_cross_entropy
 from ...train.state import latest_checkpoint
 from .batching import Batch, TokenBatches
+from .confidence import INFO_KEY as CONFIDENCE_KEY
+from .confidence import calibrate
 from .evaluate import evaluate
 from .model import MODEL_DIR, SIZES, Translator, model_config
 from .run import RunFiles, open_run, prepare_run
@@ -297,6 +301,7 @@ def _save_final(model, run: RunFiles, steps: int) -> tuple[Path, dict]:
     result = evaluate(model, run.tokenizer, run.valid, split="valid", beam_size=1, limit=200)
     valid = {"bleu": result.model.bleu, "chrf": result.model.chrf, "exact_match": result.model.exact_match,
              "sentences": result.model.sentences, "decoding": result.decoding}  # fmt: skip
-    info = {**run.info, "steps": steps, "valid": valid, "settings": settings}
+    calibration = calibrate(model, run.tokenizer, [source for source, _ in run.valid[:200]])
+    info = {**run.info, "steps": steps, "valid": valid, "settings": settings, CONFIDENCE_KEY: calibration.to_dict()}
     path = Translator(model.eval(), run.tokenizer, info).save(run.directory / MODEL_DIR)
     return path, valid
