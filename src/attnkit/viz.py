@@ -3,7 +3,11 @@
 * :func:`plot_attention` — one ``(Lq, Lk)`` weight matrix as a heatmap PNG,
   queries down the side, keys along the top;
 * :func:`plot_attention_grid` — ``(H, Lq, Lk)``: one subplot per head, one shared
-  colour scale;
+  colour scale; :func:`plot_attention_grids` draws several (every layer) in one
+  reused figure; :func:`attention_figure` / :func:`attention_grid_figure` return the
+  unsaved :class:`~matplotlib.figure.Figure` (to inspect or restyle);
+* every picture names its axes (``key (attended to)`` / ``query (attending)`` by
+  default; translation passes source / output) and its colour bar;
 * :func:`head_statistics` — per head, how far attention reaches (mean attention
   distance) and how spread out it is (entropy in nats).
 
@@ -30,7 +34,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["plot_attention", "plot_attention_grid", "attention_figure", "attention_grid_figure", "head_statistics",
+__all__ = ["plot_attention", "plot_attention_grid", "plot_attention_grids", "attention_figure", "attention_grid_figure", "head_statistics",
            "HeadStatistics", "KEY_AXIS", "QUERY_AXIS", "WEIGHT_LABEL"]
 
 _ANNOTATE_MAX_CELLS = 256  # write the value in each cell up to 16 x 16 (per head)
@@ -297,15 +301,15 @@ def attention_grid_figure(
 ):
     """The :func:`plot_attention_grid` picture as a :class:`matplotlib.figure.Figure`, not yet saved.
 
-    Token labels and axis titles sit on the outer panels only (keys above the top row,
-    queries left of the first column): the panels share both axes. Drawn without a
+    Token labels sit on the outer panels only (keys above the top row, queries left of
+    the first column), the axis titles on the first panel: the panels share both axes. Drawn without a
     layout engine or per-cell text, so a 12-head grid saves in a fraction of a second.
 
     Example:
         >>> import torch
         >>> fig = attention_grid_figure(torch.full((4, 2, 3), 1 / 3), ncols=2)
-        >>> [ax.get_xlabel() for ax in fig.axes[:4]]  # the top row carries the key axis title
-        ['key (attended to)', 'key (attended to)', '', '']
+        >>> [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes[:2]]  # the first panel names the axes
+        [('key (attended to)', 'query (attending)'), ('', '')]
         >>> fig.axes[-1].get_ylabel()  # the colour bar
         'attention weight'
     """
@@ -332,7 +336,7 @@ def attention_grid_figure(
         ax = fig.add_axes((x0 / width, y0 / height, pw / width, ph / height))
         image = _draw(ax, w[h], vmin, vmax)
         _tick_labels(ax, Lq, Lk, x_labels, y_labels, x=row == 0, y=col == 0)
-        _axis_titles(ax, x_axis, y_axis, x=row == 0, y=col == 0)
+        _axis_titles(ax, x_axis, y_axis, x=h == 0, y=h == 0)  # once: placing each costs a text measurement
         # y given: matplotlib skips measuring the tick labels to place each title (a large share of the time)
         ax.set_title(head_titles[h], fontsize=9, pad=3, y=1.0 + (top_labels / ph if row == 0 else 0.0))
     grid_top, grid_bottom = height - top, height - top - nrows * ph - (nrows - 1) * gh
@@ -383,6 +387,67 @@ def plot_attention_grid(
     if figsize is not None:
         fig.set_size_inches(figsize)  # the panels keep their fractions of the figure
     return _save_atomically(fig, path, dpi)
+
+def plot_attention_grids(
+    stacks: Sequence,
+    *,
+    paths: Sequence[str | os.PathLike],
+    titles: Sequence[str | None],
+    head_titles: Sequence[Sequence[str] | None],
+    x_labels: Sequence[str] | None = None,
+    y_labels: Sequence[str] | None = None,
+    ncols: int | None = None,
+    dpi: int = 100,
+    x_axis: str = KEY_AXIS,
+    y_axis: str = QUERY_AXIS,
+    colorbar_label: str = WEIGHT_LABEL,
+) -> list[Path]:
+    """:func:`plot_attention_grid` for several ``(H, Lq, Lk)`` stacks of one shape (e.g. every layer).
+
+    One figure is built and reused: each picture only swaps the pixel data, the colour
+    range and the titles, which saves most of the cost of building a figure.
+
+    Example:
+        >>> import tempfile, torch
+        >>> out = tempfile.mkdtemp()
+        >>> w = torch.softmax(torch.randn(2, 4, 3, 3), dim=-1)  # 2 layers x 4 heads
+        >>> [p.name for p in plot_attention_grids(w, paths=[out + "/a.png", out + "/b.png"], titles=["a", "b"],
+        ...                                        head_titles=[None, None])]
+        ['a.png', 'b.png']
+    """
+    fn = "plot_attention_grids()"
+    if not len(stacks) == len(paths) == len(titles) == len(head_titles):
+        raise ValueError(f"{fn}: got {len(stacks)} stacks, {len(paths)} paths, {len(titles)} titles and "
+                         f"{len(head_titles)} head_titles; give one of each per picture")  # fmt: skip
+    paths = [_check_path(fn, p) for p in paths]
+    fig, written = None, []
+    for weights, path, title, heads in zip(stacks, paths, titles, head_titles):
+        if fig is None:
+            fig = attention_grid_figure(weights, x_labels=x_labels, y_labels=y_labels, title=title, head_titles=heads,
+                                        ncols=ncols, x_axis=x_axis, y_axis=y_axis, colorbar_label=colorbar_label)  # fmt: skip
+        else:
+            _refill(fig, _as_matrix_stack(fn, weights, (3,), "(H, Lq, Lk)"), title, heads)
+        written.append(_save_atomically(fig, path, dpi))
+    return written
+
+
+def _refill(fig, w: Tensor, title: str | None, head_titles: Sequence[str] | None) -> None:
+    """Put the next stack into a figure from :func:`attention_grid_figure` (same shape)."""
+    H = w.shape[0]
+    panels = fig.axes[:H]  # the colour bar's axes comes last
+    shape = tuple(panels[0].images[0].get_array().shape)
+    if len(fig.axes) != H + 1 or tuple(w.shape[1:]) != shape:
+        raise ValueError(f"plot_attention_grids(): every stack must have the shape of the first, "
+                         f"({len(fig.axes) - 1}, {shape[0]}, {shape[1]}), got {tuple(w.shape)}")  # fmt: skip
+    head_titles = _check_labels("plot_attention_grids()", "head_titles", head_titles, H, "heads")
+    vmin, vmax = _color_range(w)
+    for h, ax in enumerate(panels):
+        ax.images[0].set_data(w[h].numpy())
+        ax.images[0].set_clim(vmin, vmax)  # the colour bar follows the last one
+        ax.title.set_text(head_titles[h] if head_titles else f"head {h}")
+    if title and fig._suptitle is not None:
+        fig._suptitle.set_text(title)
+
 
 # ---------------------------------------------------------------------- statistics
 @dataclass(frozen=True)

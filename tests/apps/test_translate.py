@@ -458,6 +458,28 @@ def test_cli_loads_a_model_saved_before_calibration_and_says_the_check_is_absent
     assert code == 0 and out.strip() and "warning" not in err
 
 
+def test_alignment_picture_names_source_and_output_axes(tmp_path, monkeypatch):
+    from attnkit import viz
+    from attnkit.apps.translate import cross_attention, plot_alignment
+    from attnkit.nn import Transformer, TransformerConfig
+
+    tok = SubwordTokenizer.train(["one two", "eins zwei"], vocab_size=40)
+    model = Transformer(TransformerConfig(vocab_size=tok.vocab_size, d_model=16, num_heads=2, d_ff=32,
+                                          num_encoder_layers=1, num_decoder_layers=2))  # fmt: skip
+    alignment = cross_attention(model, tok, "one two", target="eins zwei")
+    figures, save = [], viz._save_atomically
+    monkeypatch.setattr(viz, "_save_atomically", lambda fig, path, dpi: figures.append(fig) or save(fig, path, dpi))
+    plot_alignment(alignment, tmp_path / "a.png")
+    *panels, colorbar = figures[0].axes
+    assert len(panels) == 2 * 3  # 2 layers x (2 heads + their mean)
+    assert panels[0].get_xlabel() == "source token (attended to)"
+    assert panels[0].get_ylabel() == "output token (being produced)"
+    assert colorbar.get_ylabel() == "cross-attention weight"
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == list(alignment.source_tokens)
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == list(alignment.target_tokens)
+    assert "'one two' -> 'eins zwei'" in figures[0].get_suptitle()
+
+
 # ---------------------------------------------------------------------- CLI errors
 def test_cli_refuses_options_of_another_action(capsys):
     code, _, err = run_cli(capsys, "--steps", "5", "hello")
