@@ -190,7 +190,8 @@ def test_attention_grid_figure_labels_outer_panels_and_takes_custom_axis_titles(
     from attnkit.viz import attention_grid_figure
 
     fig = attention_grid_figure(softmax_rows((5, 2, 3)), x_labels=list("abc"), y_labels=list("xy"), ncols=3,
-                                title="five heads", x_axis="source", y_axis="output", colorbar_label="weight")  # fmt: skip
+                                title="five heads", x_axis="source", y_axis="output",
+                                colorbar_label="weight")  # fmt: skip
     *panels, colorbar = fig.axes
     assert len(panels) == 5 and colorbar.get_ylabel() == "weight" and fig.get_suptitle() == "five heads"
     assert (panels[0].get_xlabel(), panels[0].get_ylabel()) == ("source", "output")

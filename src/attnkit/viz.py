@@ -34,8 +34,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["plot_attention", "plot_attention_grid", "plot_attention_grids", "attention_figure", "attention_grid_figure", "head_statistics",
-           "HeadStatistics", "KEY_AXIS", "QUERY_AXIS", "WEIGHT_LABEL"]
+__all__ = ["plot_attention", "plot_attention_grid", "plot_attention_grids", "attention_figure",
+           "attention_grid_figure", "head_statistics", "HeadStatistics", "KEY_AXIS", "QUERY_AXIS", "WEIGHT_LABEL"]
 
 _ANNOTATE_MAX_CELLS = 256  # write the value in each cell up to 16 x 16 (per head)
 _ROW_SUM_TOLERANCE = 1e-3  # weights rows must sum to 1 (or 0) within this; generous for fp16
@@ -423,8 +423,9 @@ def plot_attention_grids(
     fig, written = None, []
     for weights, path, title, heads in zip(stacks, paths, titles, head_titles):
         if fig is None:
-            fig = attention_grid_figure(weights, x_labels=x_labels, y_labels=y_labels, title=title, head_titles=heads,
-                                        ncols=ncols, x_axis=x_axis, y_axis=y_axis, colorbar_label=colorbar_label)  # fmt: skip
+            fig = attention_grid_figure(weights, x_labels=x_labels, y_labels=y_labels, title=title,
+                                        head_titles=heads, ncols=ncols, x_axis=x_axis, y_axis=y_axis,
+                                        colorbar_label=colorbar_label)  # fmt: skip
         else:
             _refill(fig, _as_matrix_stack(fn, weights, (3,), "(H, Lq, Lk)"), title, heads)
         written.append(_save_atomically(fig, path, dpi))

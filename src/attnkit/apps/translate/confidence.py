@@ -104,8 +104,9 @@ def mean_token_log_probs(
     pad = tokenizer.pad_id
     scores: list[float] = []
     for start in range(0, len(sources), batch_size):
-        src_ids = [ids + [tokenizer.eos_id] for ids in tokenizer.encode_batch(list(sources[start : start + batch_size]))]
-        out_ids = [ids + [tokenizer.eos_id] for ids in tokenizer.encode_batch(list(outputs[start : start + batch_size]))]
+        chunk = slice(start, start + batch_size)
+        src_ids = [ids + [tokenizer.eos_id] for ids in tokenizer.encode_batch(list(sources[chunk]))]
+        out_ids = [ids + [tokenizer.eos_id] for ids in tokenizer.encode_batch(list(outputs[chunk]))]
         src = _pad(src_ids, pad).to(device)  # (B, S)
         target = _pad(out_ids, pad).to(device)  # (B, T)
         bos = torch.full_like(target[:, :1], tokenizer.bos_id)  # (B, 1)

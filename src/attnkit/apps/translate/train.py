@@ -123,7 +123,8 @@ class TrainResult:
     @property
     def under_trained(self) -> bool:
         """True when the time cap (``minutes``) stopped training before ``planned_steps``."""
-        return self.stop_reason == "max_minutes" and self.planned_steps is not None and self.steps < self.planned_steps
+        planned = self.planned_steps
+        return self.stop_reason == "max_minutes" and planned is not None and self.steps < planned
 
     def to_dict(self) -> dict:
         """Plain types for JSON, with ``under_trained``."""
