@@ -1,4 +1,4 @@
-# make demo: create .venv, install attnkit, run the main demo (1200 seeded training steps: ~4 min on a quiet 2-core machine).
+# make demo: create .venv, install attnkit, run the main demo (1400 seeded training steps: ~4 min on a quiet 2-core machine).
 # make test: create .venv, install attnkit with dev dependencies, run the whole test suite.
 PYTHON ?= python3
 VENV   := .venv

@@ -5,7 +5,7 @@
     attnkit translate train [--corpus numbers-dates|gettext|tsv:PATH] [--pair en-de] [--size tiny|small|base]
                             [--minutes N | --steps N] [--out DIR] [--resume]
     attnkit translate eval  --model DIR [--split test|valid] [--limit N] [--beam N]
-    attnkit translate demo  [--steps 1200] [--minutes CAP] [--out DIR]
+    attnkit translate demo  [--steps 1400] [--minutes CAP] [--out DIR]
     attnkit translate data  [--corpus ...] [--pair ...]          # the corpus summary, no training
     attnkit translate --model DIR "text" ["text" ...]           # or one sentence per line on stdin
                             [--beam N] [--plot-attention FILE.png]
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--minutes", type=float, default=None, help="wall-clock training budget (demo: a cap; "
                        "stopping early leaves the model under-trained)")  # fmt: skip
     train.add_argument("--steps", type=int, default=None, help="optimizer updates in total (default: train 2000, "
-                       "demo 1200)")  # fmt: skip
+                       "demo 1400)")  # fmt: skip
     train.add_argument("--out", default=None, help="run directory (default runs/translate)")
     train.add_argument("--resume", action="store_true", default=None, help="continue the run in --out")
     train.add_argument("--seed", type=int, default=None, help="corpus split, init and batch order (default 0)")
