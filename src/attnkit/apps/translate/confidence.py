@@ -27,6 +27,9 @@ Example (an untrained model, calibrated on three sentences):
     (3, 50.0, True)
     >>> Calibration.from_dict(cal.to_dict()) == cal
     True
+    >>> verdict = Confidence(score=-1.5, out_of_domain=True, threshold=-0.4)
+    >>> verdict.warning("The cat sat on the mat.").startswith("warning: low confidence")
+    True
 """
 
 from __future__ import annotations
