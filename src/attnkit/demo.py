@@ -78,7 +78,7 @@ def embed_words(words: list[str], d_model: int, *, seed: int = 0) -> Tensor:
     """
     rows = []
     for word in words:
-        digest = hashlib.sha256(f"{seed}:{word.lower()}".encode("utf-8")).digest()
+        digest = hashlib.sha256(f"{seed}:{word.lower()}".encode()).digest()
         g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
         rows.append(torch.randn(d_model, generator=g))  # (d_model,)
     return torch.stack(rows) if rows else torch.zeros(0, d_model)  # (L, d_model)

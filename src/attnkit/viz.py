@@ -27,9 +27,9 @@ from __future__ import annotations
 import math
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -421,7 +421,7 @@ def plot_attention_grids(
                          f"{len(head_titles)} head_titles; give one of each per picture")  # fmt: skip
     paths = [_check_path(fn, p) for p in paths]
     fig, written = None, []
-    for weights, path, title, heads in zip(stacks, paths, titles, head_titles):
+    for weights, path, title, heads in zip(stacks, paths, titles, head_titles, strict=True):
         if fig is None:
             fig = attention_grid_figure(weights, x_labels=x_labels, y_labels=y_labels, title=title,
                                         head_titles=heads, ncols=ncols, x_axis=x_axis, y_axis=y_axis,

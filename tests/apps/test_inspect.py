@@ -90,7 +90,7 @@ def test_inspect_lse_and_need_weights_agree():
     a = inspect(SENTENCE, model="minilm", layers=[0, -1])
     b = inspect(SENTENCE, model="minilm", layers=[0, -1], method="need_weights")
     assert [x.index for x in a.layers] == [0, 5] and b.method == "need_weights"
-    for x, y in zip(a.layers, b.layers):
+    for x, y in zip(a.layers, b.layers, strict=True):
         torch.testing.assert_close(x.weights, y.weights, atol=1e-5, rtol=1e-4)
 
 
@@ -147,7 +147,7 @@ def test_inspect_pictures_name_query_key_axes_colorbar_and_layer(tmp_path, monke
     monkeypatch.setattr(viz, "_save_atomically", record)
     r = inspect("Attention is all you need", model="minilm", out=tmp_path, layers=[0, -1])
     assert [name for name, *_ in seen] == ["layer_00.png", "layer_05.png"]
-    for (name, title, x, y, bar, head0, panels), layer in zip(seen, r.layers):
+    for (_, title, x, y, bar, head0, panels), layer in zip(seen, r.layers, strict=True):
         assert f"layer {layer.index}" in title and "self-attention" in title
         assert (x, y, bar, panels) == ("key (attended to)", "query (attending)", "attention weight", 12)
         stats = layer.statistics

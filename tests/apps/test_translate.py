@@ -421,7 +421,7 @@ def test_mean_token_log_probs_match_a_per_sentence_oracle(number_words_model):
     t = Translator.load(number_words_model)
     sources, outputs = ["twenty-one", "seven", "one hundred and three"], ["einundzwanzig", "sieben", "x y"]
     batched = mean_token_log_probs(t.model, t.tokenizer, sources, outputs)  # padded batch
-    for source, output, got in zip(sources, outputs, batched):  # one at a time, no padding, plain loops
+    for source, output, got in zip(sources, outputs, batched, strict=True):  # one at a time, no padding, plain loops
         src = torch.tensor([t.tokenizer.encode(source) + [t.tokenizer.eos_id]])
         ids = t.tokenizer.encode(output) + [t.tokenizer.eos_id]
         with torch.no_grad():

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -102,10 +102,11 @@ def inspect(
     picked = _layer_indices(layers, len(modules))
     with torch.inference_mode(), capture([modules[i] for i in picked]) as calls:
         run()
-    found = [layer_weights(modules[i], call, method=method) for i, call in zip(picked, calls)]
+    found = [layer_weights(modules[i], call, method=method) for i, call in zip(picked, calls, strict=True)]
     stats = [head_statistics(lw.weights) for lw in found]
     pngs = _draw(found, stats, tokens, picked, model, out) if out is not None else [None] * len(found)
-    result = [LayerInspection(i, lw.weights, s, lw.max_error, png) for i, lw, s, png in zip(picked, found, stats, pngs)]
+    rows = zip(picked, found, stats, pngs, strict=True)
+    result = [LayerInspection(i, lw.weights, s, lw.max_error, png) for i, lw, s, png in rows]
     note = note if method == chosen else "attention(..., return_weights=True) on the reference backend"
     return Inspection(model, tuple(tokens), tuple(result), method, note, causal)
 

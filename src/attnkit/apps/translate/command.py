@@ -212,12 +212,13 @@ def _translate(args, texts: list[str]) -> int:
         alignment = cross_attention(translator.model, translator.tokenizer, texts[0], target=translations[0])
         picture = plot_alignment(alignment, args.plot_attention)
     if args.json:
-        pairs = [{"source": s, "translation": t, **c.to_dict()} for s, t, c in zip(texts, translations, confidences)]
+        rows = zip(texts, translations, confidences, strict=True)
+        pairs = [{"source": s, "translation": t, **c.to_dict()} for s, t, c in rows]
         doc = {"pair": translator.pair, "beam": beam, "translations": pairs, "alignment_png": picture and str(picture),
                "confidence_check": _confidence_check(translator.calibration)}  # fmt: skip
         print(json.dumps(doc, indent=2, ensure_ascii=False))
         return 0
-    for source, translation, confidence in zip(texts, translations, confidences):
+    for source, translation, confidence in zip(texts, translations, confidences, strict=True):
         print(translation, flush=True)
         warning = confidence.warning(source)
         if warning:  # stderr: stdout stays one translation per line for scripts

@@ -35,8 +35,8 @@ Example (an untrained model, calibrated on three sentences):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -69,7 +69,7 @@ class Calibration:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "Calibration":
+    def from_dict(cls, doc: dict) -> Calibration:
         """Read back :meth:`to_dict`; unknown keys are an error naming them."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(doc) - names)

@@ -82,7 +82,7 @@ def demo(
     evaluation = evaluate(translator.model, translator.tokenizer, test, beam_size=4, limit=EVAL_PAIRS)
     shown_pairs = test[EVAL_PAIRS : EVAL_PAIRS + SAMPLES] or test[-SAMPLES:]  # not among the scored examples
     sources = [source for source, _ in shown_pairs]
-    samples = tuple(zip(sources, translator.translate(sources), [target for _, target in shown_pairs]))
+    samples = tuple(zip(sources, translator.translate(sources), [target for _, target in shown_pairs], strict=True))
     shown = _pick_for_picture([source for source, _ in test[:200]])
     alignment = cross_attention(translator.model, translator.tokenizer, shown)
     picture = plot_alignment(alignment, out_dir / "alignment.png")

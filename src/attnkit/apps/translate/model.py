@@ -26,9 +26,9 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -132,7 +132,7 @@ class Translator:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path, *, map_location: str | torch.device = "cpu") -> "Translator":
+    def load(cls, path: str | Path, *, map_location: str | torch.device = "cpu") -> Translator:
         """Load a model directory, or a training run (its final model, else its latest checkpoint)."""
         from ... import checkpoint
 

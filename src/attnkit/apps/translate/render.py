@@ -135,7 +135,7 @@ class TimeBar:
         self._bar = self._task = None
         self._last = None  # (time, tokens) of the previous rate sample
 
-    def __enter__(self) -> "TimeBar":
+    def __enter__(self) -> TimeBar:
         if self.enabled:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
