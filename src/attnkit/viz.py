@@ -419,9 +419,9 @@ def plot_attention_grids(
     if not len(stacks) == len(paths) == len(titles) == len(head_titles):
         raise ValueError(f"{fn}: got {len(stacks)} stacks, {len(paths)} paths, {len(titles)} titles and "
                          f"{len(head_titles)} head_titles; give one of each per picture")  # fmt: skip
-    paths = [_check_path(fn, p) for p in paths]
+    checked = [_check_path(fn, p) for p in paths]
     fig, written = None, []
-    for weights, path, title, heads in zip(stacks, paths, titles, head_titles, strict=True):
+    for weights, path, title, heads in zip(stacks, checked, titles, head_titles, strict=True):
         if fig is None:
             fig = attention_grid_figure(weights, x_labels=x_labels, y_labels=y_labels, title=title,
                                         head_titles=heads, ncols=ncols, x_axis=x_axis, y_axis=y_axis,
