@@ -483,7 +483,8 @@ def test_alignment_picture_names_source_and_output_axes(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------- CLI errors
 def test_cli_refuses_options_of_another_action(capsys):
     code, _, err = run_cli(capsys, "--steps", "5", "hello")
-    assert code == 2 and "--steps is an option of `attnkit translate train`, not of `attnkit translate`" in err
+    owners = "`attnkit translate train` and `attnkit translate demo`"
+    assert code == 2 and f"--steps is an option of {owners}, not of `attnkit translate`" in err
 
 
 def test_cli_requires_a_model_to_translate(capsys):
