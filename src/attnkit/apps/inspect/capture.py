@@ -66,7 +66,8 @@ class LayerWeights:
 def weights_method() -> tuple[str, str]:
     """``("lse", why)`` when the tiled backend and ``attention_weights`` exist, else ``("need_weights", why)``."""
     try:
-        from attnkit.functional import BACKENDS, attention_weights  # noqa: F401
+        from attnkit.functional import attention_weights  # noqa: F401
+        from attnkit.functional.dispatch import BACKENDS
     except ImportError as e:
         return "need_weights", f"attnkit.functional has no attention_weights ({e}); weights from the reference backend"
     if "tiled" not in BACKENDS:
