@@ -113,7 +113,7 @@ def _pack(*ts: Tensor) -> Tensor:
 def _unpack(flat: Tensor, *shapes) -> list[Tensor]:
     """Views of ``flat`` with the given shapes (inverse of :func:`_pack`)."""
     sizes = [torch.Size(s).numel() for s in shapes]
-    return [part.view(s) for part, s in zip(flat.split(sizes), shapes)]
+    return [part.view(s) for part, s in zip(flat.split(sizes), shapes, strict=True)]
 
 
 # ---------------------------------------------------------------------- forward
@@ -299,7 +299,7 @@ def gather_sequence(x: Tensor, dim: int, group=None, *, layout: str = "contiguou
     dist.all_gather(parts, x.detach().contiguous(), group=group)  # P x (..., L / P, ...)
     chunks = [None] * lay.n_chunks
     for rank, part in enumerate(parts):
-        for i, piece in zip(lay.chunks(rank), part.chunk(len(lay.chunks(rank)), dim)):
+        for i, piece in zip(lay.chunks(rank), part.chunk(len(lay.chunks(rank)), dim), strict=True):
             chunks[i] = piece
     return torch.cat(chunks, dim)  # (..., L, ...)
 

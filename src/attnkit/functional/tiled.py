@@ -19,9 +19,10 @@ are skipped, FULL tiles get no masking op, PARTIAL tiles get ``mask.evaluate``
 on their indices. Where consecutive query blocks attend equally placed key
 chunks under a shift-invariant mask (a sliding window), the forward pass runs
 them as one *band*: a batched matmul over overlapping key windows, one mask
-tile added to all of them, and a plain softmax (one chunk per block). Batch and key heads are flattened for ``bmm``; the ``G``
-query heads of a key head are folded into the query axis, so K/V are never
-copied per head (grouped-query attention). bf16/fp16 inputs are computed in
+tile added to all of them, and a plain softmax (one chunk per block). Batch
+and key heads are flattened for ``bmm``; the ``G`` query heads of a key head
+are folded into the query axis, so K/V are never copied per head (grouped-query
+attention). bf16/fp16 inputs are computed in
 float32 (these CPUs have no fast half matmul) and returned in their dtype.
 
 Dropout keeps entry ``(b, h, i, j)`` according to a hash of ``(seed, b, h, i, j)``
@@ -58,8 +59,8 @@ of a query block, w keys of a chunk.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -67,8 +68,21 @@ from torch import Tensor
 from .._tensors import as_4d, compute_dtype
 from ..masks import Mask
 from ._autograd import OutLseFunction
-from ._tiles import (Band, TilePlan, bands, bias_rows, bias_tile, block_rows, dropout_keep_tile, flat_kv,
-                     indices_of, make_plan, mask_tile, store_rows, zero_uncovered)  # fmt: skip
+from ._tiles import (
+    Band,
+    TilePlan,
+    bands,
+    bias_rows,
+    bias_tile,
+    block_rows,
+    dropout_keep_tile,
+    flat_kv,
+    indices_of,
+    make_plan,
+    mask_tile,
+    store_rows,
+    zero_uncovered,
+)
 from ._validate import validate
 from .bias import Bias
 from .reference import nan_in_nan_out
@@ -115,7 +129,7 @@ class TiledCall:
 
     @classmethod
     def build(cls, q: Tensor, k: Tensor, mask=None, bias=None, scale=None, dropout_p=0.0, seed=0,
-              block_q=None, block_k=None) -> "TiledCall":  # fmt: skip
+              block_q=None, block_k=None) -> TiledCall:  # fmt: skip
         """Plan a call on validated inputs ``q (B, H, Lq, D)``, ``k (B, Hkv, Lk, D)``.
 
         Tile sizes given as None are chosen: 128 x 128, and for a forward pass made mostly
@@ -288,7 +302,7 @@ def _band_softmax_pv(qb: Tensor, k_t: Tensor, v_w: Tensor, penalties, dst: Tenso
     ``qb (m, R, D)`` carries scale * log2(e), ``k_t (m, D, w)``, ``v_w (m, w, Dv)``; ``dst`` is
     ``(G, m*tq, Dv)``, a view of the output.
     """
-    m, R, w = qb.shape[0], qb.shape[1], k_t.shape[2]
+    m, w = qb.shape[0], k_t.shape[2]
     s = torch.bmm(qb, k_t)  # (m, R, D) @ (m, D, w) -> (m, R, w), log2 units
     for a, b, penalty in penalties:
         s.view(m, tq, G, w)[..., a:b].add_(penalty)  # (m, tq, G, b-a) + (tq, 1, b-a)
