@@ -99,7 +99,8 @@ def wrap(model: nn.Module, info: ProcessInfo, *, broadcast_buffers: bool = False
     # torch >= 2.13 renames the option (and warns about the old name); both leave the init sync alone
     renamed = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
     name = "forward_sync_buffers" if renamed else "broadcast_buffers"
-    return DistributedDataParallel(model, device_ids=device_ids, **{name: broadcast_buffers})
+    option: dict[str, Any] = {name: broadcast_buffers}  # one keyword whose name depends on the torch version
+    return DistributedDataParallel(model, device_ids=device_ids, **option)
 
 
 def broadcast_object(obj: Any, info: ProcessInfo, *, src: int = 0) -> Any:

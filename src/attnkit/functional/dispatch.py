@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import torch
 from torch import Tensor
@@ -199,6 +200,28 @@ def _choose(p: Problem, backend: str) -> Explanation:
     raise AssertionError("the reference backend runs every call")  # internal invariant
 
 
+# The return type follows the flags: a plain call gives the output tensor, a call asking for
+# weights and/or lse a tuple (out, ...); a flag that is a runtime bool gives the union.
+@overload
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Mask | Tensor | None = None, *,
+              bias: Bias | Tensor | None = None, scale: float | None = None, dropout_p: float = 0.0,
+              return_weights: Literal[False] = False, return_lse: Literal[False] = False,
+              backend: str = "auto") -> Tensor: ...  # fmt: skip
+@overload
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Mask | Tensor | None = None, *,
+              bias: Bias | Tensor | None = None, scale: float | None = None, dropout_p: float = 0.0,
+              return_weights: Literal[True], return_lse: bool = False,
+              backend: str = "auto") -> tuple[Tensor, ...]: ...  # fmt: skip
+@overload
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Mask | Tensor | None = None, *,
+              bias: Bias | Tensor | None = None, scale: float | None = None, dropout_p: float = 0.0,
+              return_weights: bool = False, return_lse: Literal[True],
+              backend: str = "auto") -> tuple[Tensor, ...]: ...  # fmt: skip
+@overload
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Mask | Tensor | None = None, *,
+              bias: Bias | Tensor | None = None, scale: float | None = None, dropout_p: float = 0.0,
+              return_weights: bool = False, return_lse: bool = False,
+              backend: str = "auto") -> Tensor | tuple[Tensor, ...]: ...  # fmt: skip
 def attention(
     q: Tensor,
     k: Tensor,
@@ -268,8 +291,16 @@ def attention(
         out, weights, lse = nan_in_nan_out(q, k, v, out, weights, lse)
     if not (return_weights or return_lse):
         return out
-    extra = ((weights,) if return_weights else ()) + ((lse,) if return_lse else ())
+    extra = [_returned(t, what, choice.backend) for t, what, wanted in
+             ((weights, "weights", return_weights), (lse, "lse", return_lse)) if wanted]  # fmt: skip
     return (out, *extra)
+
+
+def _returned(t: Tensor | None, what: str, backend: str) -> Tensor:
+    """``t``, which the backend chosen for the call must have returned (an internal invariant)."""
+    if t is None:
+        raise AssertionError(f"backend {backend!r} ran a call asking for {what} but returned none")
+    return t
 
 
 def explain(

@@ -177,6 +177,8 @@ def _scores(qb: Tensor, kf: Tensor, grp, blk, ch, call: TiledCall, buf: Tensor) 
     where = (blk.q0, blk.q1, ch.k0, ch.k1, call.Lq, call.Lk, grp.b0, grp.b1, call.Hkv, call.G, s.device)
     if call.bias is not None:
         s5.add_(bias_tile(call.bias, *where))  # (nb, Hkv, tq, G, w) + (nb|1, Hkv|1, tq|1, G|1, w|1)
+    if call.mask is None:  # every tile is FULL: nothing to mask
+        return s
     for a, b in ch.runs:  # only tiles that are not FULL
         allowed = mask_tile(call.mask, blk.q0, blk.q1, a, b, *where[4:])  # (nb|1, Hkv|1, tq|1, G|1, b-a)
         s5[..., a - ch.k0 : b - ch.k0].masked_fill_(~allowed, float("-inf"))
@@ -280,6 +282,7 @@ def _forward_band(q, kf, vf, out, lse, grp, band: Band, call: TiledCall) -> None
         (a, b, _penalty(mask_tile(call.mask, band.q0, band.q0 + tq, band.k0 + a, band.k0 + b, call.Lq, call.Lk,
                                   0, 1, Hkv, G, q.device).reshape(tq, -1, b - a), kf.dtype))
         for a, b in band.runs
+        if call.mask is not None  # a call without a mask has no runs to mask
     ]  # fmt: skip
     k_end = band.k0 + (m - 1) * tq + w  # one past the last key of the band
     for b in range(grp.b0, grp.b1):
@@ -324,25 +327,30 @@ def _penalty(allowed: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
 
 
+def _chunk_terms(qb, kf, vf, grp, blk, ch, call: TiledCall, buf, m: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """One chunk of the online softmax: the running max ``m_new (n, R, 1)`` (``m`` = the max so far,
+    None on the first chunk), ``l_c = rowsum(exp(S - m_new)) (n, R, 1)`` and ``P V (n, R, Dv)``."""
+    s = _scores(qb, kf, grp, blk, ch, call, buf)  # (n, R, w)
+    lowest = torch.finfo(qb.dtype).min  # stands for the max of an empty row: keeps exp() free of NaN
+    m_new = s.amax(dim=-1, keepdim=True).clamp_min_(lowest)  # (n, R, 1)
+    if m is not None:
+        m_new = torch.maximum(m, m_new)
+    p = _exp_shifted(s, m_new)  # (n, R, w) exp(S - m); masked entries exp(-inf) = 0
+    l_c = p.sum(dim=-1, keepdim=True)  # (n, R, 1), before dropout
+    if call.dropout_p > 0:
+        p.mul_(_keep(call, grp, blk, ch, p))
+    pv = torch.bmm(p, vf[:, ch.k0 : ch.k1])  # (n, R, w) @ (n, w, Dv) -> (n, R, Dv)
+    return m_new, l_c, pv
+
+
 def _forward_block(qb, kf, vf, grp, blk, call: TiledCall, buf) -> tuple[Tensor, Tensor]:
     """Online softmax over the chunks of one query block: ``(o (n, R, Dv), lse (n, R, 1))``."""
-    m = l = o = None
-    lowest = torch.finfo(qb.dtype).min  # stands for the max of an empty row: keeps exp() free of NaN
-    for ch in blk.chunks:
-        s = _scores(qb, kf, grp, blk, ch, call, buf)  # (n, R, w)
-        m_new = s.amax(dim=-1, keepdim=True).clamp_min_(lowest)  # (n, R, 1)
-        if m is not None:
-            m_new = torch.maximum(m, m_new)
-        p = _exp_shifted(s, m_new)  # (n, R, w) exp(S - m); masked entries exp(-inf) = 0
-        l_c = p.sum(dim=-1, keepdim=True)  # (n, R, 1), before dropout
-        if call.dropout_p > 0:
-            p.mul_(_keep(call, grp, blk, ch, p))
-        pv = torch.bmm(p, vf[:, ch.k0 : ch.k1])  # (n, R, w) @ (n, w, Dv) -> (n, R, Dv)
-        if m is None:
-            l, o = l_c, pv
-        else:
-            alpha = torch.exp(m - m_new)  # (n, R, 1) rescales the earlier chunks
-            l, o = l.mul_(alpha).add_(l_c), o.mul_(alpha).add_(pv)
+    first, *rest = blk.chunks  # a planned block has at least one chunk
+    m, l, o = _chunk_terms(qb, kf, vf, grp, blk, first, call, buf, None)
+    for ch in rest:
+        m_new, l_c, pv = _chunk_terms(qb, kf, vf, grp, blk, ch, call, buf, m)
+        alpha = torch.exp(m - m_new)  # (n, R, 1) rescales the earlier chunks
+        l, o = l.mul_(alpha).add_(l_c), o.mul_(alpha).add_(pv)
         m = m_new
     lse = m + torch.log(l)  # (n, R, 1); log(0) = -inf on rows with nothing allowed
     return o.div_(l.clamp_min_(1.0)), lse  # l >= 1 on any row with an allowed key; empty rows stay 0
