@@ -26,7 +26,9 @@ Example:
     >>> mha = MultiHeadAttention(2, 8, dropout=0.0).eval()
     >>> with capture([mha]) as calls:
     ...     _ = mha(torch.randn(1, 5, 8))
-    >>> w = layer_weights(mha, calls[0])
+    >>> w = layer_weights(mha, calls[0])  # the method weights_method() picks
+    >>> isinstance(w, LayerWeights), w.method == weights_method()[0]
+    (True, True)
     >>> w.weights.shape, bool(w.weights.sum(-1).allclose(torch.ones(2, 5))), w.max_error < 1e-5
     (torch.Size([2, 5, 5]), True, True)
 """

@@ -101,7 +101,16 @@ def print_train_result(result, *, as_json: bool) -> None:
 
 
 def stop_note(result) -> str:
-    """Why training stopped, in words: "1,200 of 1,200 steps", or the time cap and what it means."""
+    """Why training stopped, in words: "1,200 of 1,200 steps", or the time cap and what it means.
+
+    Example:
+        >>> from pathlib import Path
+        >>> from attnkit.apps.translate.train import TrainResult
+        >>> stop_note(TrainResult(Path("run"), Path("run/model"), 1200, "max_steps", 200.0, 1.8, None, 1200))
+        '1,200 of 1,200 steps'
+        >>> stop_note(TrainResult(Path("run"), Path("run/model"), 900, "max_minutes", 60.0, 2.1, None, None))
+        '900 steps (the --minutes budget ran out)'
+    """
     if result.under_trained:
         return (f"{result.steps:,} of {result.planned_steps:,} steps: the --minutes cap stopped training early; "
                 "the model is under-trained (scores below what the full run reaches)")  # fmt: skip

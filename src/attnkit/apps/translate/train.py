@@ -116,7 +116,14 @@ class TranslationTrainConfig:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What :func:`train_translation` did."""
+    """What :func:`train_translation` did.
+
+    Example:
+        >>> r = TrainResult(Path("run"), Path("run/model"), steps=600, stop_reason="max_minutes", seconds=60.0,
+        ...                 train_loss=1.9, valid=None, planned_steps=1400)
+        >>> r.under_trained, r.to_dict()["model_dir"]  # the time cap stopped it before the planned steps
+        (True, 'run/model')
+    """
 
     run_dir: Path  # the run directory
     model_dir: Path | None  # the final model (rank 0), None on other ranks
