@@ -21,7 +21,9 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``attnkit qa`` options on ``parser``."""
     add = parser.add_argument
-    add("question", help="the question, or 'eval' to score on questions built from CLDR facts (babel)")
+    add("question", nargs="?",
+        help="the question, or 'eval' to score on questions built from CLDR facts (babel); without it, every line "
+             "of standard input is a question (a prompt on a terminal), with the models loaded once")
     add("--context", action="extend", nargs="+", metavar="FILE",
         help="UTF-8 text files to answer from ('-' = stdin); without them the model answers closed-book")
     add("--top-k", type=int, default=3, metavar="K", help="sentences retrieved into the prompt (default 3)")
@@ -36,34 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.question == "eval":
         return _run_eval(args)
-    from ..summarize.text import read_text
-    from .core import answer
+    from .ask import ask
 
-    contexts = {path: read_text(path, what="context file") for path in args.context or []}
-    result = answer(args.question, contexts or None, top_k=args.top_k, max_new_tokens=args.max_new_tokens)
-    if args.json:
-        print_json(result.to_dict())
-        return 0
-    table = _evidence_table(result) if result.evidence else None
-    console = stdout_console(*([table] if table else []))
-    console.print(f"[bold]{result.text or '(no answer)'}[/]")
-    if result.reply and result.reply != result.text:
-        console.print(f"[dim]reply: {result.reply}[/]")
-    console.print(f"[dim]{result.mode}, {result.model}, {result.prompt_tokens} prompt tokens[/]")
-    if table:
-        console.print(table)
-    return 0
-
-
-def _evidence_table(result):
-    from rich.table import Table
-
-    table = Table(title="supporting sentences (MiniLM cosine to the question)", title_justify="left")
-    for name, justify in (("#", "right"), ("score", "right"), ("source", "left"), ("sentence", "left")):
-        table.add_column(name, justify=justify)
-    for rank, e in enumerate(result.evidence, 1):
-        table.add_row(str(rank), f"{e.score:.3f}", f"{e.passage.source}:{e.passage.index}", e.passage.text)
-    return table
+    return ask(args)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
