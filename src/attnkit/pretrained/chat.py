@@ -137,16 +137,20 @@ class ChatModel:
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        no_repeat_ngram_size: int = 0,
+        repetition_penalty: float = 1.0,
     ) -> str:
         """The reply to ``prompt`` (a user message, or a list of messages), without the end token.
 
         Greedy by default. Giving ``temperature``, ``top_k`` or ``top_p`` samples instead
         (temperature defaults to 1.0 then); ``seed`` makes sampling reproducible.
-        Decoding uses the KV cache and stops at ``eos_id`` or after ``max_new_tokens``.
+        ``no_repeat_ngram_size`` and ``repetition_penalty`` control repetition over the prompt
+        and the reply (:mod:`attnkit.generate.repetition`). Decoding uses the KV cache and
+        stops at ``eos_id`` or after ``max_new_tokens``.
         """
         ids = self.generate_ids(
             self.prompt_ids(prompt), max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-            top_p=top_p, seed=seed,
+            top_p=top_p, seed=seed, no_repeat_ngram_size=no_repeat_ngram_size, repetition_penalty=repetition_penalty,
         )  # fmt: skip
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
@@ -159,6 +163,8 @@ class ChatModel:
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        no_repeat_ngram_size: int = 0,
+        repetition_penalty: float = 1.0,
     ) -> list[int]:
         """New token ids after ``prompt_ids`` (a list or a 1-D tensor), the end token excluded."""
         from ..generate import greedy, sample
@@ -166,7 +172,8 @@ class ChatModel:
         ids = _as_prompt(prompt_ids, self.model.config.max_len)  # (1, L)
         keep = torch.ones_like(ids, dtype=torch.bool)  # (1, L): every token is real (no padding detection)
         max_new_tokens = _clip_to_context(max_new_tokens, ids.shape[1], self.model.config.max_len)
-        options = dict(max_new_tokens=max_new_tokens, eos_id=self.eos_id, prompt_mask=keep)
+        options = dict(max_new_tokens=max_new_tokens, eos_id=self.eos_id, prompt_mask=keep,
+                       no_repeat_ngram_size=no_repeat_ngram_size, repetition_penalty=repetition_penalty)
         if temperature is None and top_k is None and top_p is None:
             if seed is not None:
                 raise ValueError("ChatModel.generate(): seed is for sampling; give temperature/top_k/top_p too")
