@@ -83,10 +83,11 @@ def cache_dir() -> Path:
     """The attnkit cache folder: ``$ATTNKIT_CACHE_DIR``, ``$XDG_CACHE_HOME/attnkit`` or ``~/.cache/attnkit``.
 
     Example:
+        >>> previous = os.environ.get(ENV_VAR)
         >>> os.environ[ENV_VAR] = "/tmp/attnkit-doc-cache"
         >>> str(cache_dir())
         '/tmp/attnkit-doc-cache'
-        >>> del os.environ[ENV_VAR]
+        >>> _ = os.environ.pop(ENV_VAR) if previous is None else os.environ.update({ENV_VAR: previous})
     """
     override = os.environ.get(ENV_VAR)
     if override:
