@@ -178,6 +178,11 @@ def _corrupt_missing_tokenizer(entry: Path) -> None:
     (entry / cache.TOKENIZER).unlink()
 
 
+def _corrupt_tokenizer(entry: Path) -> None:
+    path = entry / cache.TOKENIZER
+    path.write_bytes(b"x" * path.stat().st_size)  # right size, not a tokenizer
+
+
 def _corrupt_layout(entry: Path) -> None:
     meta = json.loads((entry / cache.META).read_text())
     meta["layout"]["parameters"]["decoder.norm.weight"][1] = 10**9  # points past the end of its storage
@@ -185,7 +190,7 @@ def _corrupt_layout(entry: Path) -> None:
 
 
 @pytest.mark.parametrize("corrupt", [_corrupt_truncate, _corrupt_header, _corrupt_meta, _corrupt_missing_tokenizer,
-                                     _corrupt_layout])  # fmt: skip
+                                     _corrupt_tokenizer, _corrupt_layout])  # fmt: skip
 def test_corrupt_cache_entry_is_detected_and_rebuilt(tiny_gguf, cache_root, caplog, corrupt):
     ChatModel.from_pretrained(tiny_gguf)
     entry = cache.cache_entry(tiny_gguf)

@@ -108,8 +108,8 @@ class History:
                     rows += [i] * len(banned)
                     cols += list(banned)
             if rows:
-                scores = scores.index_put((torch.tensor(rows), torch.tensor(cols)),
-                                          torch.tensor(float("-inf"), dtype=scores.dtype))  # fmt: skip
+                index = (torch.tensor(rows, device=scores.device), torch.tensor(cols, device=scores.device))
+                scores = scores.index_put(index, torch.tensor(float("-inf"), dtype=scores.dtype, device=scores.device))
         return scores
 
     def append(self, tokens: Tensor) -> None:

@@ -6,7 +6,8 @@ through ``torch._refs``, whose first call imports ``torch._dynamo`` (sympy, mpma
 ``transformers`` does in ``no_init_weights`` (``modeling_utils.py``), the
 ``torch.nn.init`` functions are no-ops while the model is built, on the meta device.
 The loader then assigns real tensors (``load_state_dict(..., assign=True)``: memory
-mapped safetensors stay mapped, nothing is copied).
+mapped safetensors stay mapped, nothing is copied). The patch is process-wide while a
+model is built: do not build other models in other threads at the same moment.
 
 Example:
     >>> model = empty_model(torch.nn.Linear, 3, 2)

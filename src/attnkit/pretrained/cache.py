@@ -247,10 +247,15 @@ def _read_entry(entry: Path, source: dict) -> tuple[TransformerLM, Any, str | No
     except Exception as error:  # safetensors raises its own SafetensorError
         raise CorruptCache(f"{entry / WEIGHTS} cannot be read: {error}") from error
     _check_storages(entry, flat, meta["layout"])
-    model = empty_model(TransformerLM, TransformerConfig.from_dict(meta["config"]))
+    try:
+        config = TransformerConfig.from_dict(meta["config"])
+        tokenizer = Tokenizer.from_file(str(entry / TOKENIZER))
+    except Exception as error:  # a config attnkit refuses, or tokenizers' own parse error
+        raise CorruptCache(f"{entry.name} holds an unreadable config or tokenizer: {error}") from error
+    model = empty_model(TransformerLM, config)
     _restore(model, flat, meta["layout"])
     materialize_buffers(model)
-    return model.eval(), Tokenizer.from_file(str(entry / TOKENIZER)), meta["chat_template"]
+    return model.eval(), tokenizer, meta["chat_template"]
 
 
 def _check_entry(entry: Path, source: dict) -> dict:
