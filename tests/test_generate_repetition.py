@@ -113,7 +113,7 @@ def test_left_padded_rows_decode_as_they_would_alone():
     model, prompts = _lm(), [[3, 4, 3, 5], [6, 2], [1]]
     batch = greedy(model, left_pad(prompts, model.config.pad_id), max_new_tokens=8, ignore_eos=True,
                    no_repeat_ngram_size=2, repetition_penalty=1.2)  # fmt: skip
-    for row, prompt in zip(batch, prompts):
+    for row, prompt in zip(batch, prompts, strict=True):
         alone = greedy(model, torch.tensor([prompt]), max_new_tokens=8, ignore_eos=True, no_repeat_ngram_size=2,
                        repetition_penalty=1.2)  # fmt: skip
         assert row.tolist() == alone[0].tolist()

@@ -152,7 +152,7 @@ def test_changed_source_file_is_converted_again(tiny_gguf, cache_root):
     old_entry = cache.cache_entry(tiny_gguf)
     write_tiny_chat_gguf(tiny_gguf, _tiny_model(2))  # same path and size, other weights
     stat = tiny_gguf.stat()
-    os.utime(tiny_gguf, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # mtime moves on, even on coarse clocks
+    os.utime(tiny_gguf, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a later mtime, even on coarse clocks
     after = _logits(ChatModel.from_pretrained(tiny_gguf).model)
     assert cache.cache_entry(tiny_gguf) != old_entry
     assert torch.equal(after, _direct(tiny_gguf)) and not torch.equal(after, before)

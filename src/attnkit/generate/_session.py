@@ -138,7 +138,7 @@ class Session:
             self.keep = _prompt_keep(owner, inputs, prompt_mask, self.config.pad_id)[self.rows]  # (N, L)
         else:
             self.src_mask = src_mask
-        seen = [[]] * self.rows.numel()  # encoder-decoder: only generated tokens count as repeats
+        seen: list[list[int]] = [[]] * self.rows.numel()  # encoder-decoder: only generated tokens count as repeats
         if self.is_lm and (no_repeat_ngram_size or repetition_penalty != 1.0):
             seen = [row[keep].tolist() for row, keep in zip(inputs[self.rows], self.keep)]  # real prompt tokens
         self.history = History(seen, self.vocab_size, no_repeat_ngram_size=no_repeat_ngram_size,

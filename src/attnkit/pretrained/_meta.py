@@ -18,7 +18,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import torch
 from torch import nn

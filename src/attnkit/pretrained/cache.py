@@ -93,7 +93,8 @@ def cache_dir() -> Path:
     if override:
         return Path(override).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"  # XDG: relative = unset
+    absolute = bool(xdg) and Path(str(xdg)).is_absolute()  # the XDG spec: a relative path counts as unset
+    base = Path(str(xdg)).expanduser() if absolute else Path.home() / ".cache"
     return base / "attnkit"
 
 
@@ -148,7 +149,8 @@ def _convert(path: Path) -> tuple[TransformerLM, Any, str | None]:
     from .llama import load_llama_gguf
 
     gguf_file = GGUFFile(path)
-    model = decode_layout(load_llama_gguf(gguf_file))
+    model = load_llama_gguf(gguf_file)
+    decode_layout(model)  # in place: same values, the one-token layout that the cache then stores
     return model, tokenizer_from_gguf(gguf_file.metadata), gguf_file.metadata.get("tokenizer.chat_template") or None
 
 
@@ -281,7 +283,9 @@ def _check_storages(entry: Path, flat: dict[str, Tensor], layout: dict) -> None:
     for group in ("parameters", "buffers", "attributes"):
         for name, (storage, offset, shape, stride) in layout[group].items():
             t = flat.get(storage)
-            extent = offset + sum((n - 1) * s for n, s in zip(shape, stride)) + 1 if all(shape) else 0
+            if len(shape) != len(stride):
+                raise CorruptCache(f"{entry.name}/{META} gives {name} {len(shape)} sizes and {len(stride)} strides")
+            extent = offset + sum((n - 1) * s for n, s in zip(shape, stride, strict=True)) + 1 if all(shape) else 0
             if t is None or t.dim() != 1 or extent > t.numel():
                 raise CorruptCache(f"{entry.name}/{WEIGHTS} lacks the values of {name} ({storage})")
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Iterator, TextIO
+from collections.abc import Iterator
+from typing import TextIO
 
 __all__ = ["questions_from", "ask", "print_answer"]
 
@@ -116,8 +117,8 @@ def _evidence_table(result):
     from rich.text import Text
 
     table = Table(title="supporting sentences (MiniLM cosine to the question)", title_justify="left")
-    for name, justify in (("#", "right"), ("score", "right"), ("file:line", "left"), ("sentence", "left")):
-        table.add_column(name, justify=justify)
+    for name in ("#", "score", "file:line", "sentence"):
+        table.add_column(name, justify="right" if name in ("#", "score") else "left")
     for rank, e in enumerate(result.evidence, 1):
         table.add_row(str(rank), f"{e.score:.3f}", Text(e.location), Text(e.passage.text))
     return table
