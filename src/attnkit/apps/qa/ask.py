@@ -29,6 +29,7 @@ from typing import TextIO
 __all__ = ["questions_from", "ask", "print_answer"]
 
 PROMPT = "question> "
+SMOLLM2 = "SmolLM2-135M-Instruct"
 _STOP = {"", "quit", "exit", "q"}
 
 
@@ -62,6 +63,7 @@ def _prompt(stdin: TextIO) -> Iterator[str]:
 
 def ask(args, stdin: TextIO | None = None) -> int:
     """Answer the questions of ``args`` (see the module docstring); 0 on success."""
+    from ...console import status
     from ..summarize.text import read_text
     from .core import answer_many
 
@@ -72,53 +74,51 @@ def ask(args, stdin: TextIO | None = None) -> int:
                          "questions; give the question as an argument, or the context as a file")  # fmt: skip
     contexts = {path: read_text(path, what="context file") for path in paths}
     many = args.question is None
+    prompting = many and _is_terminal(stdin)  # no spinner while the user types at the prompt
     answers = answer_many(questions_from(args.question, stdin), contexts or None, top_k=args.top_k,
                           max_new_tokens=args.max_new_tokens)  # fmt: skip
-    for result in answers:
+    retrieving = f"retrieving from {len(contexts)} file(s) with all-MiniLM-L6-v2, " if contexts else ""
+    doing = f"qa: loading the models (once), {retrieving}generating up to {args.max_new_tokens} tokens with {SMOLLM2}"
+    while True:
+        if prompting:
+            result = next(answers, None)
+        else:
+            with status(doing):
+                result = next(answers, None)
+        if result is None:
+            return 0
         if args.json:
             data = result.to_dict()
             print(json.dumps(data, ensure_ascii=False) if many else json.dumps(data, indent=2, ensure_ascii=False),
                   flush=True)  # fmt: skip
         else:
             print_answer(result, with_question=many)
-    return 0
 
 
 def print_answer(result, *, with_question: bool = False) -> None:
     """The answer (the model's reply, once), a dim line on how it was made, and the evidence table."""
-    from rich.text import Text
+    from ...console import literal, stdout_console
 
     table = _evidence_table(result) if result.evidence else None
-    console = _console(table)
+    console = stdout_console(*([table] if table else []))
     if with_question:
-        console.print(Text.assemble(("Q: ", "bold"), Text(result.question)))
-    console.print(Text(result.reply or "(no answer)", style="bold"))
-    console.print(Text(f"{result.mode}, {result.model}, {result.prompt_tokens} prompt tokens", style="dim"))
+        console.print(literal("Q: ", "bold") + literal(result.question))
+    console.print(literal(result.reply or "(no answer)", "bold"))
+    console.print(literal(f"{result.mode}, {result.model}, {result.prompt_tokens} prompt tokens", "dim"))
     if table:
         console.print(table)
     if with_question:
         console.print()
 
 
-def _console(table):
-    from rich.console import Console
-    from rich.measure import Measurement
-
-    console = Console(highlight=False, emoji=False)
-    if table is not None:
-        needed = Measurement.get(console, console.options.update(max_width=10_000), table).maximum
-        if needed > console.width:
-            console = Console(highlight=False, emoji=False, width=needed)
-    return console
-
-
 def _evidence_table(result):
     from rich.table import Table
-    from rich.text import Text
+
+    from ...console import literal
 
     table = Table(title="supporting sentences (MiniLM cosine to the question)", title_justify="left")
     for name in ("#", "score", "file:line", "sentence"):
         table.add_column(name, justify="right" if name in ("#", "score") else "left")
     for rank, e in enumerate(result.evidence, 1):
-        table.add_row(str(rank), f"{e.score:.3f}", Text(e.location), Text(e.passage.text))
+        table.add_row(str(rank), f"{e.score:.3f}", literal(e.location), literal(e.passage.text))
     return table

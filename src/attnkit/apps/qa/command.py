@@ -1,10 +1,13 @@
 """``attnkit qa "question" [--context FILE ...]``, and ``attnkit qa eval`` on the CLDR question set.
 
+``--context`` takes one file and is repeated for several (``--context a.txt --context
+b.txt``), so options and the question may come in any order.
+
 Example:
     >>> import argparse
     >>> parser = argparse.ArgumentParser(prog="attnkit qa")
     >>> add_arguments(parser)
-    >>> args = parser.parse_args(["Who wrote it?", "--context", "a.txt", "b.txt"])
+    >>> args = parser.parse_intermixed_args(["--context", "a.txt", "Who wrote it?", "--context", "b.txt"])
     >>> args.question, args.context
     ('Who wrote it?', ['a.txt', 'b.txt'])
 """
@@ -13,30 +16,40 @@ from __future__ import annotations
 
 import argparse
 
-from ..summarize.console import print_json, progress_bar, stdout_console
+from ..._argtypes import nonnegative_int, positive_int
+from ...console import literal, print_json, progress_bar, status, stdout_console
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "run", "ACTIONS"]
+
+#: action -> one line of help; without an action, `attnkit qa "question"` answers the question
+ACTIONS = {"eval": "exact match, F1 and retrieval accuracy on questions built from CLDR facts (babel)"}
+SMOLLM2 = "SmolLM2-135M-Instruct"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the ``attnkit qa`` options on ``parser``."""
+def add_arguments(parser: argparse.ArgumentParser, action: str | None = None) -> None:
+    """Declare the options of ``attnkit qa [eval]`` on ``parser``."""
     add = parser.add_argument
-    add("question", nargs="?",
-        help="the question, or 'eval' to score on questions built from CLDR facts (babel); without it, every line "
-             "of standard input is a question (a prompt on a terminal), with the models loaded once")
-    add("--context", action="extend", nargs="+", metavar="FILE",
-        help="UTF-8 text files to answer from ('-' = stdin); without them the model answers closed-book")
-    add("--top-k", type=int, default=3, metavar="K", help="sentences retrieved into the prompt (default 3)")
-    add("--max-new-tokens", type=int, default=24, metavar="N", help="answer length limit in tokens (default 24)")
-    add("--limit", type=int, default=50, metavar="N", help="eval: number of questions (default 50)")
-    add("--seed", type=int, default=0, help="eval: question sampling seed (default 0)")
-    add("--distractors", type=int, default=4, metavar="N", help="eval: distractor documents per question (default 4)")
-    add("--closed-book", action="store_true", help="eval: also ask SmolLM2 without context (twice the time)")
-    add("--json", action="store_true", help="print machine-readable JSON")  # fmt: skip
+    if action == "eval":
+        add("--limit", type=positive_int, default=50, metavar="N", help="number of questions")
+        add("--seed", type=int, default=0, metavar="S", help="question sampling seed")
+        add("--distractors", type=nonnegative_int, default=4, metavar="N", help="distractor documents per question")
+        add("--closed-book", action="store_true", help=f"also ask {SMOLLM2} without context (twice the time)")
+    else:
+        add("question", nargs="?",
+            help="the question (quote it); without it, every line of standard input is a question (a question> "
+                 "prompt on a terminal), the models loaded once")
+        add("--context", action="append", metavar="FILE",
+            help="a UTF-8 text file to answer from ('-' = stdin); repeat for several: --context a.txt --context "
+                 "b.txt (default: none, the model answers closed-book)")
+        add("--max-new-tokens", type=positive_int, default=24, metavar="N", help="answer length limit in tokens")
+        hint = "one question per call, in quotes; several context files: --context a --context b"
+        parser.unknown_hint = hint  # type: ignore[attr-defined]  # read by attnkit.cli.Parser
+    add("--top-k", type=positive_int, default=3, metavar="K", help="sentences retrieved into the prompt")
+    add("--json", action="store_true", help="print machine-readable JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.question == "eval":
+    if args.action == "eval":
         return _run_eval(args)
     from .ask import ask
 
