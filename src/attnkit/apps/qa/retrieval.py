@@ -74,7 +74,7 @@ def split_passages(contexts: Sequence[str] | Mapping[str, str] | str) -> list[Pa
     for name, text in as_contexts(contexts).items():
         sentences = split_sentences(text)
         lines = sentence_lines(text, sentences)
-        passages += [Passage(s, name, i, line) for i, (s, line) in enumerate(zip(sentences, lines))]
+        passages += [Passage(s, name, i, line) for i, (s, line) in enumerate(zip(sentences, lines, strict=True))]
     return passages
 
 
