@@ -33,9 +33,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -79,7 +79,7 @@ def capture(modules: Sequence[nn.Module]) -> Iterator[list[LayerCall]]:
     """Record one :class:`LayerCall` per module while the block runs (first call of each)."""
     calls = [LayerCall() for _ in modules]
     handles = []
-    for call, m in zip(calls, modules):
+    for call, m in zip(calls, modules, strict=True):
         handles.append(m.register_forward_pre_hook(_remember_kwargs(call), with_kwargs=True))
         handles.append(m.register_forward_hook(_remember(call, "output")))
         for name in ("q", "k", "v"):
