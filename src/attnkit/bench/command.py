@@ -35,7 +35,7 @@ __all__ = ["add_arguments", "run", "DEFAULT_LENGTHS", "QUICK", "SUITES"]
 SUITES = ("grid", "overhead", "models", "all", "startup")
 STARTUP_CASES = tuple(c.name for c in startup_cases())  #: names --case accepts
 DEFAULT_LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]  #: the full grid's L axis
-QUICK = {  # --quick: about a minute on 2 cores
+QUICK = {  # --quick: about a minute on a quiet 2-core machine, all cases in one worker process
     "impl": ["attnkit-auto", "attnkit-tiled", "sdpa", "naive"],  # those registered
     "mask": ["none", "causal", "sliding"],
     "L": [1024, 4096],
@@ -106,7 +106,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "models: MiniLM encoding and SmolLM2 decoding vs transformers (dev dependencies); all: the three; "
              "startup: cold and warm wall times of the first commands a user runs (not in 'all')")
     add("--quick", action="store_true",
-        help="a small subset (~1 min): L 1k,4k; masks none,causal,sliding; fwd; attnkit-auto/tiled, sdpa, naive")
+        help="a small subset (~1 min on a quiet machine): L 1k,4k; masks none,causal,sliding; fwd; "
+             "attnkit-auto/tiled, sdpa, naive; all in one worker process")
     add("--impl", type=_impl_patterns, action="extend", metavar="NAMES",
         help=f"implementations, comma-separated or repeated; patterns work. Known: {', '.join(implementations())}")
     add("--mask", type=_choices(tuple(MASKS), "mask"), action="extend", metavar="NAMES",
@@ -115,7 +116,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="sequence lengths, e.g. 1024,4k,64k (default 1k..64k, powers of 2)")
     add("--pass", dest="pass_", type=_choices(PASSES, "pass"), action="extend", metavar="PASS",
         help="fwd, fwdbwd or both (default both)")
-    add("--repeats", type=_positive(int), help="exactly this many timed runs (default: adaptive, >= 3 runs and ~1 s)")
+    add("--repeats", type=_positive(int),
+        help="exactly this many timed runs (default: adaptive, >= 3 runs and ~1 s); startup suite: warm runs (default 3)")
     add("--once", action="store_true",
         help="one call per case, both timed and memory-measured (long L: a call takes seconds to minutes)")
     add("--threads", type=_positive(int), default=2, help="torch threads in every worker (default 2)")

@@ -4,8 +4,13 @@
 each case gets its own address space and its peak memory is real. Requests:
 
 * ``{"mode": "case", "case": {...}}`` — a :class:`~attnkit.bench.cases.Case`;
-* ``{"mode": "matmul", "n": 2048, "threads": 2}`` — this machine's float32
-  matmul rate, the yardstick for "% of matmul";
+* ``{"mode": "matmul", "shapes": [...], "threads": 2}`` — this machine's best
+  float32 matmul rate over those GEMM shapes (:func:`matmul_shapes`), the
+  ceiling for "% of matmul" (:func:`measure_matmul` says why the best run);
+* ``{"mode": "batch", "requests": [...]}`` — several requests in this one
+  process, in order, each result printed as a line as soon as it is known,
+  then ``{"status": "ok", "done": N}`` (``attnkit bench --quick``: one torch
+  import instead of one per case; see :func:`attnkit.bench.runner.iter_batch`);
 * ``{"mode": "overhead", "threads": 2, "quick": false}`` — the dispatch
   overhead suite (:mod:`attnkit.bench.overhead`);
 * ``{"mode": "models", "threads": 2, "quick": false}`` — published models vs
