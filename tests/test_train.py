@@ -183,7 +183,7 @@ def test_clip_grad_norm_below_threshold_is_identity_and_skips_missing_grads():
 def test_trainer_config_validates_fields():
     with pytest.raises(ValueError, match="max_steps must be a positive int, got 0"):
         TrainerConfig(max_steps=0)
-    with pytest.raises(ValueError, match="grad_clip must be a number > 0 or None, got -1"):
+    with pytest.raises(ValueError, match=r"grad_clip must be a number > 0 \(not NaN\) or None, got -1"):
         TrainerConfig(grad_clip=-1)
     with pytest.raises(TypeError, match="out_dir must be a str path"):
         TrainerConfig(out_dir=123)
@@ -490,3 +490,107 @@ def test_sigint_during_update_is_deferred_until_update_ends():
             done.append("update finished")
     assert done == ["update finished"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# ---------------------------------------------------------------------------- trainer state on disk: no pickle
+
+
+def _strict_json(path):
+    def refuse(constant):
+        raise ValueError(f"{path.name} holds {constant}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_trainer_checkpoint_is_safetensors_and_json_only(tmp_path):
+    from safetensors import safe_open
+
+    _trainer(tmp_path, _random_batch, max_steps=4).fit()
+    ckpt = tmp_path / "checkpoints" / "step-00000004"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["config.json", "model.safetensors", "trainer.json",
+                                                      "trainer.safetensors"]  # fmt: skip
+    for path in ckpt.iterdir():
+        head = path.read_bytes()[:2]
+        assert head != b"PK" and head[:1] != b"\x80", f"{path.name} is a torch zip or a pickle"
+        if path.suffix == ".json":
+            _strict_json(path)
+        else:
+            with safe_open(str(path), framework="pt") as f:
+                assert list(f.keys())
+    with safe_open(str(ckpt / "trainer.safetensors"), framework="pt") as f:
+        rng = f.get_tensor("torch_rng")
+        assert rng.dtype == torch.uint8 and any(k.startswith("optimizer.state.") for k in f.keys())
+    meta = _strict_json(ckpt / "trainer.json")
+    assert meta["format_version"] == 2 and meta["state"]["optimizer"]["param_groups"][0]["betas"] == {
+        "__tuple__": [0.9, 0.98]}  # fmt: skip
+
+
+def _make_legacy(ckpt):
+    """Rewrite a checkpoint as attnkit wrote it before format 2: the state pickled in trainer.pt."""
+    from attnkit.train.state import read_checkpoint
+
+    _, meta, state = read_checkpoint(ckpt)
+    torch.save(state, ckpt / "trainer.pt")
+    (ckpt / "trainer.safetensors").unlink()
+    (ckpt / "trainer.json").write_text(json.dumps({**meta, "format_version": 1}))
+
+
+def test_trainer_resume_of_legacy_pickle_checkpoint_refuses_then_converts_exactly(tmp_path, reference_random):
+    from attnkit.train.state import convert_legacy_checkpoint
+
+    _trainer(tmp_path, _random_batch, max_steps=6).fit()
+    ckpt = tmp_path / "checkpoints" / "step-00000006"
+    _make_legacy(ckpt)
+    with pytest.raises(ValueError, match=r"holds trainer.pt, the pickled trainer state.*convert_legacy_checkpoint"):
+        _trainer(tmp_path, _random_batch, max_steps=11).resume()
+    assert convert_legacy_checkpoint(tmp_path) == ckpt
+    assert not (ckpt / "trainer.pt").exists() and (ckpt / "trainer.safetensors").is_file()
+    step, history, trainer = _resume_and_finish(tmp_path, _random_batch, 11)
+    assert step == 6
+    _assert_same_run(reference_random, history, trainer)
+
+
+def test_trainer_checkpoint_files_follow_umask(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        _trainer(tmp_path, _random_batch, max_steps=4).fit()
+    finally:
+        os.umask(old)
+    ckpt = tmp_path / "checkpoints" / "step-00000004"
+    assert oct(ckpt.stat().st_mode & 0o777) == oct(0o750)
+    for path in [*ckpt.iterdir(), tmp_path / "latest.json", tmp_path / "history.jsonl"]:
+        assert oct(path.stat().st_mode & 0o777) == oct(0o640), path.name
+
+
+def test_statefile_round_trips_optimizer_shapes_and_refuses_objects():
+    from attnkit.train import statefile
+
+    shared = torch.arange(4.0)
+    state = {"state": {0: {"step": torch.tensor(3.0), "m": shared}, 1: {"m": shared[:2]}},
+             "groups": [{"betas": (0.9, 0.98), "lr": float("inf"), "foreach": None, "nesterov": False, "name": "a"}],
+             "rng": [torch.tensor([1, 2], dtype=torch.uint8)], "__tuple__": 1}  # fmt: skip
+    tree, tensors = statefile.split(state)
+    json.loads(json.dumps(tree, allow_nan=False))  # strict JSON: inf is tagged
+    back = statefile.join(json.loads(json.dumps(tree)), tensors)
+    assert back["state"][0]["step"].item() == 3.0 and list(back["state"]) == [0, 1]
+    assert torch.equal(back["state"][1]["m"], torch.tensor([0.0, 1.0])) and back["groups"][0]["betas"] == (0.9, 0.98)
+    assert back["groups"][0]["lr"] == math.inf and back["__tuple__"] == 1 and back["rng"][0].dtype == torch.uint8
+    with pytest.raises(TypeError, match=r"trainer state: groups.0.fn is a function; only tensors"):
+        statefile.split({"groups": [{"fn": lambda: 0}]})
+
+
+@pytest.mark.parametrize("name", ["attnkit.train.statefile", "attnkit.train.state"])
+def test_trainer_state_docstring_examples_run(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("name", ["grad_clip", "max_minutes"])
+def test_trainer_config_rejects_nan_budgets(name):
+    with pytest.raises(ValueError, match=rf"{name} must be a number > 0 \(not NaN\) or None, got nan"):
+        TrainerConfig(**{name: float("nan")})

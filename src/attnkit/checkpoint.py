@@ -15,7 +15,9 @@ into it.
 
 Writes are atomic: the files go to a hidden sibling ``.<name>.tmp-XXXX``
 directory that is renamed into place only when complete, so a crash never
-leaves a half-written checkpoint under ``path_dir``. Loading reads safetensors,
+leaves a half-written checkpoint under ``path_dir``. Written files get mode
+``0o666 & ~umask`` and directories ``0o777 & ~umask``, as ``open()`` and ``mkdir()``
+would make them (``mkstemp``/``mkdtemp`` alone give 0600/0700). Loading reads safetensors,
 JSON, and ``.pt``/``.bin`` state dicts only through
 ``torch.load(weights_only=True)``, which refuses pickled Python objects.
 
@@ -75,6 +77,20 @@ _PICKLE_SUFFIXES = (".pt", ".pth", ".bin")
 
 # ---------------------------------------------------------------------------- atomic files
 
+FILE_MODE, DIR_MODE = 0o666, 0o777  # before the umask, as open() and mkdir() use them
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc where it exists: setting it to read it races with other threads)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` through a temp file in the same directory and ``os.replace``.
@@ -91,6 +107,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     payload = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
     try:
+        os.fchmod(fd, FILE_MODE & ~current_umask())  # mkstemp makes 0600; a plain open() would follow the umask
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
@@ -127,8 +144,12 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = True) -> Iter
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
         yield tmp
+        umask = current_umask()
         for child in tmp.iterdir():
             _fsync_file(child)
+            if child.is_file():
+                child.chmod(FILE_MODE & ~umask)  # as open() would make it (safetensors writes 0600)
+        tmp.chmod(DIR_MODE & ~umask)  # mkdtemp makes 0700
         _fsync_dir(tmp)
         _swap_in(tmp, path)
     except BaseException:

@@ -63,7 +63,9 @@ def load_command(name: str) -> ModuleType:
             raise CommandUnavailable(
                 f"this installation of attnkit has no {module_name} module yet"
             ) from e
-        raise CommandUnavailable(f"it needs the Python package {e.name!r}, which is not installed") from e
+        raise CommandUnavailable(
+            _missing_extra(name, e) or f"it needs the Python package {e.name!r}, which is not installed"
+        ) from e
     except ImportError as e:
         raise CommandUnavailable(f"importing {module_name} failed: {e}") from e
     missing = [f for f in ("add_arguments", "run") if not callable(getattr(module, f, None))]
@@ -114,6 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     try:
         return int(args.run(args) or 0)
+    except ModuleNotFoundError as e:  # an optional dependency imported inside run()
+        message = _missing_extra(args.command, e)
+        if message is None or args.debug:
+            raise
+        print(f"attnkit {args.command}: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except BrokenPipeError:  # before USER_ERRORS: it is an OSError
         return _quiet_broken_pipe()
     except USER_ERRORS as e:
@@ -158,3 +166,23 @@ def _version() -> str:
         return version("attnkit")
     except PackageNotFoundError:
         return "unknown (not installed)"
+
+
+#: optional dependency (its import name) -> the extra of pyproject.toml that installs it
+EXTRA_OF_PACKAGE: dict[str, str] = {
+    "matplotlib": "viz",
+    **dict.fromkeys(("tokenizers", "gguf", "jinja2", "sacrebleu", "rouge_score", "num2words", "babel"), "apps"),
+}
+#: subcommand -> the extra that installs everything it may import (apps includes viz)
+EXTRA_OF_COMMAND: dict[str, str] = {
+    "demo": "viz", "bench": "bench", **dict.fromkeys(("translate", "summarize", "qa", "inspect"), "apps"),
+}
+
+
+def _missing_extra(command: str, error: ModuleNotFoundError) -> str | None:
+    """``needs the 'apps' extra: pip install 'attnkit[apps]' (...)`` if ``error`` is an optional dependency."""
+    package = (error.name or "").partition(".")[0]
+    if package not in EXTRA_OF_PACKAGE:
+        return None
+    extra = EXTRA_OF_COMMAND.get(command, EXTRA_OF_PACKAGE[package])
+    return f"needs the {extra!r} extra: pip install 'attnkit[{extra}]' ({package} is not installed)"

@@ -174,14 +174,28 @@ def test_kv_cache_select_batch_reorders_rows():
     assert cache.keys.flatten().tolist() == [2.0, 2.0, 0.0]
 
 
-def test_mha_dropout_only_in_training():
+def test_mha_eval_ignores_dropout_matches_oracle():
     torch.manual_seed(9)
-    mha = MultiHeadAttention(2, 16, dropout=0.5)
-    x = torch.randn(1, 8, 16)
-    mha.eval()
-    torch.testing.assert_close(mha(x), mha(x))
-    mha.train()
-    assert not torch.allclose(mha(x), mha(x))
+    mha = MultiHeadAttention(2, 16, dropout=0.5).double().eval()
+    x = torch.randn(1, 8, 16, dtype=torch.float64)
+    torch.testing.assert_close(mha(x), _oracle(mha, x), atol=1e-12, rtol=0)
+
+
+def test_mha_train_dropout_is_unbiased_around_oracle():
+    """Inverted dropout on the attention weights keeps E[output] = the eval output (the output is linear in P).
+
+    The mean of N training passes must sit within 5 standard errors of the float64 oracle, and
+    single passes must differ from it (dropout acts).
+    """
+    torch.manual_seed(9)
+    mha = MultiHeadAttention(2, 16, dropout=0.5).double().train()
+    x = torch.randn(1, 6, 16, dtype=torch.float64)
+    with torch.no_grad():
+        runs = torch.stack([mha(x) for _ in range(3000)])  # (N, 1, 6, 16)
+    expected = _oracle(mha, x)
+    stderr = runs.std(dim=0) / math.sqrt(runs.shape[0])
+    assert ((runs.mean(dim=0) - expected).abs() <= 5 * stderr + 1e-12).all()
+    assert ((runs - expected).abs().amax(dim=(1, 2, 3)) > 1e-6).all()
 
 
 @pytest.mark.parametrize(
@@ -205,3 +219,113 @@ def test_mha_forward_errors_name_argument():
         mha(torch.randn(3, 16))
     with pytest.raises(ValueError, match=r"key must be \(B, Lk, 16\)"):
         mha(torch.randn(1, 3, 16), torch.randn(1, 3, 8))
+
+
+# ---------------------------------------------------------------------------
+# a failed call leaves the KV cache as it was
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(mask=masks.dense(torch.ones(1, 1, 1, 9, dtype=torch.bool))),  # rejected by attention() after projecting
+        dict(attn_bias=torch.zeros(1, 1, 1, 9, dtype=torch.float64)),
+    ],
+    ids=["mask-shape", "bias-shape"],
+)
+def test_mha_failed_call_leaves_kv_cache_unchanged(bad):
+    torch.manual_seed(11)
+    mha = MultiHeadAttention(2, 16, dropout=0.0).double().eval()
+    x = torch.randn(1, 5, 16, dtype=torch.float64)
+    cache, fresh = KVCache(), KVCache()
+    mha(x[:, :3], mask=masks.causal(), cache=cache)
+    mha(x[:, :3], mask=masks.causal(), cache=fresh)
+    with pytest.raises(ValueError):
+        mha(x[:, 3:4], cache=cache, **bad)
+    assert cache.length == 3
+    step = mha(x[:, 3:4], cache=cache)
+    torch.testing.assert_close(step, mha(x[:, 3:4], cache=fresh), atol=0, rtol=0)
+    torch.testing.assert_close(step, _oracle(mha, x[:, :4])[:, 3:], atol=1e-12, rtol=0)
+
+
+def test_mha_failed_first_cross_attention_call_leaves_static_cache_empty():
+    torch.manual_seed(12)
+    mha = MultiHeadAttention(2, 16, dropout=0.0).double().eval()
+    x, mem = torch.randn(1, 1, 16, dtype=torch.float64), torch.randn(1, 4, 16, dtype=torch.float64)
+    cache = KVCache(static=True)
+    with pytest.raises(ValueError):
+        mha(x, mem, mem, masks.dense(torch.ones(1, 1, 1, 7, dtype=torch.bool)), cache=cache)
+    assert cache.length == 0
+    torch.testing.assert_close(mha(x, mem, mem, cache=cache), _oracle(mha, x, mem), atol=1e-12, rtol=0)
+
+
+def test_kv_cache_append_wrong_head_dim_raises_before_mutating():
+    cache = KVCache()
+    cache.append(torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4))
+    with pytest.raises(ValueError, match=r"holds \(Hkv, d_k, d_v\) = \(2, 4, 4\) but got \(2, 5, 4\)"):
+        cache.append(torch.zeros(1, 2, 1, 5), torch.zeros(1, 2, 1, 4))
+    assert cache.length == 3
+
+
+# ---------------------------------------------------------------------------
+# errors that teach
+# ---------------------------------------------------------------------------
+
+def test_mha_forward_float64_input_into_float32_module_names_dtypes():
+    mha = MultiHeadAttention(2, 16)
+    with pytest.raises(TypeError, match=r"query has dtype torch.float64 but the module's weights are torch.float32"):
+        mha(torch.randn(1, 3, 16, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"key has dtype torch.float64"):
+        mha(torch.randn(1, 3, 16), torch.randn(1, 4, 16, dtype=torch.float64))
+
+
+def test_mha_forward_autocast_mixed_dtypes_still_run():
+    mha = MultiHeadAttention(2, 16, dropout=0.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert mha(torch.randn(1, 3, 16)).shape == (1, 3, 16)
+
+
+def test_mha_forward_torch_style_float_mask_in_key_slot_points_to_masks_from_torch():
+    mha = MultiHeadAttention(2, 16)
+    with pytest.raises(TypeError, match=r"float32 tensor of shape \(10, 10\).*attnkit Mask objects or bool tensors"
+                                        r".*attnkit.nn.masks_from_torch"):
+        mha(torch.randn(1, 10, 16), torch.zeros(10, 10))
+
+
+def test_mha_forward_float_mask_keyword_points_to_masks_from_torch():
+    mha = MultiHeadAttention(2, 16)
+    with pytest.raises(TypeError, match=r"mask is a torch.float32 tensor.*masks_from_torch"):
+        mha(torch.randn(1, 10, 16), mask=torch.zeros(10, 10))
+
+
+def test_mha_float_mask_converted_with_masks_from_torch_matches_torch():
+    torch.manual_seed(13)
+    ref = nn.MultiheadAttention(16, 2, batch_first=True, dtype=torch.float64).eval()
+    mha = MultiHeadAttention.from_torch(ref).eval()
+    x = torch.randn(1, 10, 16, dtype=torch.float64)
+    float_mask = torch.zeros(10, 10, dtype=torch.float64).masked_fill(torch.ones(10, 10).triu(1).bool(), float("-inf"))
+    mask, bias = masks_from_torch(float_mask)
+    expected, _ = ref(x, x, x, attn_mask=float_mask)
+    torch.testing.assert_close(mha(x, mask=mask, attn_bias=bias), expected, atol=1e-12, rtol=0)
+
+
+def test_mha_backend_unknown_lists_registry_names():
+    from attnkit.functional.dispatch import BACKENDS
+
+    with pytest.raises(ValueError, match=r"backend must be one of \['auto', " + ", ".join(f"'{n}'" for n in sorted(BACKENDS))
+                       + r"\], got 'flash'"):
+        MultiHeadAttention(2, 16, backend="flash")
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(bias="yes"), TypeError, "bias must be True or False, got 'yes'"),
+        (dict(alibi=1), TypeError, "alibi must be True or False, got 1"),
+        (dict(kdim=0), ValueError, "kdim must be a positive int, got 0"),
+        (dict(vdim=2.5), ValueError, "vdim must be a positive int, got 2.5"),
+    ],
+)
+def test_mha_constructor_flag_and_width_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        MultiHeadAttention(2, 16, **kwargs)

@@ -131,23 +131,53 @@ def test_feedforward_default_d_ff_llama_7b_multiple_of_256():
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_feedforward_forward_deterministic_dropout_zero_train(activation):
-    ffn = FeedForward(8, activation=activation, dropout=0.0).train()
-    x = torch.randn(2, 3, 8)
-    assert torch.equal(ffn(x), ffn(x))
+def test_feedforward_train_mode_dropout_zero_matches_formula(activation):
+    torch.manual_seed(5)
+    ffn = FeedForward(8, 20, activation=activation, dropout=0.0).double().train()
+    x = randn64(2, 3, 8, seed=5) * 2.0
+    np.testing.assert_allclose(ffn(x).detach().numpy(), ffn_oracle(ffn, x.numpy()), atol=1e-12, rtol=1e-12)
 
 
-def test_feedforward_forward_deterministic_eval_with_dropout():
-    ffn = FeedForward(8, dropout=0.5).eval()
-    x = torch.randn(2, 3, 8)
-    assert torch.equal(ffn(x), ffn(x))
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_feedforward_eval_mode_ignores_dropout_matches_formula(activation):
+    torch.manual_seed(6)
+    ffn = FeedForward(8, 20, activation=activation, dropout=0.5).double().eval()
+    x = randn64(2, 3, 8, seed=6) * 2.0
+    np.testing.assert_allclose(ffn(x).detach().numpy(), ffn_oracle(ffn, x.numpy()), atol=1e-12, rtol=1e-12)
 
 
-def test_feedforward_dropout_applies_to_hidden_in_train():
+def _hidden_oracle(ffn: FeedForward, x: np.ndarray) -> np.ndarray:
+    """The activation fed to the second matrix (before dropout), in float64."""
+    if ffn.activation == "swiglu":
+        gate = linear(x, ffn.w_gate)
+        return gate / (1.0 + np.exp(-gate)) * linear(x, ffn.w_up)
+    return act_oracle(ffn.activation, linear(x, ffn.w_1))
+
+
+@pytest.mark.parametrize("activation", ["relu", "swiglu"])
+def test_feedforward_train_dropout_on_hidden_is_inverted_dropout(activation):
+    """Inverted dropout (Srivastava et al., 2014) on the hidden layer: out = W2 (m * h / (1 - p)) + b2, m ~ Bernoulli(1 - p).
+
+    The oracle solves for the kept units: each output row is an affine function of the
+    dropped hidden vector, so we check that out - b2 lies in {W2 (m * h) / (1 - p)} by
+    recovering m by least squares from the float64 formula (d_ff < d_model keeps it exact),
+    and that both kept and dropped units occur.
+    """
     torch.manual_seed(3)
-    ffn = FeedForward(8, 16, dropout=0.5).double().train()
-    x = randn64(4, 5, 8)
-    assert not torch.equal(ffn(x), ffn(x))
+    p = 0.5
+    ffn = FeedForward(24, 10, activation, dropout=p).double().train()
+    x = randn64(4, 5, 24, seed=3)
+    out = ffn(x).detach().numpy()
+    second = ffn.w_down if activation == "swiglu" else ffn.w_2
+    w2 = second.weight.detach().numpy()  # (d_model, d_ff)
+    b2 = 0.0 if second.bias is None else second.bias.detach().numpy()
+    hidden = _hidden_oracle(ffn, x.numpy())  # (..., d_ff)
+    scaled, *_ = np.linalg.lstsq(w2, (out - b2).reshape(-1, 24).T, rcond=None)  # (d_ff, rows) = m * h / (1 - p)
+    keep = scaled.T.reshape(hidden.shape) * (1 - p)  # m * h
+    kept = np.isclose(keep, hidden, atol=1e-9)
+    dropped = np.isclose(keep, 0.0, atol=1e-9)
+    assert (kept | dropped).all(), "every hidden unit is either kept (scaled by 1/(1-p)) or zeroed"
+    assert (kept & ~dropped).any() and (dropped & ~kept).any()
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

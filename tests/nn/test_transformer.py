@@ -160,13 +160,48 @@ def test_encoder_and_decoder_stacks_have_final_norm_only_pre_ln():
         (dict(num_kv_heads=3), "multiple of num_kv_heads=3"),
         (dict(activation="tanh"), "activation must be one of"),
         (dict(positional="xpos"), "positional must be one of"),
-        (dict(dropout=1.5), r"dropout must be in \[0, 1\)"),
+        (dict(dropout=1.5), r"dropout must be a float in \[0, 1\), got 1.5"),
         (dict(tgt_vocab_size=40), "tie_embeddings=True needs one shared vocabulary"),
     ],
 )
 def test_config_errors_name_the_field(overrides, match):
     with pytest.raises(ValueError, match=match):
         _tiny(**overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides,error,match",
+    [
+        (dict(dropout="0.1"), TypeError, r"dropout must be a float in \[0, 1\), got '0.1' \(str\)"),
+        (dict(attention_dropout=None), TypeError, r"attention_dropout must be a float in \[0, 1\), got None"),
+        (dict(norm_eps=-1), ValueError, "norm_eps must be a positive finite float, got -1"),
+        (dict(norm_eps=float("nan")), ValueError, "norm_eps must be a positive finite float, got nan"),
+        (dict(rope_base=0.0), ValueError, "rope_base must be a positive finite float, got 0.0"),
+        (dict(norm_first="no"), TypeError, "norm_first must be True or False, got 'no'"),
+        (dict(tie_embeddings=1), TypeError, "tie_embeddings must be True or False, got 1"),
+        (dict(pad_id=99), ValueError, r"pad_id=99 is outside the vocabulary \[0, 31\)"),
+        (dict(pad_id=-1), ValueError, r"pad_id=-1 is outside the vocabulary \[0, 31\)"),
+        (dict(eos_id=31), ValueError, r"eos_id=31 is outside the vocabulary \[0, 31\)"),
+        (dict(bos_id="1"), TypeError, "bos_id must be an int token id, got '1'"),
+        (dict(num_decoder_layers=True), ValueError, "num_decoder_layers must be an int >= 0, got True"),
+        (dict(backend="flash"), ValueError, r"backend must be one of \['auto', .*'tiled'\], got 'flash'"),
+    ],
+)
+def test_config_rejects_bad_values_naming_field_expected_and_given(overrides, error, match):
+    with pytest.raises(error, match=match):
+        _tiny(**overrides)
+
+
+def test_config_backend_names_come_from_dispatch_registry(monkeypatch):
+    from attnkit.functional import dispatch
+
+    monkeypatch.setitem(dispatch.BACKENDS, "extra", dispatch.BACKENDS["reference"])
+    assert _tiny(backend="extra").backend == "extra"
+
+
+def test_config_pad_id_checked_against_target_vocabulary_too():
+    with pytest.raises(ValueError, match=r"pad_id=12 is outside the vocabulary \[0, 12\)"):
+        _tiny(tgt_vocab_size=12, tie_embeddings=False, pad_id=12)
 
 
 def test_config_round_trips_through_dict():

@@ -30,7 +30,9 @@ def from_torch(cls, module: nn.MultiheadAttention):
         )
     E, H = module.embed_dim, module.num_heads
     has_bias = module.in_proj_bias is not None
+    weight = module.out_proj.weight
     mha = cls(H, E, dropout=module.dropout, bias=has_bias, kdim=module.kdim, vdim=module.vdim)
+    mha = mha.to(weight.device, weight.dtype)  # before the copy: a float64 module keeps its float64 weights
     if module._qkv_same_embed_dim:
         w_q, w_k, w_v = module.in_proj_weight.chunk(3, dim=0)  # (3E, E) -> 3 x (E, E)
     else:
@@ -42,7 +44,7 @@ def from_torch(cls, module: nn.MultiheadAttention):
             for linear, b in zip((mha.w_q, mha.w_k, mha.w_v), module.in_proj_bias.chunk(3)):  # (3E,) -> 3 x (E,)
                 linear.bias.copy_(b)
             mha.w_o.bias.copy_(module.out_proj.bias)
-    return mha.to(module.out_proj.weight.device, module.out_proj.weight.dtype)
+    return mha
 
 
 def to_torch(mha) -> nn.MultiheadAttention:

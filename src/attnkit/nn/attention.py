@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..functional import Alibi, alibi_slopes, attention
+from ..functional.dispatch import BACKENDS
 from ..masks import Mask
 from .positional import RotaryEmbedding
 
@@ -69,6 +70,11 @@ class KVCache:
                 f"KVCache.append(): the cache holds batch size {self._k.shape[0]} but got {k.shape[0]}; "
                 "use one cache per sequence batch (reorder it with select_batch for beam search)"
             )
+        elif (self._k.shape[1], self._k.shape[3], self._v.shape[3]) != (k.shape[1], k.shape[3], v.shape[3]):
+            raise ValueError(
+                f"KVCache.append(): the cache holds (Hkv, d_k, d_v) = ({self._k.shape[1]}, {self._k.shape[3]}, "
+                f"{self._v.shape[3]}) but got ({k.shape[1]}, {k.shape[3]}, {v.shape[3]}); use one cache per layer"
+            )
         if self.length + n > self._k.shape[2]:
             self._grow(self.length + n)
         self._k[:, :, self.length : self.length + n] = k
@@ -88,6 +94,14 @@ class KVCache:
         """Keep batch rows ``index`` (in that order): reorders hypotheses in beam search."""
         if self._k is not None:
             self._k, self._v = self._k.index_select(0, index), self._v.index_select(0, index)
+
+    def _mark(self) -> tuple[int, Tensor | None, Tensor | None]:
+        """The state to return to when a call that appended fails (see :meth:`_rollback`)."""
+        return self.length, self._k, self._v
+
+    def _rollback(self, mark: tuple[int, Tensor | None, Tensor | None]) -> None:
+        """Forget what was appended since ``mark``: rows past ``length`` are never read, so this is exact."""
+        self.length, self._k, self._v = mark
 
 
 class MultiHeadAttention(nn.Module):
@@ -117,7 +131,10 @@ class MultiHeadAttention(nn.Module):
     ``positions`` ``(L,)`` or ``(B, L)`` gives RoPE positions for packed sequences.
     ``cache`` is a :class:`KVCache`: self-attention appends this call's keys and values
     (RoPE positions continue from the cached length unless ``positions`` is given); a ``KVCache(static=True)``
-    projects cross-attention memory once and reuses it.
+    projects cross-attention memory once and reuses it. A call that raises leaves its
+    cache as it was, so the next decoding step is still right. A float tensor where a
+    mask goes (torch's additive convention) is refused: convert it with
+    :func:`attnkit.nn.masks_from_torch`.
 
     Converting from ``nn.MultiheadAttention``: :meth:`from_torch` copies the weights;
     its masks use the opposite polarity (``True`` = blocked) — translate them with
@@ -168,6 +185,12 @@ class MultiHeadAttention(nn.Module):
             )
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"MultiHeadAttention(): dropout must be a float in [0, 1), got {dropout!r}")
+        for name, flag in (("bias", bias), ("alibi", alibi)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"MultiHeadAttention(): {name} must be True or False, got {flag!r}")
+        kdim = None if kdim is None else _check_positive("kdim", kdim)
+        vdim = None if vdim is None else _check_positive("vdim", vdim)
+        check_backend("MultiHeadAttention()", "backend", backend)
         if rotary is not None and (not isinstance(rotary, RotaryEmbedding) or rotary.head_dim != d_k):
             raise ValueError(
                 f"MultiHeadAttention(): rotary must be a RotaryEmbedding with head_dim == d_k == {d_k}, got {rotary!r}"
@@ -196,7 +219,21 @@ class MultiHeadAttention(nn.Module):
     ):
         if mask is None and value is None and key is not None and _is_mask(key):
             key, mask = None, key  # the classic forward(x, mask) call
+        _check_mask(key, value, mask)
         self._check_inputs(query, key, value)
+        if attn_bias is not None and self.alibi is not None:
+            raise ValueError("MultiHeadAttention.forward(): attn_bias cannot be combined with alibi=True")
+        if cache is None:
+            return self._forward(query, key, value, mask, need_weights, attn_bias, cache, positions)
+        mark = cache._mark()
+        try:
+            return self._forward(query, key, value, mask, need_weights, attn_bias, cache, positions)
+        except BaseException:
+            cache._rollback(mark)  # a failed call leaves the cache as it was: later steps stay right
+            raise
+
+    def _forward(self, query, key, value, mask, need_weights, attn_bias, cache, positions):
+        """The three steps of :meth:`forward` on validated arguments."""
         B, Lq, _ = query.shape
         offset = 0 if cache is None or cache.static else cache.length
         if positions is not None:
@@ -209,8 +246,6 @@ class MultiHeadAttention(nn.Module):
         if self.rotary is not None and (key is None or key is query):  # RoPE acts in self-attention only
             q = self.rotary.rotate(q, offset, positions=positions)  # (B, H, Lq, d_k), default offset..offset+Lq-1
         # 2. attend
-        if attn_bias is not None and self.alibi is not None:
-            raise ValueError("MultiHeadAttention.forward(): attn_bias cannot be combined with alibi=True")
         result = attention(
             q, k, v, mask, bias=self.alibi if attn_bias is None else attn_bias, dropout_p=self.dropout if self.training else 0.0,
             return_weights=need_weights, backend=self.backend,
@@ -272,6 +307,19 @@ class MultiHeadAttention(nn.Module):
                 f"MultiHeadAttention.forward(): key {tuple(key.shape)} and value {tuple(value.shape)} must share "
                 "batch size and length"
             )
+        self._check_dtypes(query, key, value)
+
+    def _check_dtypes(self, query: Tensor, key, value) -> None:
+        """Inputs in the dtype of the weights (autocast converts them itself, so it is let through)."""
+        weight = self.w_q.weight.dtype
+        if torch.is_autocast_enabled(query.device.type):
+            return
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            if t is not None and t.dtype != weight:
+                raise TypeError(
+                    f"MultiHeadAttention.forward(): {name} has dtype {t.dtype} but the module's weights are "
+                    f"{weight}; convert one to the other, e.g. mha.to({t.dtype}) or {name}.to({weight})"
+                )
 
     def extra_repr(self) -> str:
         return (
@@ -296,6 +344,36 @@ class MultiHeadAttention(nn.Module):
 
 def _is_mask(x) -> bool:
     return isinstance(x, Mask) or (isinstance(x, Tensor) and x.dtype == torch.bool)
+
+
+_MASK_HINT = (
+    "masks must be attnkit Mask objects or bool tensors (True = may attend), e.g. attnkit.masks.causal(), "
+    "masks.padding(lengths), masks.dense(allowed); for a torch-style float mask (added to the scores, -inf = blocked) use "
+    "mask, attn_bias = attnkit.nn.masks_from_torch(attn_mask) and pass both"
+)
+
+
+def _check_mask(key, value, mask) -> None:
+    """Reject float tensors given as masks (torch's additive convention), with the conversion to use."""
+    if isinstance(mask, Tensor) and mask.dtype != torch.bool:
+        raise TypeError(f"MultiHeadAttention.forward(): mask is a {mask.dtype} tensor of shape "
+                        f"{tuple(mask.shape)}; {_MASK_HINT}")  # fmt: skip
+    if mask is not None and not isinstance(mask, (Mask, Tensor)):
+        raise TypeError(f"MultiHeadAttention.forward(): mask must be a Mask, a bool tensor or None, got "
+                        f"{type(mask).__name__}; {_MASK_HINT}")  # fmt: skip
+    looks_like_mask = isinstance(key, Tensor) and key.dim() in (2, 4) and value is None and mask is None
+    if looks_like_mask and not key.dtype == torch.bool:  # mha(x, float_mask): a mask in the key slot
+        raise TypeError(f"MultiHeadAttention.forward(): got a {key.dtype} tensor of shape {tuple(key.shape)} "
+                        f"where key (B, Lk, kdim) or a mask goes; {_MASK_HINT}")  # fmt: skip
+
+
+def check_backend(owner: str, name: str, backend) -> str:
+    """``backend`` is ``"auto"`` or a name registered in :data:`attnkit.functional.dispatch.BACKENDS`."""
+    valid = ["auto", *sorted(BACKENDS)]
+    if backend not in valid:
+        raise ValueError(f"{owner}: {name} must be one of {valid}, got {backend!r}; "
+                         "see attnkit.functional.explain() for what each backend does")  # fmt: skip
+    return backend
 
 
 def _check_positive(name: str, value) -> int:

@@ -16,7 +16,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
+
+from .attention import check_backend  # the valid names come from the functional dispatcher's registry
 
 __all__ = ["TransformerConfig"]
 
@@ -59,7 +62,7 @@ class TransformerConfig:
         for name in ("vocab_size", "d_model", "num_heads", "d_ff", "max_len"):
             _positive(name, getattr(self, name))
         for name in ("num_encoder_layers", "num_decoder_layers"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"TransformerConfig: {name} must be an int >= 0, got {getattr(self, name)!r}")
         for name in ("tgt_vocab_size", "num_kv_heads", "head_dim"):
             if getattr(self, name) is not None:
@@ -82,13 +85,32 @@ class TransformerConfig:
             if value not in allowed:
                 raise ValueError(f"TransformerConfig: {name} must be one of {allowed}, got {value!r}")
         for name in ("dropout", "attention_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"TransformerConfig: {name} must be in [0, 1), got {getattr(self, name)!r}")
+            _fraction(name, getattr(self, name))
+        for name in ("norm_eps", "rope_base"):
+            _positive_float(name, getattr(self, name))
+        for name in ("norm_first", "bias", "tie_embeddings", "scale_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"TransformerConfig: {name} must be True or False, got {getattr(self, name)!r}")
+        self._check_token_ids()
+        check_backend("TransformerConfig", "backend", self.backend)
         if self.tie_embeddings and self.tgt_vocab_size not in (None, self.vocab_size) and self.num_encoder_layers:
             raise ValueError(
                 f"TransformerConfig: tie_embeddings=True needs one shared vocabulary, but vocab_size="
                 f"{self.vocab_size} and tgt_vocab_size={self.tgt_vocab_size}; set tie_embeddings=False"
             )
+
+    def _check_token_ids(self) -> None:
+        """pad_id/bos_id/eos_id are ids of the vocabularies they index (else padding is silently off)."""
+        vocab = min(self.vocab_size, self.target_vocab_size)
+        for name, size in (("pad_id", vocab), ("bos_id", self.target_vocab_size), ("eos_id", self.target_vocab_size)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"TransformerConfig: {name} must be an int token id, got {value!r}")
+            if not 0 <= value < size:
+                raise ValueError(
+                    f"TransformerConfig: {name}={value} is outside the vocabulary [0, {size}); "
+                    f"choose an id the tokenizer uses for it or enlarge vocab_size"
+                )
 
     @property
     def target_vocab_size(self) -> int:
@@ -130,3 +152,18 @@ class TransformerConfig:
 def _positive(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"TransformerConfig: {name} must be a positive int, got {value!r}")
+
+
+def _fraction(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"TransformerConfig: {name} must be a float in [0, 1), got {value!r} "
+                        f"({type(value).__name__})")  # fmt: skip
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"TransformerConfig: {name} must be a float in [0, 1), got {value!r}")
+
+
+def _positive_float(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"TransformerConfig: {name} must be a positive float, got {value!r} ({type(value).__name__})")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"TransformerConfig: {name} must be a positive finite float, got {value!r}")

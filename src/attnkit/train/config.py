@@ -42,8 +42,8 @@ class TrainerConfig:
             raise ValueError(f"TrainerConfig: ema_decay must be in (0, 1) or None, got {self.ema_decay!r}; e.g. 0.995")
         for name in ("max_minutes", "grad_clip"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-                raise ValueError(f"TrainerConfig: {name} must be a number > 0 or None, got {value!r}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+                raise ValueError(f"TrainerConfig: {name} must be a number > 0 (not NaN) or None, got {value!r}")
         if self.out_dir is not None and not isinstance(self.out_dir, str):
             raise TypeError(f"TrainerConfig: out_dir must be a str path or None, got {type(self.out_dir).__name__}; "
                             "use str(path)")  # fmt: skip

@@ -3,9 +3,15 @@
 A trainer checkpoint is a directory ``out_dir/checkpoints/step-00000100/``::
 
     model.safetensors, config.json   the model (attnkit.checkpoint)
-    trainer.pt                       optimizer + scheduler state and the torch RNG state: tensors,
-                                     numbers, lists and dicts only, read with torch.load(weights_only=True)
-    trainer.json                     step, tokens, data position, python/numpy RNG states, loss window
+    trainer.safetensors              every tensor of the optimizer, scheduler and weight-average
+                                     states and the torch/CUDA RNG states (uint8 tensors)
+    trainer.json                     step, tokens, data position, python/numpy RNG states, loss window,
+                                     and the structure of those states with their numbers
+                                     (see :mod:`attnkit.train.statefile`); nothing is pickled
+
+Checkpoints of attnkit before format 2 hold a pickled ``trainer.pt`` instead; resuming one
+stops with a ValueError that names :func:`convert_legacy_checkpoint`, a one-time explicit
+conversion (it reads the file with ``torch.load(weights_only=True)``).
 
 ``out_dir/latest.json`` names the newest complete one; it is replaced atomically after the
 checkpoint directory is in place, so it never points at a partial checkpoint.
@@ -21,7 +27,12 @@ from pathlib import Path
 
 import torch
 
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from safetensors.torch import save as save_bytes
+
 from .. import checkpoint
+from . import statefile
 
 try:  # numpy is a dependency of attnkit, but the trainer does not need it
     import numpy as np
@@ -29,9 +40,12 @@ except ImportError:  # pragma: no cover
     np = None
 
 __all__ = ["DataStream", "capture_rng", "restore_rng", "seed_everything", "write_checkpoint", "read_checkpoint",
-           "latest_checkpoint"]  # fmt: skip
+           "latest_checkpoint", "convert_legacy_checkpoint"]  # fmt: skip
 
-FORMAT_VERSION = 1  # of trainer.json / trainer.pt
+FORMAT_VERSION = 2  # of trainer.json / trainer.safetensors (1: trainer.pt, a pickle)
+STATE_NAME = "trainer.safetensors"
+META_NAME = "trainer.json"
+LEGACY_NAME = "trainer.pt"
 LATEST_NAME = "latest.json"
 CHECKPOINTS_DIR = "checkpoints"
 
@@ -157,7 +171,7 @@ def write_checkpoint(
     out_dir = Path(out_dir)
     step = int(meta["step"])
     name = f"step-{step:08d}"
-    tensors = {
+    state = {
         "optimizer": optimizer.state_dict(),
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "torch_rng": rng["torch"],
@@ -167,8 +181,7 @@ def write_checkpoint(
     meta = {"format_version": FORMAT_VERSION, **meta, "rng": {"python": rng["python"], "numpy": rng["numpy"]}}
     with checkpoint.atomic_directory(out_dir / CHECKPOINTS_DIR / name) as tmp:
         checkpoint.write_model_files(model, tmp, extra={"step": step})
-        torch.save(tensors, tmp / "trainer.pt")
-        (tmp / "trainer.json").write_text(json.dumps(meta, allow_nan=True) + "\n")
+        _write_state(tmp, meta, state)
     checkpoint.write_atomic(out_dir / LATEST_NAME, json.dumps({"step": step, "path": f"{CHECKPOINTS_DIR}/{name}"}))
     _prune(out_dir / CHECKPOINTS_DIR, keep=keep, current=name)
     return out_dir / CHECKPOINTS_DIR / name
@@ -193,25 +206,81 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
                          "directory explicitly: trainer.resume(out_dir/checkpoints/step-...)") from None  # fmt: skip
 
 
+def _write_state(directory: Path, meta: dict, state: dict) -> None:
+    """``trainer.safetensors`` (the tensors of ``state``) and ``trainer.json`` (``meta`` + the rest of ``state``)."""
+    tree, tensors = statefile.split(state)
+    save_file(tensors, str(directory / STATE_NAME), metadata={"format": "attnkit-trainer"})
+    text = json.dumps({**meta, "state": tree}, allow_nan=True)  # the loss window may hold a non-finite number
+    (directory / META_NAME).write_text(text + "\n")
+
+
 def read_checkpoint(path: str | Path) -> tuple[Path, dict, dict]:
-    """``(checkpoint dir, trainer.json contents, trainer.pt contents)`` of a checkpoint dir or an out_dir."""
+    """``(checkpoint dir, trainer.json contents, the optimizer/scheduler/RNG state)`` of a checkpoint dir or an out_dir."""
     path = Path(path)
     if (path / LATEST_NAME).is_file():
         path = latest_checkpoint(path)
-    expected = "expected an out_dir with latest.json or a checkpoint directory with trainer.json and trainer.pt"
-    for name in ("trainer.json", "trainer.pt"):
+    if (path / LEGACY_NAME).is_file() and not (path / STATE_NAME).is_file():
+        raise ValueError(
+            f"Trainer.resume(): {str(path)!r} holds {LEGACY_NAME}, the pickled trainer state of attnkit before "
+            f"format 2; attnkit no longer unpickles on resume. If you trust this run, convert it once with "
+            f"python -c \"from attnkit.train.state import convert_legacy_checkpoint; "
+            f"convert_legacy_checkpoint('{path}')\" (reads it with torch.load(weights_only=True), writes "
+            f"{STATE_NAME} + {META_NAME}, removes {LEGACY_NAME}), then resume again"
+        )
+    expected = f"expected an out_dir with latest.json or a checkpoint directory with {META_NAME} and {STATE_NAME}"
+    for name in (META_NAME, STATE_NAME):
         if not (path / name).is_file():
             raise FileNotFoundError(f"Trainer.resume(): {str(path / name)!r} does not exist; {expected}")
+    meta = _read_meta(path)
     try:
-        meta = json.loads((path / "trainer.json").read_text())
+        tensors = load_file(str(path / STATE_NAME))
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"Trainer.resume(): {str(path / STATE_NAME)!r} is not a readable safetensors file "
+                         f"({exc}); resume an earlier checkpoint") from None  # fmt: skip
+    return path, meta, statefile.join(meta.pop("state"), tensors)
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads((path / META_NAME).read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"Trainer.resume(): {str(path / 'trainer.json')!r} is not valid JSON ({exc})") from None
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"Trainer.resume(): {str(path)!r} has trainer format_version {meta['format_version']}, "
+        raise ValueError(f"Trainer.resume(): {str(path / META_NAME)!r} is not valid JSON ({exc})") from None
+    version = meta.get("format_version", 0)
+    if version > FORMAT_VERSION:
+        raise ValueError(f"Trainer.resume(): {str(path)!r} has trainer format_version {version}, "
                          f"newer than the {FORMAT_VERSION} this attnkit reads; upgrade attnkit")  # fmt: skip
+    if version < FORMAT_VERSION or "state" not in meta:
+        raise ValueError(f"Trainer.resume(): {str(path / META_NAME)!r} has trainer format_version {version} "
+                         f"without its {STATE_NAME}; expected format {FORMAT_VERSION}")  # fmt: skip
+    return meta
+
+
+def convert_legacy_checkpoint(path: str | Path) -> Path:
+    """Rewrite a format-1 checkpoint (pickled ``trainer.pt``) as ``trainer.safetensors`` + ``trainer.json``.
+
+    An explicit, one-time step for runs saved by attnkit before format 2: ``trainer.pt`` is
+    read with ``torch.load(weights_only=True)`` (tensors, numbers, strings, lists and dicts
+    only; arbitrary Python objects are refused), the new files are written atomically,
+    then ``trainer.pt`` is removed. ``path`` is a checkpoint directory or an out_dir.
+    Returns the checkpoint directory.
+    """
+    path = Path(path)
+    if (path / LATEST_NAME).is_file():
+        path = latest_checkpoint(path)
+    legacy = path / LEGACY_NAME
+    if not legacy.is_file():
+        raise FileNotFoundError(f"convert_legacy_checkpoint(): {str(legacy)!r} does not exist; expected a "
+                                "checkpoint directory written by attnkit before format 2")  # fmt: skip
+    meta = json.loads((path / META_NAME).read_text())
     try:
-        tensors = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
+        state = torch.load(legacy, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is reported the same way
-        raise ValueError(f"Trainer.resume(): {str(path / 'trainer.pt')!r} cannot be read with "
+        raise ValueError(f"convert_legacy_checkpoint(): {str(legacy)!r} cannot be read with "
                          f"torch.load(weights_only=True): {str(exc).splitlines()[0]}") from None  # fmt: skip
-    return path, meta, tensors
+    tree, tensors = statefile.split(state)
+    checkpoint.write_atomic(path / STATE_NAME, save_bytes(tensors, metadata={"format": "attnkit-trainer"}))
+    meta = {**meta, "format_version": FORMAT_VERSION, "state": tree}
+    checkpoint.write_atomic(path / META_NAME, json.dumps(meta, allow_nan=True) + "\n")
+    legacy.unlink()
+    return path
+

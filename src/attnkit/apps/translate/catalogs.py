@@ -32,7 +32,7 @@ import struct
 from collections import Counter
 from pathlib import Path
 
-from .data import Pair, normalize_text
+from .corpus import Pair, normalize_text
 
 __all__ = ["DEFAULT_LOCALE_ROOT", "read_mo", "catalog_files", "read_catalog_pairs", "clean_message", "message_pairs"]
 

@@ -31,7 +31,7 @@ import datetime
 import random
 from typing import Callable
 
-from .data import Corpus, Pair
+from .corpus import Corpus, Pair, normalize_text
 
 __all__ = ["TARGET_LOCALES", "generate_numbers_dates", "held_out_values", "DATE_FORMATS"]
 
@@ -151,8 +151,6 @@ def _ambiguous(day: datetime.date, fmt: str, source: str, src_locale, tgt_locale
 
 def _format_date(day: datetime.date, fmt: str, locale) -> str:
     from babel.dates import format_date, format_skeleton
-
-    from .data import normalize_text
 
     text = format_date(day, fmt, locale=locale) if fmt in ("short", "medium", "long", "full") else (
         format_skeleton(fmt, day, locale=locale)
