@@ -27,7 +27,7 @@ def _fake_runner(walls: dict[str, list[float]], seen: list, fail: dict[str, str]
             name = names[argv[3]]
         seen.append({"name": name, "env": env, "cwd": cwd, "stdin": stdin, "argv": argv})
         if name in fail:
-            return {"wall_s": 0.5, "rc": 2, "error": fail[name], "load_before": 1.0, "load_after": 1.0}
+            return {"wall_s": 0.5, "rc": fail.get("rc", 2), "error": fail[name], "load_before": 1.0, "load_after": 1.0}
         return {"wall_s": walls[name].pop(0), "rc": 0, "load_before": 1.0, "load_after": 1.5,
                 **({"inner": {"import_s": 1.0, "load_s": 2.0}} if name.startswith("load-") else {})}  # fmt: skip
 
@@ -105,8 +105,15 @@ def test_qa_from_stdin_is_marked_unsupported_when_the_old_cli_refuses(tmp_path):
     nxt = doc["rows"][-1]
     assert nxt["status"] == "unsupported" and nxt["error"] == error
     assert [r["warm"]["n"] for r in doc["rows"][:2]] == [0, 0]  # no warm runs after a failing cold run
+    assert [r["status"] for r in doc["rows"][:2]] == ["unsupported", "unsupported"]
     cells = startup_report.startup_rows(doc["rows"])
     assert cells[-1][-1] == f"unsupported by this attnkit: {error}"
+
+
+def test_qa_next_answer_failed_when_the_stdin_run_crashes_rather_than_refuses(tmp_path):
+    runner = _fake_runner({"qa-stdin-1": [3.0, 3.0]}, [], fail={"qa-stdin-3": "Traceback: boom", "rc": 1})
+    doc = run_startup(_source(tmp_path), repeats=1, only=["qa-stdin-1", "qa-stdin-3"], runner=runner)
+    assert doc["rows"][-1]["status"] == "failed" and doc["rows"][1]["status"] == "failed"
 
 
 def test_translate_demo_runs_only_when_opted_in():

@@ -245,7 +245,11 @@ def _derive_next_answer(rows: list[dict]) -> dict | None:
            "derived": "(3 questions - 1 question) / 2"}  # fmt: skip
     if one["status"] != "ok" or three["status"] != "ok":
         failed = one if one["status"] != "ok" else three
-        return {**row, "status": "unsupported", "error": failed.get("error")}
+        if failed["cold"].get("rc") == 2:  # a usage error: this attnkit has no stdin mode (argparse exits 2)
+            for r in (one, three):
+                r["status"] = "unsupported" if r["status"] != "ok" else r["status"]
+            return {**row, "status": "unsupported", "error": failed.get("error")}
+        return {**row, "status": "failed", "error": failed.get("error")}
     per = lambda a, b: None if a is None or b is None else (b - a) / (len(QA_QUESTIONS) - 1)  # noqa: E731
     warm = {"median": per(one["warm"]["median"], three["warm"]["median"]), "min": None, "max": None,
             "n": min(one["warm"]["n"], three["warm"]["n"])}  # fmt: skip
