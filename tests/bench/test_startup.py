@@ -154,7 +154,7 @@ def test_compare_rows_put_before_and_after_side_by_side():
               _row("gone", 1.0, 1.0)]  # fmt: skip
     after = [_row("version", 1.0, 0.4), _row("qa-next", 2.0, 1.5)]
     rows = startup_report.compare_rows(before, after)
-    assert rows[0] == ["version", "6.00", "1.00", "4.00", "0.40", "0.10x"]
+    assert rows[0] == ["version", "6.00", "1.00", "4.00", "0.40", "0.10x", "— / —"]
     assert rows[1][:5] == ["qa-next", "—", "2.00", "—", "1.50"] and rows[1][5] == "new (unsupported before)"
     assert rows[2][0] == "gone" and rows[2][2] == "—"
 
@@ -166,7 +166,7 @@ def test_write_startup_writes_three_files_and_compare_reads_them_back(tmp_path):
     loaded = startup_report.load_compare(tmp_path / "before" / "results.json")
     after = _doc([_row("version", 1.0, 0.5)], source="/new")
     md = startup_report.startup_markdown(after, loaded)
-    assert "| version | 6.00 | 1.00 | 4.00 | 0.50 | 0.12x |" in md and "load average (1 min) at start 1.00" in md
+    assert "| version | 6.00 | 1.00 | 4.00 | 0.50 | 0.12x | — / — |" in md and "load average (1 min) at start 1.00" in md
 
 
 @pytest.mark.parametrize("text, message", [("{oops", "cannot read"), ('{"grid": []}', "is not a startup results.json")])

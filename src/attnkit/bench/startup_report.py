@@ -19,7 +19,8 @@ __all__ = ["startup_rows", "compare_rows", "startup_markdown", "write_startup", 
 
 SCHEMA = "attnkit.bench.startup/1"
 COLUMNS = ("case", "command", "cold s", "warm s (median)", "warm min-max (n)", "in-process load s", "load avg", "note")
-COMPARE_COLUMNS = ("case", "before cold s", "after cold s", "before warm s", "after warm s", "warm: after/before")
+COMPARE_COLUMNS = ("case", "before cold s", "after cold s", "before warm s", "after warm s", "warm: after/before",
+                   "load avg before / after")
 
 
 def _s(value) -> str:
@@ -33,7 +34,7 @@ def _inner_load(row: dict) -> float | None:
 
 
 def _load_range(row: dict) -> str:
-    runs = [row.get("cold") or {}, *row.get("warm_runs", [])]
+    runs = [row.get("cold") or {}, *row.get("warm_runs", [])]  # a derived row (qa-next) has none: "—"
     values = [v for r in runs for v in (r.get("load_before"), r.get("load_after")) if v is not None]
     return f"{min(values):.1f}-{max(values):.1f}" if values else "—"
 
@@ -76,7 +77,8 @@ def compare_rows(before: list[dict], after: list[dict]) -> list[list[str]]:
         ratio = f"{aw / bw:.2f}x" if aw is not None and bw else "—"
         if old.get(name, {}).get("status") == "unsupported":
             ratio = "new (unsupported before)" if aw is not None else ratio
-        out.append([name, _s(bc), _s(ac), _s(bw), _s(aw), ratio])
+        loads = f"{_load_range(old[name]) if name in old else '—'} / {_load_range(new[name]) if name in new else '—'}"
+        out.append([name, _s(bc), _s(ac), _s(bw), _s(aw), ratio, loads])
     return out
 
 
