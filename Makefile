@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test bench install dev clean
+.PHONY: demo test lint bench install dev clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,13 @@ dev: $(VENV)/.dev-installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/attnkit translate demo --minutes 3
 
-test: $(VENV)/.dev-installed
+# --- lint: ruff (rule set in pyproject.toml [tool.ruff]) and mypy ([tool.mypy]); make test runs it first.
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
+# --- end lint
+
+test: $(VENV)/.dev-installed lint
 	$(PY) -m pytest -n 2 -q
 
 bench: $(VENV)/.installed

@@ -71,7 +71,7 @@ def test_save_load_untied_model_keeps_separate_weights(tmp_path):
     model = _lm(tie_embeddings=False).eval()
     again = checkpoint.load(checkpoint.save(model, tmp_path / "untied"))
     assert again.lm_head.weight is not again.embed.tokens.weight
-    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
 
@@ -208,7 +208,9 @@ def test_write_atomic_replaces_file_and_leaves_no_temp(tmp_path):
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
-@pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700), (0o002, 0o664, 0o775)])
+@pytest.mark.parametrize(
+    "umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700), (0o002, 0o664, 0o775)]
+)
 def test_save_and_write_atomic_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
     import os
 

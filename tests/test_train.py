@@ -39,7 +39,8 @@ def _one_thread():
 def _smoothed_loss_by_hand(logits, targets, eps, ignore, over_others):
     """The formula written out token by token in float64 Python arithmetic."""
     total, count = 0.0, 0
-    for row, target in zip(logits.double().reshape(-1, logits.shape[-1]).tolist(), targets.reshape(-1).tolist()):
+    rows = logits.double().reshape(-1, logits.shape[-1]).tolist()  # (B * L, vocab)
+    for row, target in zip(rows, targets.reshape(-1).tolist(), strict=True):
         if target == ignore:
             continue
         log_z = math.log(sum(math.exp(x) for x in row))
@@ -51,7 +52,7 @@ def _smoothed_loss_by_hand(logits, targets, eps, ignore, over_others):
         else:
             q = [eps / vocab] * vocab
             q[target] += 1.0 - eps
-        total += -sum(qk * lp for qk, lp in zip(q, log_p))
+        total += -sum(qk * lp for qk, lp in zip(q, log_p, strict=True))
         count += 1
     return total / count
 
@@ -243,7 +244,8 @@ def _resume_and_finish(out_dir, data, max_steps, log_every=1):
 def _assert_same_run(reference, resumed_history, resumed_trainer):
     ref_history, ref_trainer = reference
     assert _losses(resumed_history) == _losses(ref_history)  # equal to the float bit
-    for (name, a), (_, b) in zip(ref_trainer.model.state_dict().items(), resumed_trainer.model.state_dict().items()):
+    resumed = resumed_trainer.model.state_dict().items()
+    for (name, a), (_, b) in zip(ref_trainer.model.state_dict().items(), resumed, strict=True):
         assert torch.equal(a, b), name
 
 
@@ -397,7 +399,7 @@ def test_ema_matches_the_written_out_recursion_over_the_weight_trajectory():
     before = [p.detach().clone() for p in model.parameters()]
     with ema.applied(model):
         torch.testing.assert_close(model[0].weight, expected["0.weight"], rtol=0, atol=1e-12)
-    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))  # own weights are back
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))  # own weights are back
 
 
 def test_ema_rejects_a_bad_decay():
@@ -594,3 +596,18 @@ def test_trainer_state_docstring_examples_run(name):
 def test_trainer_config_rejects_nan_budgets(name):
     with pytest.raises(ValueError, match=rf"{name} must be a number > 0 \(not NaN\) or None, got nan"):
         TrainerConfig(**{name: float("nan")})
+
+
+@pytest.mark.filterwarnings("ignore:get_state and legacy can only be used with the MT19937")  # numpy's own note
+def test_capture_rng_refuses_a_numpy_generator_whose_state_is_not_the_mt19937_tuple():
+    """Checkpoints save numpy's legacy (MT19937) state tuple; another bit generator gets a clear TypeError."""
+    from attnkit.train.state import capture_rng
+
+    previous = np.random.get_bit_generator()
+    np.random.set_bit_generator(np.random.PCG64(0))
+    try:
+        with pytest.raises(TypeError, match="numpy's global generator is PCG64; expected MT19937"):
+            capture_rng()
+    finally:
+        np.random.set_bit_generator(previous)
+    assert isinstance(capture_rng()["numpy"]["keys"], list)  # back to MT19937

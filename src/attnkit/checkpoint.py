@@ -246,7 +246,9 @@ def write_model_files(model: nn.Module, directory: str | os.PathLike, *, extra: 
 
 def _config_dict(model: nn.Module) -> dict | None:
     config = getattr(model, "config", None)
-    return config.to_dict() if hasattr(config, "to_dict") else None
+    if config is None or not hasattr(config, "to_dict"):
+        return None
+    return config.to_dict()
 
 
 def _dedupe_state_dict(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -342,7 +344,7 @@ def load_state(model: nn.Module, path: str | os.PathLike, *, strict: bool = True
     any missing or unexpected key or shape mismatch raises a ``ValueError`` listing them.
     """
     path = Path(path)
-    tied = {}
+    tied: dict[str, str] = {}  # alias -> the name stored in the file
     if path.is_dir():
         tied = read_config(path).get("tied") or {}
         path = path / WEIGHTS_NAME

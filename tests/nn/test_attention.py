@@ -10,6 +10,11 @@ from attnkit import masks
 from attnkit.nn import KVCache, MultiHeadAttention, RotaryEmbedding, masks_from_torch
 
 
+def _head_projection(inp, weight, bias, i, d):
+    """Head i of a projection, ``inp W_i^T + b_i`` with rows i*d .. (i+1)*d; bias is 0.0 for a layer without one."""
+    return inp @ weight[i * d : (i + 1) * d].T + (bias[i * d : (i + 1) * d] if torch.is_tensor(bias) else 0)
+
+
 def _oracle(mha: MultiHeadAttention, x, mem=None, allowed=None, rope_base=None):
     """Per-head loop in float64 written from the paper's formulas, reading only the module's weights."""
     mem = x if mem is None else mem
@@ -23,9 +28,9 @@ def _oracle(mha: MultiHeadAttention, x, mem=None, allowed=None, rope_base=None):
         heads = []
         for h in range(H):
             g = h // (H // Hkv)
-            q = x[batch] @ W["w_q"][h * dk : (h + 1) * dk].T + (b["w_q"][h * dk : (h + 1) * dk] if mha.w_q.bias is not None else 0)
-            k = mem[batch] @ W["w_k"][g * dk : (g + 1) * dk].T + (b["w_k"][g * dk : (g + 1) * dk] if mha.w_k.bias is not None else 0)
-            v = mem[batch] @ W["w_v"][g * dv : (g + 1) * dv].T + (b["w_v"][g * dv : (g + 1) * dv] if mha.w_v.bias is not None else 0)
+            q = _head_projection(x[batch], W["w_q"], b["w_q"], h, dk)
+            k = _head_projection(mem[batch], W["w_k"], b["w_k"], g, dk)
+            v = _head_projection(mem[batch], W["w_v"], b["w_v"], g, dv)
             if rope_base is not None:
                 q, k = _rope_half(q, Lk - Lq, rope_base), _rope_half(k, 0, rope_base)
             s = q @ k.T / math.sqrt(dk)
@@ -59,7 +64,7 @@ def test_mha_classic_constructor_positional_order_and_mask_in_second_slot():
 
 
 def test_mha_broken_snippet_pattern_is_not_needed():
-    """The copied snippet unpacks nn.MultiheadAttention's (output, weights) as q, k, v and fails; ours returns a tensor."""
+    """The copied snippet unpacks nn.MultiheadAttention's (output, weights) as q, k, v and fails; ours is a tensor."""
     torch_mha = nn.MultiheadAttention(32, 4, batch_first=True)
     with pytest.raises(ValueError):
         q, k, v = torch_mha(torch.randn(1, 3, 32), torch.randn(1, 3, 32), torch.randn(1, 3, 32))  # 2 values, not 3
@@ -312,8 +317,8 @@ def test_mha_float_mask_converted_with_masks_from_torch_matches_torch():
 def test_mha_backend_unknown_lists_registry_names():
     from attnkit.functional.dispatch import BACKENDS
 
-    with pytest.raises(ValueError, match=r"backend must be one of \['auto', " + ", ".join(f"'{n}'" for n in sorted(BACKENDS))
-                       + r"\], got 'flash'"):
+    names = ", ".join(f"'{n}'" for n in sorted(BACKENDS))
+    with pytest.raises(ValueError, match=r"backend must be one of \['auto', " + names + r"\], got 'flash'"):
         MultiHeadAttention(2, 16, backend="flash")
 
 

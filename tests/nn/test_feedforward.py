@@ -156,7 +156,9 @@ def _hidden_oracle(ffn: FeedForward, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("activation", ["relu", "swiglu"])
 def test_feedforward_train_dropout_on_hidden_is_inverted_dropout(activation):
-    """Inverted dropout (Srivastava et al., 2014) on the hidden layer: out = W2 (m * h / (1 - p)) + b2, m ~ Bernoulli(1 - p).
+    """Inverted dropout (Srivastava et al., 2014) on the hidden layer.
+
+    out = W2 (m * h / (1 - p)) + b2 with m ~ Bernoulli(1 - p).
 
     The oracle solves for the kept units: each output row is an affine function of the
     dropped hidden vector, so we check that out - b2 lies in {W2 (m * h) / (1 - p)} by

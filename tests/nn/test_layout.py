@@ -42,7 +42,7 @@ def test_decode_layout_model_still_saves_loads_and_trains(tmp_path):
     model = decode_layout(_lm(bias=False, seed=1))
     checkpoint.save(model, tmp_path / "m")
     again = checkpoint.load(tmp_path / "m")
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
     model.train()
     ids = torch.randint(3, 50, (2, 5))
     model(ids).sum().backward()

@@ -65,7 +65,7 @@ def test_transformer_padded_batch_equals_unpadded_runs():
     tgts = [torch.tensor([1, 13, 14, 15]), torch.tensor([1, 16])]
     pad = lambda seqs: torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=0)  # noqa: E731
     batched = model(pad(srcs), pad(tgts))
-    for i, (s, t) in enumerate(zip(srcs, tgts)):
+    for i, (s, t) in enumerate(zip(srcs, tgts, strict=True)):
         alone = model(s[None], t[None])
         torch.testing.assert_close(batched[i, : len(t)], alone[0], atol=1e-10, rtol=1e-10)
 

@@ -50,12 +50,12 @@ def _torch_twin(model: Transformer) -> nn.Transformer:
         layer_norm_eps=cfg.norm_eps, batch_first=True, norm_first=cfg.norm_first, dtype=torch.float64,
     )  # fmt: skip
     with torch.no_grad():
-        for theirs, mine in zip(ref.encoder.layers, model.encoder.layers):
+        for theirs, mine in zip(ref.encoder.layers, model.encoder.layers, strict=True):
             _copy_attention(theirs.self_attn, mine.self_attn)
             _copy_feedforward(theirs, mine.feed_forward)
             _copy_norm(theirs.norm1, mine.norm1)
             _copy_norm(theirs.norm2, mine.norm2)
-        for theirs, mine in zip(ref.decoder.layers, model.decoder.layers):
+        for theirs, mine in zip(ref.decoder.layers, model.decoder.layers, strict=True):
             _copy_attention(theirs.self_attn, mine.self_attn)
             _copy_attention(theirs.multihead_attn, mine.cross_attn)
             _copy_feedforward(theirs, mine.feed_forward)

@@ -41,7 +41,8 @@ def from_torch(cls, module: nn.MultiheadAttention):
         for linear, weight in ((mha.w_q, w_q), (mha.w_k, w_k), (mha.w_v, w_v), (mha.w_o, module.out_proj.weight)):
             linear.weight.copy_(weight)
         if has_bias:
-            for linear, b in zip((mha.w_q, mha.w_k, mha.w_v), module.in_proj_bias.chunk(3)):  # (3E,) -> 3 x (E,)
+            biases = module.in_proj_bias.chunk(3)  # (3E,) -> 3 x (E,)
+            for linear, b in zip((mha.w_q, mha.w_k, mha.w_v), biases, strict=True):
                 linear.bias.copy_(b)
             mha.w_o.bias.copy_(module.out_proj.bias)
     return mha
@@ -57,7 +58,9 @@ def to_torch(mha) -> nn.MultiheadAttention:
     if mha.rotary is not None or mha.alibi is not None:
         reasons.append("rotary or ALiBi positions (torch's module has none)")
     if reasons:
-        raise ValueError("to_torch(): this MultiHeadAttention has no nn.MultiheadAttention equivalent: " + "; ".join(reasons))
+        raise ValueError(
+            "to_torch(): this MultiHeadAttention has no nn.MultiheadAttention equivalent: " + "; ".join(reasons)
+        )
     has_bias = mha.w_q.bias is not None
     weight = mha.w_o.weight
     module = nn.MultiheadAttention(

@@ -61,10 +61,9 @@ class KVCache:
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Add ``k (B, Hkv, n, d_k)`` and ``v (B, Hkv, n, d_v)``; return all cached keys and values."""
         n = k.shape[2]
-        if self._k is None:
-            self._k, self._v = k.new_empty(*k.shape[:2], max(n, 16), k.shape[3]), v.new_empty(
-                *v.shape[:2], max(n, 16), v.shape[3]
-            )
+        if self._k is None or self._v is None:
+            self._k = k.new_empty(*k.shape[:2], max(n, 16), k.shape[3])  # (B, Hkv, capacity, d_k)
+            self._v = v.new_empty(*v.shape[:2], max(n, 16), v.shape[3])  # (B, Hkv, capacity, d_v)
         elif self._k.shape[0] != k.shape[0]:
             raise ValueError(
                 f"KVCache.append(): the cache holds batch size {self._k.shape[0]} but got {k.shape[0]}; "
@@ -76,23 +75,24 @@ class KVCache:
                 f"{self._v.shape[3]}) but got ({k.shape[1]}, {k.shape[3]}, {v.shape[3]}); use one cache per layer"
             )
         if self.length + n > self._k.shape[2]:
-            self._grow(self.length + n)
+            self._k, self._v = self._grown(self._k, self._v, self.length + n)
         self._k[:, :, self.length : self.length + n] = k
         self._v[:, :, self.length : self.length + n] = v
         self.length += n
-        return self.keys, self.values
+        return self._k[:, :, : self.length], self._v[:, :, : self.length]  # (B, Hkv, L, d_k), (B, Hkv, L, d_v), views
 
-    def _grow(self, needed: int) -> None:
-        capacity = max(needed, 2 * self._k.shape[2])
-        k = self._k.new_empty(*self._k.shape[:2], capacity, self._k.shape[3])  # (B, Hkv, capacity, d_k)
-        v = self._v.new_empty(*self._v.shape[:2], capacity, self._v.shape[3])  # (B, Hkv, capacity, d_v)
-        k[:, :, : self.length] = self.keys
-        v[:, :, : self.length] = self.values
-        self._k, self._v = k, v
+    def _grown(self, old_k: Tensor, old_v: Tensor, needed: int) -> tuple[Tensor, Tensor]:
+        """New buffers of at least ``needed`` (and twice the old) positions holding the cached rows."""
+        capacity = max(needed, 2 * old_k.shape[2])
+        k = old_k.new_empty(*old_k.shape[:2], capacity, old_k.shape[3])  # (B, Hkv, capacity, d_k)
+        v = old_v.new_empty(*old_v.shape[:2], capacity, old_v.shape[3])  # (B, Hkv, capacity, d_v)
+        k[:, :, : self.length] = old_k[:, :, : self.length]
+        v[:, :, : self.length] = old_v[:, :, : self.length]
+        return k, v
 
     def select_batch(self, index: Tensor) -> None:
         """Keep batch rows ``index`` (in that order): reorders hypotheses in beam search."""
-        if self._k is not None:
+        if self._k is not None and self._v is not None:
             self._k, self._v = self._k.index_select(0, index), self._v.index_select(0, index)
 
     def _mark(self) -> tuple[int, Tensor | None, Tensor | None]:
@@ -241,14 +241,14 @@ class MultiHeadAttention(nn.Module):
         # 1. project and split heads
         fused = self._fused_projections(query, key, cache)  # (q, k, v) rows from one matmul, or None
         q = self._heads(self.w_q(query) if fused is None else fused[0], self.num_heads, self.d_k)  # (B, H, Lq, d_k)
-        k, v = self._keys_values(query, key, value, cache, offset, positions,
-                                 None if fused is None else fused[1:])  # (B, Hkv, Lk, d_k), (B, Hkv, Lk, d_v)  # fmt: skip
+        fused_kv = None if fused is None else fused[1:]
+        k, v = self._keys_values(query, key, value, cache, offset, positions, fused_kv)  # (B, Hkv, Lk, d_k), (.., d_v)
         if self.rotary is not None and (key is None or key is query):  # RoPE acts in self-attention only
             q = self.rotary.rotate(q, offset, positions=positions)  # (B, H, Lq, d_k), default offset..offset+Lq-1
         # 2. attend
         result = attention(
-            q, k, v, mask, bias=self.alibi if attn_bias is None else attn_bias, dropout_p=self.dropout if self.training else 0.0,
-            return_weights=need_weights, backend=self.backend,
+            q, k, v, mask, bias=self.alibi if attn_bias is None else attn_bias,
+            dropout_p=self.dropout if self.training else 0.0, return_weights=need_weights, backend=self.backend,
         )  # fmt: skip
         out, weights = result if need_weights else (result, None)  # (B, H, Lq, d_v)
         # 3. concatenate heads and project
@@ -329,7 +329,7 @@ class MultiHeadAttention(nn.Module):
 
     # ------------------------------------------------------------------ interop
     @classmethod
-    def from_torch(cls, module: nn.MultiheadAttention) -> "MultiHeadAttention":
+    def from_torch(cls, module: nn.MultiheadAttention) -> MultiHeadAttention:
         """Copy an ``nn.MultiheadAttention`` (either ``batch_first``); attnkit is always batch-first."""
         from ._torch_interop import from_torch
 
@@ -348,7 +348,8 @@ def _is_mask(x) -> bool:
 
 _MASK_HINT = (
     "masks must be attnkit Mask objects or bool tensors (True = may attend), e.g. attnkit.masks.causal(), "
-    "masks.padding(lengths), masks.dense(allowed); for a torch-style float mask (added to the scores, -inf = blocked) use "
+    "masks.padding(lengths), masks.dense(allowed); "
+    "for a torch-style float mask (added to the scores, -inf = blocked) use "
     "mask, attn_bias = attnkit.nn.masks_from_torch(attn_mask) and pass both"
 )
 

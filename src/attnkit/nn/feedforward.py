@@ -111,6 +111,21 @@ class FeedForward(nn.Module):
             self.w_2 = nn.Linear(d_ff, d_model, bias=bias)
         self.dropout = nn.Dropout(float(dropout))
 
+    def _usable_fused_gate_up(self) -> Tensor | None:
+        """The ``(2*d_ff, d_model)`` gate+up weight of ``decode_layout``, or None where it must not be used.
+
+        It is used only while it still shares storage with ``w_gate``/``w_up``, no hook watches those
+        layers and no gradient has to flow to them (the fused block gives none).
+        """
+        fused = getattr(self, "_fused_gate_up", None)
+        if fused is None or fused.data_ptr() != self.w_gate.weight.data_ptr():
+            return None
+        if any(m._forward_hooks or m._forward_pre_hooks for m in (self.w_gate, self.w_up)):
+            return None
+        if torch.is_grad_enabled() and self.w_gate.weight.requires_grad:
+            return None
+        return fused
+
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 0 or x.shape[-1] != self.d_model:
             raise ValueError(
@@ -118,10 +133,8 @@ class FeedForward(nn.Module):
                 f"got {tuple(x.shape)}"
             )
         if self.activation == "swiglu":
-            fused = getattr(self, "_fused_gate_up", None)  # (2*d_ff, d_model) from decode_layout, sharing storage
-            usable = fused is not None and fused.data_ptr() == self.w_gate.weight.data_ptr()
-            usable = usable and not any(m._forward_hooks or m._forward_pre_hooks for m in (self.w_gate, self.w_up))
-            if usable and not (torch.is_grad_enabled() and self.w_gate.weight.requires_grad):  # no grads via the block
+            fused = self._usable_fused_gate_up()
+            if fused is not None:
                 gate, up = F.linear(x, fused).split(self.d_ff, dim=-1)  # (..., 2*d_ff) -> 2 x (..., d_ff)
             else:
                 gate, up = self.w_gate(x), self.w_up(x)  # (..., d_model) -> (..., d_ff)

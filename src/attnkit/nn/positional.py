@@ -108,6 +108,8 @@ class SinusoidalPositionalEncoding(nn.Module):
         torch.Size([3, 7, 4])
     """
 
+    _pe: Tensor  # (capacity, d_model) float32 table, a non-persistent buffer
+
     def __init__(
         self,
         d_model: int,
@@ -279,6 +281,9 @@ class RotaryEmbedding(nn.Module):
         >>> torch.equal(rope.rotate(q, positions=torch.arange(3, 8)), q_rot)
         True
     """
+
+    _cos: Tensor  # (capacity, D/2) float32 table, a non-persistent buffer
+    _sin: Tensor  # (capacity, D/2)
 
     def __init__(self, head_dim: int, *, base: float = 10000.0, interleaved: bool = False) -> None:
         super().__init__()

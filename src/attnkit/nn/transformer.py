@@ -69,6 +69,7 @@ class _Layer(nn.Module):
     """Residual wiring shared by encoder and decoder layers."""
 
     norm_first: bool
+    dropout: nn.Dropout
 
     def _residual(self, x: Tensor, norm: nn.Module, sublayer) -> Tensor:
         drop = self.dropout if self.training else _identity  # eval: skip the module call (decoding speed)
@@ -159,11 +160,12 @@ class DecoderLayer(_Layer):
         x = self._residual(
             x, self.norm1, lambda h: self.self_attn(h, mask=self_mask, cache=self_cache, positions=positions)
         )  # (B, T, d_model)
-        if self.cross_attn is not None:
+        cross_attn, norm2 = self.cross_attn, self.norm2  # both None in a decoder-only layer
+        if cross_attn is not None and norm2 is not None:
             if memory is None and (cross_cache is None or cross_cache.length == 0):
                 raise ValueError("DecoderLayer.forward(): memory (B, S, d_model) is required for cross-attention")
             x = self._residual(
-                x, self.norm2, lambda h: self.cross_attn(h, memory, memory, memory_mask, cache=cross_cache)
+                x, norm2, lambda h: cross_attn(h, memory, memory, memory_mask, cache=cross_cache)
             )  # (B, T, d_model)
         return self._residual(x, self.norm3, self.feed_forward)  # (B, T, d_model)
 
@@ -262,6 +264,7 @@ class _Embedding(nn.Module):
             std = config.d_model**-0.5 if config.scale_embeddings else 0.02
             nn.init.normal_(self.tokens.weight, std=std)
         self.scale = math.sqrt(config.d_model) if config.scale_embeddings else 1.0
+        self.positions: nn.Module | None
         if config.positional == "sinusoidal":
             self.positions = SinusoidalPositionalEncoding(config.d_model)
         elif config.positional == "learned":
@@ -273,15 +276,17 @@ class _Embedding(nn.Module):
     def forward(self, ids: Tensor, *, offset: int = 0, positions: Tensor | None = None) -> Tensor:
         x = self.tokens(ids) * self.scale  # (B, L) -> (B, L, d_model)
         if self.positions is not None:
-            x = x + self._absolute(x, offset, positions)
+            x = x + _absolute(self.positions, x, offset, positions)
         return self.dropout(x)
 
-    def _absolute(self, x: Tensor, offset: int, positions: Tensor | None) -> Tensor:
-        zeros = torch.zeros_like(x)
-        if positions is None:
-            return self.positions(zeros, offset=offset)  # (B, L, d_model): the position rows alone
-        table = self.positions(torch.zeros(1, int(positions.max()) + 1, x.shape[-1], dtype=x.dtype, device=x.device))
-        return table[0][positions].expand_as(x)  # (1, P, d) indexed by (B, L) or (L,) -> (B, L, d_model)
+
+def _absolute(encoding: nn.Module, x: Tensor, offset: int, positions: Tensor | None) -> Tensor:
+    """The rows that the absolute position ``encoding`` adds to ``x (B, L, d_model)``."""
+    zeros = torch.zeros_like(x)
+    if positions is None:
+        return encoding(zeros, offset=offset)  # (B, L, d_model): the position rows alone
+    table = encoding(torch.zeros(1, int(positions.max()) + 1, x.shape[-1], dtype=x.dtype, device=x.device))
+    return table[0][positions].expand_as(x)  # (1, P, d) indexed by (B, L) or (L,) -> (B, L, d_model)
 
 
 def _rotary(config: TransformerConfig) -> RotaryEmbedding | None:
@@ -320,7 +325,7 @@ class Transformer(nn.Module):
         _init_linears(self)
 
     @classmethod
-    def from_config(cls, config: TransformerConfig) -> "Transformer":
+    def from_config(cls, config: TransformerConfig) -> Transformer:
         return cls(config)
 
     def encode(self, src: Tensor, src_mask: Mask | None = None) -> Tensor:
@@ -385,7 +390,7 @@ class TransformerLM(nn.Module):
         _init_linears(self)
 
     @classmethod
-    def from_config(cls, config: TransformerConfig) -> "TransformerLM":
+    def from_config(cls, config: TransformerConfig) -> TransformerLM:
         return cls(config)
 
     def forward(

@@ -1,4 +1,4 @@
-"""Training utilities: label-smoothed loss, the paper's LR schedule, clipping, weight averaging, a resumable ``Trainer``.
+"""Training: label-smoothed loss, the paper's LR schedule, clipping, weight averaging, a resumable ``Trainer``.
 
 Example:
     >>> import torch

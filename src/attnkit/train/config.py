@@ -37,9 +37,10 @@ class TrainerConfig:
             _int_at_least(name, getattr(self, name), 1)
         for name in ("checkpoint_every", "eval_every", "seed"):
             _int_at_least(name, getattr(self, name), 0)
-        if self.ema_decay is not None and (isinstance(self.ema_decay, bool) or not isinstance(self.ema_decay, (int, float))
-                                           or not 0.0 < self.ema_decay < 1.0):  # fmt: skip
-            raise ValueError(f"TrainerConfig: ema_decay must be in (0, 1) or None, got {self.ema_decay!r}; e.g. 0.995")
+        decay = self.ema_decay
+        is_number = isinstance(decay, (int, float)) and not isinstance(decay, bool)
+        if decay is not None and (not is_number or not 0.0 < decay < 1.0):
+            raise ValueError(f"TrainerConfig: ema_decay must be in (0, 1) or None, got {decay!r}; e.g. 0.995")
         for name in ("max_minutes", "grad_clip"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):

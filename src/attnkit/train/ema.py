@@ -55,7 +55,7 @@ class ExponentialMovingAverage:
     def update(self, model: nn.Module) -> None:
         """``shadow = d * shadow + (1 - d) * weights`` for every tracked tensor."""
         d = self.rate()
-        names, tensors = zip(*_floats(model)) if self.shadow else ((), ())
+        names, tensors = zip(*_floats(model), strict=True) if self.shadow else ((), ())
         if list(names) != list(self.shadow):
             raise ValueError("ExponentialMovingAverage.update(): the model's tensors differ from the ones averaged; "
                              "build the average from the model being trained")  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from ..checkpoint import write_atomic
 
@@ -68,8 +69,14 @@ class Progress:
     def __init__(self, enabled: bool, total: int, completed: int):
         self._bar = None
         if enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)  # fmt: skip
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
                 TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
@@ -77,7 +84,7 @@ class Progress:
             )  # fmt: skip
             self._task = self._bar.add_task("train", total=total, completed=completed, loss="-", tps="-")
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self._bar is not None:
             self._bar.start()
         return self
@@ -89,7 +96,7 @@ class Progress:
     def update(self, step: int, loss: float | None = None, tokens_per_s: float | None = None) -> None:
         if self._bar is None:
             return
-        fields = {}
+        fields: dict[str, Any] = {}  # rich's extra task fields (**fields: Any)
         if loss is not None:
             fields["loss"] = f"{loss:.4f}"
         if tokens_per_s is not None:

@@ -15,6 +15,7 @@ Shape legend: B batch, T target length, V vocabulary size.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,8 @@ from torch import Tensor, nn
 
 __all__ = ["label_smoothed_cross_entropy", "lm_loss", "seq2seq_loss", "LossFn"]
 
-LossFn = Callable[[nn.Module, object], "Tensor | tuple[Tensor, int]"]  # (model, batch) -> loss or (loss, tokens)
+# (model, batch) -> loss or (loss, tokens); the batch is whatever the training data yields
+LossFn = Callable[[nn.Module, Any], Tensor | tuple[Tensor, int]]
 _SPREADS = ("others", "all")
 
 

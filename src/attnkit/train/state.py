@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
-
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from safetensors.torch import save as save_bytes
@@ -37,7 +36,7 @@ from . import statefile
 try:  # numpy is a dependency of attnkit, but the trainer does not need it
     import numpy as np
 except ImportError:  # pragma: no cover
-    np = None
+    np = None  # type: ignore[assignment]  # mypy's idiom for an optional module: the name stays, bound to None
 
 __all__ = ["DataStream", "capture_rng", "restore_rng", "seed_everything", "write_checkpoint", "read_checkpoint",
            "latest_checkpoint", "convert_legacy_checkpoint"]  # fmt: skip
@@ -76,7 +75,13 @@ class DataStream:
                 "lambda step: ... or pass a list / DataLoader(generator=torch.Generator().manual_seed(s))"
             )
         self.data = data
-        self.is_callable = callable(data) and not isinstance(data, Iterable)
+        self._batch_at: Callable[[int], object] | None = None  # data as a function step -> batch
+        self._iterable: Iterable | None = None  # data as a re-iterable
+        if isinstance(data, Iterable):
+            self._iterable = data
+        else:
+            self._batch_at = data
+        self.is_callable = self._batch_at is not None
         self.epoch = 0  # completed passes over an iterable
         self.index = 0  # batches consumed in the current pass
         self._iterator: Iterator | None = None
@@ -90,8 +95,8 @@ class DataStream:
 
     def next(self, step: int):
         """The batch of (0-based) update ``step``."""
-        if self.is_callable:
-            batch = self.data(step)
+        if self._batch_at is not None:
+            batch = self._batch_at(step)
             self.index = step + 1
             return batch
         if self._iterator is None:
@@ -103,14 +108,18 @@ class DataStream:
             self._iterator = self._open(skip=0)
             batch = next(self._iterator, _EMPTY)
             if batch is _EMPTY:
-                raise ValueError("Trainer(): data yielded no batches in an epoch; expected a non-empty iterable")
+                raise ValueError(
+                    "Trainer(): data yielded no batches in an epoch; expected a non-empty iterable"
+                ) from None  # the StopIteration above is the expected end of an epoch, not the cause
         self.index += 1
         return batch
 
     def _open(self, skip: int) -> Iterator:
-        if hasattr(self.data, "set_epoch"):
-            self.data.set_epoch(self.epoch)
-        iterator = iter(self.data)
+        data = self._iterable
+        assert data is not None, "DataStream._open() is for iterable data; a callable is called by next()"
+        if hasattr(data, "set_epoch"):
+            data.set_epoch(self.epoch)
+        iterator = iter(data)
         for done in range(skip):
             if next(iterator, _EMPTY) is _EMPTY:
                 raise ValueError(f"Trainer.resume(): data has {done} batches in epoch {self.epoch} but the checkpoint "
@@ -142,7 +151,11 @@ def capture_rng() -> dict:
         "numpy": None,
     }
     if np is not None:
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        legacy = np.random.get_state(legacy=True)  # a tuple for the MT19937 generator of np.random
+        if not isinstance(legacy, tuple):
+            raise TypeError(f"capture_rng(): numpy's global generator is {legacy['bit_generator']}; expected MT19937 "
+                            "(the generator of numpy.random.seed), whose state is saved with checkpoints")  # fmt: skip
+        kind, keys, pos, has_gauss, cached = legacy
         state["numpy"] = {"kind": kind, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
                           "cached_gaussian": float(cached)}  # fmt: skip
     return state
@@ -206,6 +219,12 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
                          "directory explicitly: trainer.resume(out_dir/checkpoints/step-...)") from None  # fmt: skip
 
 
+def _checkpoint_dir(path: str | Path) -> Path:
+    """``path`` itself, or the checkpoint that ``path/latest.json`` names when ``path`` is an out_dir."""
+    latest = latest_checkpoint(path)
+    return Path(path) if latest is None else latest
+
+
 def _write_state(directory: Path, meta: dict, state: dict) -> None:
     """``trainer.safetensors`` (the tensors of ``state``) and ``trainer.json`` (``meta`` + the rest of ``state``)."""
     tree, tensors = statefile.split(state)
@@ -215,10 +234,8 @@ def _write_state(directory: Path, meta: dict, state: dict) -> None:
 
 
 def read_checkpoint(path: str | Path) -> tuple[Path, dict, dict]:
-    """``(checkpoint dir, trainer.json contents, the optimizer/scheduler/RNG state)`` of a checkpoint dir or an out_dir."""
-    path = Path(path)
-    if (path / LATEST_NAME).is_file():
-        path = latest_checkpoint(path)
+    """``(checkpoint dir, trainer.json contents, optimizer/scheduler/RNG state)`` of a checkpoint dir or an out_dir."""
+    path = _checkpoint_dir(path)
     if (path / LEGACY_NAME).is_file() and not (path / STATE_NAME).is_file():
         raise ValueError(
             f"Trainer.resume(): {str(path)!r} holds {LEGACY_NAME}, the pickled trainer state of attnkit before "
@@ -264,9 +281,7 @@ def convert_legacy_checkpoint(path: str | Path) -> Path:
     then ``trainer.pt`` is removed. ``path`` is a checkpoint directory or an out_dir.
     Returns the checkpoint directory.
     """
-    path = Path(path)
-    if (path / LATEST_NAME).is_file():
-        path = latest_checkpoint(path)
+    path = _checkpoint_dir(path)
     legacy = path / LEGACY_NAME
     if not legacy.is_file():
         raise FileNotFoundError(f"convert_legacy_checkpoint(): {str(legacy)!r} does not exist; expected a "

@@ -47,7 +47,9 @@ def join(tree, tensors: dict[str, Tensor]):
     if "__tensor__" in tree:
         name = tree["__tensor__"]
         if name not in tensors:
-            raise ValueError(f"trainer state: tensor {name!r} is named in the JSON but missing from the safetensors file")
+            raise ValueError(
+                f"trainer state: tensor {name!r} is named in the JSON but missing from the safetensors file"
+            )
         return tensors[name]
     if "__tuple__" in tree:
         return tuple(join(item, tensors) for item in tree["__tuple__"])

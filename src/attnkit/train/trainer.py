@@ -30,8 +30,15 @@ from .clip import clip_grad_norm
 from .config import TrainerConfig
 from .ema import ExponentialMovingAverage
 from .history import HistoryLog, Progress
-from .state import DataStream, capture_rng, latest_checkpoint, read_checkpoint, restore_rng, seed_everything
-from .state import write_checkpoint
+from .state import (
+    DataStream,
+    capture_rng,
+    latest_checkpoint,
+    read_checkpoint,
+    restore_rng,
+    seed_everything,
+    write_checkpoint,
+)
 
 __all__ = ["Trainer"]
 
@@ -193,7 +200,8 @@ class Trainer:
                 raise FileExistsError(f"Trainer.fit(): out_dir {str(self.out_dir)!r} already holds a checkpoint; "
                                       "call trainer.resume() first, or choose a new out_dir")  # fmt: skip
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            self._log.rewind(0)
+            if self._log is not None:  # there is one whenever there is an out_dir
+                self._log.rewind(0)
         seed_everything(self.config.seed)
         self._started = True
 
@@ -232,8 +240,9 @@ class Trainer:
             bar.update(self.step)
         else:
             bar.update(self.step, self._logged["loss"], self._logged["tokens_per_s"])
-        if cfg.eval_every and self.eval_fn is not None and self.step % cfg.eval_every == 0:
-            self._record({"kind": "eval", "step": self.step, **self._evaluate()})
+        eval_fn = self.eval_fn
+        if cfg.eval_every and eval_fn is not None and self.step % cfg.eval_every == 0:
+            self._record({"kind": "eval", "step": self.step, **self._evaluate(eval_fn)})
         if cfg.checkpoint_every and self.out_dir is not None and self.step % cfg.checkpoint_every == 0:
             self.save_checkpoint()
         for callback in self.callbacks:
@@ -258,12 +267,12 @@ class Trainer:
         if self._log is not None:
             self._log.append(record)
 
-    def _evaluate(self) -> dict:
+    def _evaluate(self, eval_fn: EvalFn) -> dict:
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad(), (self.ema.applied(self.model) if self.ema else contextlib.nullcontext()):
-                metrics = self.eval_fn(self.model, self.step)
+                metrics = eval_fn(self.model, self.step)
         finally:
             self.model.train(was_training)
         if not isinstance(metrics, dict):
@@ -290,7 +299,7 @@ class Trainer:
             saved, here = ("without", "ema_decay set") if saved_ema is None else ("with", "ema_decay=None")
             raise ValueError(f"Trainer.resume(): {str(ckpt)!r} was saved {saved} a weight average but this "
                              f"Trainer has {here}; use the saved run's TrainerConfig.ema_decay")  # fmt: skip
-        if self.ema is not None:
+        if self.ema is not None and saved_ema is not None:  # both or neither, checked above
             self.ema.load_state_dict(saved_ema)
 
 
