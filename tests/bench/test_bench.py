@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from attnkit.bench import command, report, runner
-from attnkit.bench.cases import GiB, MASKS, Case, pairs, useful_flops
+from attnkit.bench.cases import MASKS, Case, GiB, pairs, useful_flops
 from attnkit.bench.impls import Impl, implementations, skip_reason
 from attnkit.bench.models import measure_models, short_sentences
 from attnkit.bench.overhead import measure_overhead
@@ -198,7 +198,8 @@ def _synthetic_doc() -> dict:
                  "overhead_us": 10.0, "ratio": 1.5, "target": 2.0, "ok": True, "calls": 100}]  # fmt: skip
     models = [{"task": "decode", "workload": "SmolLM2: 4 new tokens", "ours": "attnkit greedy, KV cache",
                "peer": "transformers generate", "unit": "tokens/s", "ours_rate": 9.0, "peer_rate": 10.0,
-               "speedup": 0.9, "target": 1.0, "ok": False, "check": "same tokens", "check_ok": True, "rounds": 1}]  # fmt: skip
+               "speedup": 0.9, "target": 1.0, "ok": False, "check": "same tokens", "check_ok": True,
+               "rounds": 1}]  # fmt: skip
     return {"machine": report.machine_info(threads=2), "matmul": {"gflops": 100.0}, "grid": grid, "overhead": overhead,
             "models": models}  # fmt: skip
 

@@ -23,12 +23,13 @@ import fnmatch
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from .cases import MASKS, PASSES, GiB
 from .impls import implementations
 from .report import machine_info, rich_tables, write_outputs
-from .startup import startup_cases
 from .runner import case_key, derive, load_resumable, matmul_ceiling, merge_results, plan, run_cases, run_worker
+from .startup import startup_cases
 
 __all__ = ["add_arguments", "run", "DEFAULT_LENGTHS", "QUICK", "SUITES"]
 
@@ -117,7 +118,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--pass", dest="pass_", type=_choices(PASSES, "pass"), action="extend", metavar="PASS",
         help="fwd, fwdbwd or both (default both)")
     add("--repeats", type=_positive(int),
-        help="exactly this many timed runs (default: adaptive, >= 3 runs and ~1 s); startup suite: warm runs (default 3)")
+        help="exactly this many timed runs (default: adaptive, >= 3 runs and ~1 s); "
+             "startup suite: warm runs (default 3)")
     add("--once", action="store_true",
         help="one call per case, both timed and memory-measured (long L: a call takes seconds to minutes)")
     add("--threads", type=_positive(int), default=2, help="torch threads in every worker (default 2)")
@@ -239,10 +241,11 @@ def _run_startup(args, out, err) -> int:
     except ValueError as e:
         err.print(f"attnkit bench: {e}")
         return 2
-    command = "attnkit bench --suite startup" + (f" --source {args.source}" if args.source else "") + \
-        (f" --repeats {args.repeats}" if args.repeats else "") + (" --with-translate-demo" if args.with_translate_demo else "") + \
-        (f" --case {','.join(args.cases)}" if args.cases else "")  # fmt: skip
-    doc = {"schema": SCHEMA, "machine": machine_info(args.threads), "config": {"command": command},
+    options = [f"--source {args.source}" if args.source else "", f"--repeats {args.repeats}" if args.repeats else "",
+               "--with-translate-demo" if args.with_translate_demo else "",
+               f"--case {','.join(args.cases)}" if args.cases else ""]  # fmt: skip
+    command = " ".join(["attnkit bench --suite startup", *filter(None, options)])
+    doc: dict[str, Any] = {"schema": SCHEMA, "machine": machine_info(args.threads), "config": {"command": command},
            "load_start": loadavg()}  # fmt: skip
     with err.status("startup suite ...") as status:
         doc["startup"] = run_startup(args.source, repeats=args.repeats or 3, timeout=args.timeout, only=args.cases,

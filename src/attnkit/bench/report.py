@@ -252,7 +252,7 @@ def rich_tables(doc: dict) -> list:
             table.add_column(col, justify="left" if col in ("impl", "mask", "pass", "note") else "right",
                              overflow="fold")  # fmt: skip
         previous = None
-        for r, cells in zip(grid, grid_rows(grid)):
+        for r, cells in zip(grid, grid_rows(grid), strict=True):
             if previous is not None and _group(r) != previous:
                 table.add_section()
             previous = _group(r)
@@ -362,7 +362,7 @@ def _draw_panel(ax, ok: list[dict], impls: list[str], mask: str, pass_: str, key
     for impl in impls:
         pts = _series(ok, impl, mask, pass_, key)
         if pts:
-            ax.plot(*zip(*pts), marker="o", label=impl)
+            ax.plot(*zip(*pts, strict=True), marker="o", label=impl)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_title(f"{mask} · {pass_}", fontsize=9)
@@ -390,7 +390,7 @@ def write_plot(results: list[dict], path: str | os.PathLike) -> Path:
             _draw_panel(axes[2 * pi + 1][mi], ok, impls, mask, pass_, "peak_mib", "peak MiB")
     handles = {}
     for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(lab, h)
     if handles:
         fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(6, len(handles)), fontsize=8)

@@ -24,13 +24,15 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import IO
 
-from .cases import GiB, MASKS, PASSES, Case, useful_flops
+from .cases import MASKS, PASSES, Case, GiB, useful_flops  # noqa: F401  (GiB: the docstring example uses it)
 from .impls import implementations, skip_reason
 
-__all__ = ["plan", "run_worker", "iter_batch", "run_cases", "matmul_ceiling", "derive", "case_key", "load_resumable", "merge_results", "BASELINE_IMPL"]
+__all__ = ["plan", "run_worker", "iter_batch", "run_cases", "matmul_ceiling", "derive", "case_key", "load_resumable",
+           "merge_results", "BASELINE_IMPL"]  # fmt: skip
 
 BASELINE_IMPL = "sdpa"  #: ratios are to torch SDPA on the same mask, length and pass
 
@@ -136,7 +138,9 @@ def _tail(text: str, n: int = 300) -> str:
     return text[-n:] if text else "(empty)"
 
 
-def iter_batch(requests: list[dict], *, threads: int = 2, timeout: float | None = None) -> Iterator[dict]:
+def iter_batch(
+    requests: list[dict], *, threads: int = 2, timeout: float | None = None
+) -> Generator[dict, None, None]:
     """Run ``requests`` in ONE worker process; yield each result as soon as the worker prints it.
 
     Saves a process start (and torch import, ~3 s) per request. ``timeout`` is per
@@ -146,20 +150,30 @@ def iter_batch(requests: list[dict], *, threads: int = 2, timeout: float | None 
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     proc = subprocess.Popen([sys.executable, "-m", "attnkit.bench.worker"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-    lines: queue.Queue = queue.Queue()
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None  # all three are pipes
+    lines: queue.Queue[str | None] = queue.Queue()
     err_tail: list[str] = []
-    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout] + [lines.put(None)], daemon=True).start()
-    threading.Thread(target=lambda: [err_tail.append(ln) for ln in proc.stderr], daemon=True).start()
+
+    def pump(stream: IO[str], put: Callable[[str], object], end: bool) -> None:
+        for line in stream:
+            put(line)
+        if end:
+            lines.put(None)
+
+    threading.Thread(target=pump, args=(proc.stdout, lines.put, True), daemon=True).start()
+    threading.Thread(target=pump, args=(proc.stderr, err_tail.append, False), daemon=True).start()
     proc.stdin.write(json.dumps({"mode": "batch", "requests": requests}))
     proc.stdin.close()
     done = 0
+    failure: dict[str, str] = {}
     try:
         while done < len(requests):
             try:
                 line = lines.get(timeout=timeout)
             except queue.Empty:
                 proc.kill()
-                failure = {"status": "timeout", "error": f"no result after {timeout:g} s (--timeout); the worker was killed"}
+                failure = {"status": "timeout",
+                           "error": f"no result after {timeout:g} s (--timeout); the worker was killed"}  # fmt: skip
                 break
             if line is None:  # the worker ended early
                 code = proc.wait()
@@ -171,8 +185,6 @@ def iter_batch(requests: list[dict], *, threads: int = 2, timeout: float | None 
                 continue  # not a result line
             done += 1
             yield result
-        else:
-            failure = None
         for _ in range(len(requests) - done):
             yield dict(failure)
     finally:
@@ -212,43 +224,42 @@ def run_cases(
         (r["impl"], r["pass"]): r["error"] for r in earlier if r.get("error", "").startswith("NotImplementedError")
     }
     planned = [(c, reason if reason is not None or (c.impl, c.pass_) not in unsupported
-                else f"{c.impl} failed earlier on {c.pass_}: {unsupported[c.impl, c.pass_]}") for c, reason in planned]  # fmt: skip
+                else f"{c.impl} failed earlier on {c.pass_}: {unsupported[c.impl, c.pass_]}")
+               for c, reason in planned]  # fmt: skip
     threads = next((c.threads for c, _ in planned), 2)
-    if shared:
-        requests = [{"mode": "case", "case": c.to_json()} for c, reason in planned if reason is None]
-        stream = iter_batch(([matmul] if matmul else []) + requests + ([matmul] if matmul else []),
-                            threads=threads, timeout=timeout)  # fmt: skip
-        measure = lambda case: next(stream)  # noqa: E731
-    else:
-        stream = None
-        measure = lambda case: run_worker({"mode": "case", "case": case.to_json()}, threads=case.threads,  # noqa: E731
-                                          timeout=timeout)  # fmt: skip
-    mm = (lambda: next(stream)) if shared else (lambda: run_worker(matmul, threads=threads, timeout=timeout))  # noqa: E731
-    if matmul and on_matmul is not None:
-        on_matmul(mm())
-    elif matmul:
+    brackets = [matmul] if matmul else []
+    requests = [{"mode": "case", "case": c.to_json()} for c, reason in planned if reason is None] if shared else []
+    stream = iter_batch(brackets + requests + brackets, threads=threads, timeout=timeout) if shared else None
+
+    def measure(request: dict) -> dict:
+        return next(stream) if stream is not None else run_worker(request, threads=threads, timeout=timeout)
+
+    def mm() -> None:
+        result = measure(brackets[0])
+        if on_matmul is not None:
+            on_matmul(result)
+
+    if brackets:
         mm()
     for case, reason in planned:
         if on_start is not None:
             on_start(case)
         if reason is None and (case.impl, case.pass_) in unsupported:
             reason = f"{case.impl} failed earlier on {case.pass_}: {unsupported[case.impl, case.pass_]}"
-            if shared:
+            if stream is not None:
                 next(stream)  # the worker skipped it too (same rule); drop its line
         if reason is not None:
             result = {"status": "skipped", "reason": reason}
         else:
-            result = measure(case)
+            result = measure({"mode": "case", "case": case.to_json()})
             if result.get("error", "").startswith("NotImplementedError"):  # will not work at other sizes either
                 unsupported[case.impl, case.pass_] = result["error"]
         result = {**case.to_json(), **result}
         results.append(result)
         if on_result is not None:
             on_result(result)
-    if matmul:
-        after = mm()
-        if on_matmul is not None:
-            on_matmul(after)
+    if brackets:
+        mm()
     if stream is not None:
         stream.close()
     return results

@@ -50,8 +50,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 __all__ = [
     "StartupCase",
@@ -188,7 +189,7 @@ def run_command(argv: Sequence[str], env: dict, cwd: str, stdin: str, timeout: f
     except subprocess.TimeoutExpired:
         rc, out, err = None, "", f"killed after the {timeout:g} s timeout"
     wall = time.perf_counter() - start
-    row = {"wall_s": wall, "rc": rc, "load_before": load_before, "load_after": loadavg()}
+    row: dict[str, Any] = {"wall_s": wall, "rc": rc, "load_before": load_before, "load_after": loadavg()}
     if rc != 0:
         row["error"] = _last_line(err) or _last_line(out) or f"exit status {rc}"
     else:
@@ -228,8 +229,9 @@ def _measure_case(case: StartupCase, src: Path, work: Path, repeats: int, budget
                 break
     shutil.rmtree(cache, ignore_errors=True)
     ok_warm = [r["wall_s"] for r in warm if r["rc"] == 0]
-    row = {"name": case.name, "command": case.what, "cold": cold, "warm_runs": warm, "warm": spread_summary(ok_warm),
-           "status": "ok" if cold["rc"] == 0 and len(ok_warm) == len(warm) else "failed"}  # fmt: skip
+    row: dict[str, Any] = {"name": case.name, "command": case.what, "cold": cold, "warm_runs": warm,
+                           "warm": spread_summary(ok_warm),
+                           "status": "ok" if cold["rc"] == 0 and len(ok_warm) == len(warm) else "failed"}  # fmt: skip
     if row["status"] != "ok":
         row["error"] = cold.get("error") or next(r.get("error") for r in warm if r["rc"] != 0)
     return row

@@ -94,7 +94,8 @@ def startup_markdown(doc: dict, compare: dict | None = None) -> str:
         "# attnkit startup: wall times of the first commands",
         "",
         f"- command: `{doc['config']['command']}`",
-        f"- measured source: `{s['source']}` (revision {s.get('revision') or 'unknown'}), interpreter `{s['interpreter']}`",
+        f"- measured source: `{s['source']}` (revision {s.get('revision') or 'unknown'}), "
+        f"interpreter `{s['interpreter']}`",
         f"- machine: {m['cpu']}, {m['cores_available']} of {m['cores']} cores, {_s(m.get('memory_gib'))} GiB; "
         f"torch {m['torch']}, Python {m['python']}; {m['date']}",
         f"- load average (1 min) at start {_s(doc.get('load_start'))}, at end {_s(doc.get('load_end'))}; "
@@ -134,7 +135,8 @@ def write_startup(doc: dict, out_dir: str | Path, compare: dict | None = None) -
     out.mkdir(parents=True, exist_ok=True)
     script = ["#!/bin/sh", "# The commands of the startup suite (attnkit bench --suite startup runs them, each from an",
               "# empty folder). SOURCE = the checkout measured; CACHE = a cache dir (empty for a cold run);",
-              "# INPUTS holds CONTEXT.txt (QA_CONTEXT in attnkit/bench/startup.py) and TEXT.txt (argparse's docstring).",
+              "# INPUTS holds CONTEXT.txt (QA_CONTEXT in attnkit/bench/startup.py) and TEXT.txt",
+              "# (the argparse module's docstring).",
               f"SOURCE={doc['startup']['source']}", "CACHE=$(mktemp -d)", "INPUTS=$(mktemp -d)",
               *doc["startup"]["commands"]]  # fmt: skip
     return [

@@ -261,13 +261,15 @@ def measure_matmul(shapes: list[dict] | None = None, threads: int = 2, min_time:
     for s in shapes:
         a, b = torch.randn(s["batch"], s["m"], s["k"]), torch.randn(s["batch"], s["k"], s["n"])
         c = torch.empty(s["batch"], s["m"], s["n"])
-        step = lambda: torch.bmm(a, b, out=c)  # noqa: E731  # (batch, m, k) @ (batch, k, n) -> (batch, m, n)
+
+        def step(a=a, b=b, c=c):
+            return torch.bmm(a, b, out=c)  # (batch, m, k) @ (batch, k, n) -> (batch, m, n)
+
         step(), step()  # warm-up
         times = time_runs(step, min_time=min_time)
         flops = 2 * s["batch"] * s["m"] * s["k"] * s["n"]
         rows.append({**s, "runs": len(times), "best_ms": min(times) * 1e3, "median_ms": median(times) * 1e3,
                      "gflops": flops / min(times) / 1e9, "median_gflops": flops / median(times) / 1e9})  # fmt: skip
-        del a, b, c
     best = max(rows, key=lambda r: r["gflops"])
     return {"status": "ok", "threads": threads, "gflops": best["gflops"], "best_shape": best["name"], "shapes": rows}
 
@@ -308,7 +310,7 @@ def _run_batch(requests: list[dict]) -> dict:
     unsupported: dict[tuple[str, str], str] = {}
     for request in requests:
         case = request.get("case") or {}
-        key = (case.get("impl"), case.get("pass"))
+        key = (str(case.get("impl")), str(case.get("pass")))
         if request.get("mode") == "case" and key in unsupported:
             result = {"status": "skipped", "reason": f"{key[0]} failed earlier on {key[1]}: {unsupported[key]}"}
         else:
@@ -324,11 +326,7 @@ def _run_batch(requests: list[dict]) -> dict:
 
 def _write_line(result: dict) -> None:
     line = (json.dumps(result, allow_nan=False) + "\n").encode()
-    if _RESULT_FD is None:
-        sys.__stdout__.write(line.decode())
-        sys.__stdout__.flush()
-    else:
-        os.write(_RESULT_FD, line)
+    os.write(1 if _RESULT_FD is None else _RESULT_FD, line)
 
 
 def _one_line(e: Exception) -> str:
