@@ -34,7 +34,11 @@ CORE = {"torch", "numpy", "safetensors", "rich"}  # distributions: what the core
 CORE_PACKAGES = ("functional", "nn", "generate", "train", "distributed")
 CORE_MODULES = ("__init__", "__main__", "masks", "checkpoint", "cli", "info")
 #: declared but never imported, and why
-NOT_IMPORTED = {"pytest-xdist": "a pytest plugin: `make test` runs `pytest -n 2`"}
+NOT_IMPORTED = {
+    "pytest-xdist": "a pytest plugin: `make test` runs `pytest -n 2`",
+    "ruff": "a linter: `make lint` (part of `make test`) runs it on src and tests",
+    "mypy": "a type checker: `make lint` (part of `make test`) runs it on src/attnkit",
+}
 #: import cycles (imports inside functions included) that their owners still have to break
 KNOWN_CYCLES = [
     {"attnkit.functional.dispatch", "attnkit.functional.tiled"},  # tiled imports dispatch._validate (functional)

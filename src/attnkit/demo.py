@@ -34,14 +34,10 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
-
-from . import masks
-from .functional import attention, explain
-from .functional.reference import attention_scores, normalize, weighted_sum
-from .nn.positional import SinusoidalPositionalEncoding
+if TYPE_CHECKING:  # torch is imported where it is used, so `attnkit demo --help` starts without it
+    from torch import Tensor
 
 __all__ = ["DEFAULT_SENTENCE", "DEFAULT_OUT_DIR", "MAX_WORDS", "DemoResult", "run_demo", "tokenize", "embed_words"]
 
@@ -72,13 +68,16 @@ def embed_words(words: list[str], d_model: int, *, seed: int = 0) -> Tensor:
     ``sha256(f"{seed}:{words[i].lower()}")``: it depends on the word and the seed only.
 
     Example:
+        >>> import torch
         >>> e = embed_words(["The", "cat", "the"], d_model=4)
         >>> e.shape, torch.equal(e[0], e[2])
         (torch.Size([3, 4]), True)
     """
+    import torch
+
     rows = []
     for word in words:
-        digest = hashlib.sha256(f"{seed}:{word.lower()}".encode("utf-8")).digest()
+        digest = hashlib.sha256(f"{seed}:{word.lower()}".encode()).digest()
         g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
         rows.append(torch.randn(d_model, generator=g))  # (d_model,)
     return torch.stack(rows) if rows else torch.zeros(0, d_model)  # (L, d_model)
@@ -152,12 +151,20 @@ def run_demo(
         causal: mask the future: token ``i`` attends to tokens ``0..i`` only.
 
     Example:
+        >>> import torch
         >>> r = run_demo("the cat sat on the mat", d_model=8, out_dir=None)
         >>> r.tokens, r.weights.shape
         (['the', 'cat', 'sat', 'on', 'the', 'mat'], torch.Size([6, 6]))
         >>> torch.allclose(r.weights.sum(dim=-1), torch.ones(6))
         True
     """
+    import torch
+
+    from . import masks
+    from .functional import attention, explain
+    from .functional.reference import attention_scores, normalize, weighted_sum
+    from .nn.positional import SinusoidalPositionalEncoding
+
     tokens = _check_inputs(sentence, d_model, seed)
     L = len(tokens)
     x = embed_words(tokens, d_model, seed=seed) + SinusoidalPositionalEncoding(d_model).encoding(L)  # (L, d_model)
@@ -211,38 +218,47 @@ _SHOWN_DIMS = 6  # output columns printed in step 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ._argtypes import nonnegative_int, positive_int
+
     add = parser.add_argument
-    add("sentence", nargs="?", default=DEFAULT_SENTENCE, help=f"text to attend over (default: {DEFAULT_SENTENCE!r})")
-    add("--d-model", type=int, default=16, help="embedding width = d_k (default: 16)")
-    add("--seed", type=int, default=0, help="seed of the random embeddings and projections (default: 0)")
+    add("sentence", nargs="?", type=_sentence, default=DEFAULT_SENTENCE, metavar="SENTENCE",
+        help=f"text to attend over, 1 to {MAX_WORDS} words (default: {DEFAULT_SENTENCE!r})")
+    add("--d-model", type=positive_int, default=16, metavar="N", help="embedding width = d_k")
+    add("--seed", type=nonnegative_int, default=0, metavar="S", help="seed of the random embeddings and projections")
     add("--causal", action="store_true", help="mask the future: each word sees only itself and earlier words")
-    add("--out", type=Path, default=DEFAULT_OUT_DIR, help=f"directory for the heatmap PNG (default: {DEFAULT_OUT_DIR})")
+    add("--out", type=Path, default=DEFAULT_OUT_DIR, metavar="DIR", help="directory for the heatmap PNG")
     add("--json", action="store_true", help="print tokens, scores, weights and the PNG path as JSON")
 
 
+def _sentence(text: str) -> str:
+    """The SENTENCE argument: 1 to MAX_WORDS tokens."""
+    n = len(tokenize(text))
+    if not 1 <= n <= MAX_WORDS:
+        why = "no words" if n == 0 else f"{n} tokens; the demo prints L x L tables (longer texts: `attnkit inspect`)"
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_WORDS} words, got {text!r} with {why}")
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
-    result = run_demo(args.sentence, d_model=args.d_model, out_dir=args.out, seed=args.seed, causal=args.causal)
+    from rich.text import Text
+
+    from .console import literal, status, stdout_console
+
+    drawing = "" if args.out is None else " and drawing the heatmap"
+    with status(f"demo: computing attention over the sentence{drawing}"):
+        result = run_demo(args.sentence, d_model=args.d_model, out_dir=args.out, seed=args.seed, causal=args.causal)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
-    from rich.console import Console
-    from rich.measure import Measurement
-
     tables = _tables(result)
-    console = Console(highlight=False)
-    unbounded = console.options.update(max_width=10_000)
-    needed = max(Measurement.get(console, unbounded, table).maximum for _, table in tables)
-    if needed > console.width:  # never squeeze numbers into ellipses: let the terminal wrap instead
-        console = Console(highlight=False, width=needed)
+    console = stdout_console(*(table for _, table in tables))
     for title, table in tables:
         console.print(f"[bold]{title}[/]")
         console.print(table)
-    console.print(
-        f"check: attention() runs this call on [bold]{result.backend}[/] and matches step 3 "
-        f"to {result.max_abs_diff:.1e}"
-    )
+    console.print(Text.assemble("check: attention() runs this call on ", (result.backend, "bold"),
+                                f" and matches step 3 to {result.max_abs_diff:.1e}"))  # fmt: skip
     console.print("[dim]embeddings and projections are random, not trained: this shows the mechanics, not meaning[/]")
-    console.print(f"heatmap: {result.png}")
+    console.print(literal(f"heatmap: {result.png}"))
     return 0
 
 
@@ -265,7 +281,9 @@ def _tables(r: DemoResult):
         return f"[bold yellow]{text}[/]" if best else (f"[dim]{text}[/]" if x in (0.0, float("-inf")) else text)
 
     L = len(r.tokens)
-    labels = [f"{i:>{len(str(L - 1))}} {t}" for i, t in enumerate(r.tokens)]  # "0 The", ..., "10 tired"
+    from .console import literal
+
+    labels = [literal(f"{i:>{len(str(L - 1))}} {t}") for i, t in enumerate(r.tokens)]  # "0 The", ..., "10 tired"
     keys = [str(j) for j in range(L)]  # key columns are numbered like the query rows
     mask = "; causal mask: -∞ where j > i" if r.causal else ""
     scores, weights = matrix(keys, 5), matrix(keys, 4, "row sum")  # "+1.23", "0.12"

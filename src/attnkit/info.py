@@ -17,10 +17,6 @@ import subprocess
 import sys
 from functools import lru_cache
 
-import torch
-
-from .functional import AUTO_ORDER, BACKENDS
-
 __all__ = ["collect_info", "attnkit_version", "cpu_model"]
 
 
@@ -56,6 +52,8 @@ def cpu_model() -> str:
 
 
 def _devices() -> dict[str, object]:
+    import torch
+
     cuda = torch.cuda.is_available()
     mps_backend = getattr(torch.backends, "mps", None)
     return {
@@ -74,6 +72,10 @@ def collect_info() -> dict:
         >>> "reference" in [b["name"] for b in info["backends"]]
         True
     """
+    import torch
+
+    from .functional import AUTO_ORDER, BACKENDS
+
     return {
         "attnkit": attnkit_version(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
@@ -96,12 +98,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    info = collect_info()
+    from .console import status
+
+    with status("info: importing torch and probing the devices"):
+        info = collect_info()
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    from .console import literal, stdout_console
 
     dev = info["devices"]
     cuda = ", ".join(dev["cuda_devices"]) if dev["cuda"] else "not available"
@@ -118,15 +124,16 @@ def run(args: argparse.Namespace) -> int:
         ("cuda", cuda),
         ("mps", "available" if dev["mps"] else "not available"),
     ):
-        system.add_row(key, value)
+        system.add_row(key, literal(value))
     backends = Table(title="attention backends", title_justify="left")
     backends.add_column("name", style="bold")
     backends.add_column("auto order", justify="right")
     backends.add_column("summary")
     for b in info["backends"]:
-        backends.add_row(b["name"], "-" if b["auto_rank"] is None else str(b["auto_rank"] + 1), b["summary"])
-    console = Console()
+        backends.add_row(b["name"], "-" if b["auto_rank"] is None else str(b["auto_rank"] + 1), literal(b["summary"]))
+    console = stdout_console()
     console.print(system)
     console.print(backends)
-    console.print(f'backend="auto" tries: {" → ".join(info["auto_order"])} (first that runs the call exactly)')
+    order = " → ".join(info["auto_order"])
+    console.print(literal(f'backend="auto" tries: {order} (first that runs the call exactly)'))
     return 0

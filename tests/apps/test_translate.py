@@ -366,7 +366,7 @@ def test_tiny_model_learns_numbers_dates_end_to_end(tmp_path, capsys):
 # ---------------------------------------------------------------------- CLI errors
 def test_cli_refuses_options_of_another_action(capsys):
     code, _, err = run_cli(capsys, "--steps", "5", "hello")
-    assert code == 2 and "--steps is an option of `translate train`, not of translating text" in err
+    assert code == 2 and "--steps is an option of `attnkit translate train`, not of `attnkit translate`" in err
 
 
 def test_cli_requires_a_model_to_translate(capsys):

@@ -24,9 +24,7 @@ Example:
     7.516192768
 """
 
-from .cases import MASKS, PASSES, Case, pairs, useful_flops
-from .impls import Impl, implementations
-from .runner import derive, plan, run_cases, run_worker
+from .._lazy import lazy_exports
 
 __all__ = [
     "Case",
@@ -41,3 +39,18 @@ __all__ = [
     "run_worker",
     "derive",
 ]
+
+#: public name -> the module that defines it; imported on first use, so `attnkit ... --help` needs no torch
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "Case": ".cases",
+    "MASKS": ".cases",
+    "PASSES": ".cases",
+    "pairs": ".cases",
+    "useful_flops": ".cases",
+    "Impl": ".impls",
+    "implementations": ".impls",
+    "plan": ".runner",
+    "run_cases": ".runner",
+    "run_worker": ".runner",
+    "derive": ".runner",
+})

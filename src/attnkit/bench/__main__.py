@@ -11,8 +11,11 @@ from .command import add_arguments, run
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..cli import HelpFormatter
+
     parser = argparse.ArgumentParser(
-        prog="python -m attnkit.bench", description="Benchmark attnkit attention against its peers."
+        prog="python -m attnkit.bench", description="Benchmark attnkit attention against its peers.",
+        formatter_class=HelpFormatter,
     )
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -25,16 +25,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cases import MASKS, PASSES, GiB
-from .impls import implementations
-from .report import machine_info, rich_tables, write_outputs
-from .runner import case_key, derive, load_resumable, matmul_ceiling, merge_results, plan, run_cases, run_worker
-from .startup import startup_cases
+# The benchmark modules import torch: they are imported inside the functions that run, so that
+# `attnkit bench --help` starts without torch.
+from ..console import literal
+from .startup import startup_cases  # no torch: the startup suite measures other processes
 
 __all__ = ["add_arguments", "run", "DEFAULT_LENGTHS", "QUICK", "SUITES"]
 
 SUITES = ("grid", "overhead", "models", "all", "startup")
 STARTUP_CASES = tuple(c.name for c in startup_cases())  #: names --case accepts
+MASK_NAMES = ("none", "causal", "sliding", "document", "padding")  #: = cases.MASKS (a test checks); no torch for --help
+PASS_NAMES = ("fwd", "fwdbwd")  #: = cases.PASSES
 DEFAULT_LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]  #: the full grid's L axis
 QUICK = {  # --quick: about a minute on a quiet 2-core machine, all cases in one worker process
     "impl": ["attnkit-auto", "attnkit-tiled", "sdpa", "naive"],  # those registered
@@ -77,10 +78,14 @@ def _lengths(text: str) -> list[int]:
 
 def _choices(valid: tuple[str, ...] | list[str], what: str):
     def parse(text: str) -> list[str]:
+        import difflib
+
         tokens = [t.strip() for t in text.split(",") if t.strip()]
         bad = [t for t in tokens if t not in valid]
         if bad:
-            raise argparse.ArgumentTypeError(f"unknown {what} {bad[0]!r}; choose from {', '.join(valid)}")
+            close = difflib.get_close_matches(bad[0], valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise argparse.ArgumentTypeError(f"unknown {what} {bad[0]!r}; choose from {', '.join(valid)}{hint}")
         return tokens
 
     return parse
@@ -88,6 +93,8 @@ def _choices(valid: tuple[str, ...] | list[str], what: str):
 
 def _impl_patterns(text: str) -> list[str]:
     """Names or shell patterns (``attnkit-*``), comma-separated; each must match something."""
+    from .impls import implementations
+
     names = list(implementations())
     tokens = [t.strip() for t in text.split(",") if t.strip()]
     for token in tokens:
@@ -103,33 +110,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``attnkit bench`` options on ``parser``."""
     add = parser.add_argument
     add("--suite", choices=SUITES, default="grid",
-        help="grid: implementations x masks x L x pass (default); overhead: attention() vs SDPA call cost; "
+        help="grid: implementations x masks x L x pass; overhead: attention() vs SDPA call cost; "
              "models: MiniLM encoding and SmolLM2 decoding vs transformers (dev dependencies); all: the three; "
              "startup: cold and warm wall times of the first commands a user runs (not in 'all')")
     add("--quick", action="store_true",
         help="a small subset (~1 min on a quiet machine): L 1k,4k; masks none,causal,sliding; fwd; "
              "attnkit-auto/tiled, sdpa, naive; all in one worker process")
     add("--impl", type=_impl_patterns, action="extend", metavar="NAMES",
-        help=f"implementations, comma-separated or repeated; patterns work. Known: {', '.join(implementations())}")
-    add("--mask", type=_choices(tuple(MASKS), "mask"), action="extend", metavar="NAMES",
-        help=f"masks: {', '.join(MASKS)}")
+        help="implementations, comma-separated or repeated; patterns work, e.g. attnkit-auto,sdpa or 'attnkit-*' "
+             "(default: all; a name that matches none lists them)")
+    add("--mask", type=_choices(MASK_NAMES, "mask"), action="extend", metavar="NAMES",
+        help=f"masks: {', '.join(MASK_NAMES)}")
     add("--L", type=_lengths, action="extend", metavar="LENGTHS",
-        help="sequence lengths, e.g. 1024,4k,64k (default 1k..64k, powers of 2)")
-    add("--pass", dest="pass_", type=_choices(PASSES, "pass"), action="extend", metavar="PASS",
-        help="fwd, fwdbwd or both (default both)")
+        help="sequence lengths, e.g. 1024,4k,64k (default: 1k..64k, powers of 2)")
+    add("--pass", dest="pass_", type=_choices(PASS_NAMES, "pass"), action="extend", metavar="PASS",
+        help="fwd, fwdbwd or both (default: both)")
     add("--repeats", type=_positive(int),
         help="exactly this many timed runs (default: adaptive, >= 3 runs and ~1 s); "
              "startup suite: warm runs (default 3)")
     add("--once", action="store_true",
         help="one call per case, both timed and memory-measured (long L: a call takes seconds to minutes)")
-    add("--threads", type=_positive(int), default=2, help="torch threads in every worker (default 2)")
+    add("--threads", type=_positive(int), default=2, help="torch threads in every worker")
     add("--max-memory", type=_positive(float), default=16.0, metavar="GIB",
-        help="skip cases whose estimated memory exceeds this many GiB (default 16)")
+        help="skip cases whose estimated memory exceeds this many GiB")
     add("--timeout", type=_positive(float), default=1800.0, metavar="S",
-        help="kill a case's worker after this many seconds (default 1800)")
-    add("--batch", type=_positive(int), default=1, help="B (default 1)")
-    add("--heads", type=_positive(int), default=8, help="H (default 8)")
-    add("--head-dim", type=_positive(int), default=64, help="D (default 64)")
+        help="kill a case's worker after this many seconds")
+    add("--batch", type=_positive(int), default=1, help="B")
+    add("--heads", type=_positive(int), default=8, help="H")
+    add("--head-dim", type=_positive(int), default=64, help="D")
     add("--dry-run", action="store_true", help="list the cases and why some would be skipped; run nothing")
     add("--json", action="store_true", help="print the results as JSON on stdout (progress goes to stderr)")
     add("--out", type=Path, metavar="DIR", help="write results.json, report.md and plot.png into DIR")  # fmt: skip
@@ -149,6 +157,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _selection(args) -> dict:
     """The grid axes after --quick defaults and filters."""
+    from .cases import MASKS, PASSES
+    from .impls import implementations
+
     registry = list(implementations())
     quick = args.quick
     impl_patterns = args.impl or (QUICK["impl"] if quick else ["*"])
@@ -180,6 +191,10 @@ def _command_line(args, sel: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run ``attnkit bench`` with parsed ``args``; return the exit code."""
     from rich.console import Console
+
+    from .cases import GiB
+    from .report import machine_info
+    from .runner import case_key, load_resumable, plan
 
     err = Console(stderr=True)
     stream = sys.stderr if args.json else sys.stdout  # with --json, stdout carries only JSON
@@ -214,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 kept, doc["config"]["earlier"] = load_resumable(args.out / "results.json", doc["config"])
             except ValueError as e:
-                err.print(f"attnkit bench: --resume: {e}")
+                err.print(literal(f"attnkit bench: --resume: {e}"))
                 return 2
             done = {case_key(r) for r in kept if r.get("status") != "skipped"}
             planned = [(c, r) for c, r in planned if case_key(c.to_json()) not in done]
@@ -232,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_startup(args, out, err) -> int:
     """``--suite startup``: time the first commands (cold, warm) as subprocesses; write the report."""
+    from .report import machine_info
     from .startup import find_source, loadavg, run_startup
     from .startup_report import SCHEMA, load_compare
 
@@ -239,7 +255,7 @@ def _run_startup(args, out, err) -> int:
         find_source(args.source)
         compare = load_compare(args.compare) if args.compare else None
     except ValueError as e:
-        err.print(f"attnkit bench: {e}")
+        err.print(literal(f"attnkit bench: {e}"))
         return 2
     options = [f"--source {args.source}" if args.source else "", f"--repeats {args.repeats}" if args.repeats else "",
                "--with-translate-demo" if args.with_translate_demo else "",
@@ -250,7 +266,7 @@ def _run_startup(args, out, err) -> int:
     with err.status("startup suite ...") as status:
         doc["startup"] = run_startup(args.source, repeats=args.repeats or 3, timeout=args.timeout, only=args.cases,
                                      opt_in=("translate-demo",) if args.with_translate_demo else (),
-                                     on_start=lambda c: status.update(f"startup suite: {c.what} ..."))  # fmt: skip
+                                     on_start=lambda c: status.update(literal(f"startup: {c.what} ...")))  # fmt: skip
     doc["load_end"] = loadavg()
     _emit_startup(doc, args, out, err, compare)
     return 0 if all(r["status"] in ("ok", "unsupported") for r in doc["startup"]["rows"]) else 1
@@ -273,18 +289,20 @@ def _emit_startup(doc: dict, args, out, err, compare: dict | None) -> None:
         out.print(table)
     if args.out:
         for path in write_startup(doc, args.out, compare):
-            (err if args.json else out).print(f"wrote {path}", markup=False)
+            (err if args.json else out).print(literal(f"wrote {path}"))
 
 
 def _run_suite(doc: dict, name: str, args, err, status: str) -> int:
     """Run a one-process suite (overhead, models) in a worker; its rows go to ``doc[name]``; 1 on failure."""
+    from .runner import run_worker
+
     with err.status(status):
         res = run_worker({"mode": name, "threads": args.threads, "quick": args.quick},
                          threads=args.threads, timeout=args.timeout)  # fmt: skip
     doc[name] = res.get("rows", [])
     if res.get("status") != "ok":
         doc[f"{name}_error"] = res.get("error")
-        err.print(f"{name} suite failed: {res.get('error')}")
+        err.print(literal(f"{name} suite failed: {res.get('error')}"))
         return 1
     return 0
 
@@ -296,6 +314,8 @@ def _run_grid(doc: dict, planned: list, args, err, kept: list[dict]) -> int:
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .report import write_outputs
+    from .runner import derive, matmul_ceiling, merge_results, run_cases
     from .worker import matmul_shapes
 
     lengths = sorted({c.L for c, reason in planned if reason is None and c.L <= 4096}) or [1024]
@@ -327,7 +347,7 @@ def _run_grid(doc: dict, planned: list, args, err, kept: list[dict]) -> int:
     doc["matmul"] = matmul_ceiling(measurements)
     gflops = doc["matmul"]["gflops"]
     if gflops is None:
-        err.print(f"matmul calibration failed: {doc['matmul'].get('error')}; '% mm' will be empty")
+        err.print(literal(f"matmul calibration failed: {doc['matmul'].get('error')}; '% mm' will be empty"))
     doc["grid"] = derive(merge_results(kept, collected), gflops)
     if interrupted:
         doc["partial"] = True
@@ -351,12 +371,15 @@ def _print_plan(planned: list, out) -> int:
     for col in ("impl", "mask", "L", "pass", "plan"):
         table.add_column(col, overflow="fold")
     for case, reason in planned:
-        table.add_row(case.impl, case.mask, str(case.L), case.pass_, "run" if reason is None else f"skip: {reason}")
+        plan_cell = literal("run" if reason is None else f"skip: {reason}")
+        table.add_row(case.impl, case.mask, str(case.L), case.pass_, plan_cell)
     out.print(table)
     return 0
 
 
 def _emit(doc: dict, args, out, err) -> None:
+    from .report import rich_tables, write_outputs
+
     if args.json:
         sys.stdout.write(json.dumps(doc, indent=1, allow_nan=False) + "\n")
         sys.stdout.flush()
@@ -365,4 +388,4 @@ def _emit(doc: dict, args, out, err) -> None:
             out.print(table)
     if args.out:
         for path in write_outputs(doc, args.out):
-            (err if args.json else out).print(f"wrote {path}")
+            (err if args.json else out).print(literal(f"wrote {path}"))

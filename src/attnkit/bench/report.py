@@ -239,8 +239,13 @@ def _group(r: dict) -> tuple:
 
 
 def rich_tables(doc: dict) -> list:
-    """``rich.table.Table`` objects for the grid, overhead and models suites (those present)."""
+    """``rich.table.Table`` objects for the grid, overhead and models suites (those present).
+
+    Cells are literal text: an error message such as ``expected [batch] ...`` prints as is.
+    """
     from rich.table import Table
+
+    from ..console import literal
 
     tables = []
     grid = doc.get("grid") or []
@@ -256,7 +261,7 @@ def rich_tables(doc: dict) -> list:
             if previous is not None and _group(r) != previous:
                 table.add_section()
             previous = _group(r)
-            table.add_row(*cells, style="dim" if r.get("status") != "ok" else None)
+            table.add_row(*map(literal, cells), style="dim" if r.get("status") != "ok" else None)
         tables.append(table)
         summary = summary_rows(grid)
         if summary:
@@ -264,14 +269,14 @@ def rich_tables(doc: dict) -> list:
             for col in SUMMARY_COLUMNS:
                 table.add_column(col, justify="left" if col in ("pass", "mask", "runs on", "fastest peer") else "right")
             for cells in summary:
-                table.add_row(*cells)
+                table.add_row(*map(literal, cells))
             tables.append(table)
     if doc.get("overhead"):
         table = Table(title="overhead: attention(backend='auto') vs torch SDPA")
         for col in OVERHEAD_COLUMNS:
             table.add_column(col, justify="left" if col in ("size", "mask", "verdict") else "right")
         for cells in overhead_rows(doc["overhead"]):
-            table.add_row(*cells)
+            table.add_row(*map(literal, cells))
         tables.append(table)
     if doc.get("models"):
         table = Table(title="models: attnkit vs transformers on the same weights (speedup = attnkit's speed / peer's)")
@@ -279,7 +284,7 @@ def rich_tables(doc: dict) -> list:
             table.add_column(col, justify="right" if "rate" in col or col in ("speedup", "target") else "left",
                              overflow="fold")  # fmt: skip
         for cells in models_rows(doc["models"]):
-            table.add_row(*cells)
+            table.add_row(*map(literal, cells))
         tables.append(table)
     return tables
 

@@ -11,8 +11,27 @@ Example:
     12
 """
 
-from .capture import LayerWeights, capture, layer_weights, weights_method
-from .core import MODELS, Inspection, LayerInspection, inspect
+from ..._lazy import lazy_exports
 
-__all__ = ["inspect", "Inspection", "LayerInspection", "MODELS", "capture", "layer_weights", "LayerWeights",
-           "weights_method"]
+__all__ = [
+    "inspect",
+    "Inspection",
+    "LayerInspection",
+    "MODELS",
+    "capture",
+    "layer_weights",
+    "LayerWeights",
+    "weights_method",
+]
+
+#: public name -> the module that defines it; imported on first use, so `attnkit ... --help` needs no torch
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "inspect": ".core",
+    "Inspection": ".core",
+    "LayerInspection": ".core",
+    "MODELS": ".core",
+    "capture": ".capture",
+    "layer_weights": ".capture",
+    "LayerWeights": ".capture",
+    "weights_method": ".capture",
+})

@@ -15,12 +15,15 @@ import argparse
 import math
 from pathlib import Path
 
-from ..summarize.console import print_json, stdout_console
-from .core import MAX_TOKENS, MODELS
+from ..._argtypes import positive_int
+from ...console import literal, print_json, status, stdout_console
 
 __all__ = ["add_arguments", "run", "DEFAULT_OUT_DIR"]
 
 DEFAULT_OUT_DIR = Path("out/inspect")  #: relative to the current directory
+#: the same values as .core.MODELS and .core.MAX_TOKENS (a test checks), here so that --help needs no torch
+MODELS = ("minilm", "smollm2")
+MAX_TOKENS = 64
 
 
 def _layer_list(text: str) -> list[int]:
@@ -35,38 +38,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("text", help="the text to run through the model (one sentence or a short paragraph)")
     add("--model", choices=MODELS, default="minilm",
-        help="minilm: all-MiniLM-L6-v2 encoder (default); smollm2: SmolLM2-135M-Instruct decoder (causal)")
-    add("--out", type=Path, default=DEFAULT_OUT_DIR, metavar="DIR",
-        help=f"folder for layer_NN.png (default {DEFAULT_OUT_DIR})")
+        help="minilm: all-MiniLM-L6-v2 encoder; smollm2: SmolLM2-135M-Instruct decoder (causal)")
+    add("--out", type=Path, default=DEFAULT_OUT_DIR, metavar="DIR", help="folder for layer_NN.png")
     add("--no-plots", action="store_true", help="measure only; write no PNG")
-    add("--layers", type=_layer_list, metavar="LIST", help="layers to inspect, e.g. 0,5,-1 (default all)")
+    add("--layers", type=_layer_list, metavar="LIST", help="layers to inspect, e.g. 0,5,-1 (default: all)")
     add("--method", choices=("lse", "need_weights"),
-        help="lse: weights from the tiled backend's log-sum-exp (default when available); need_weights: reference")
-    add("--max-tokens", type=int, default=MAX_TOKENS, metavar="N", help=f"refuse longer texts (default {MAX_TOKENS})")
+        help="lse: weights from the tiled backend's log-sum-exp; need_weights: reference (default: lse where "
+             "available)")
+    add("--max-tokens", type=positive_int, default=MAX_TOKENS, metavar="N", help="refuse longer texts")
     add("--json", action="store_true", help="print tokens, per-head statistics and PNG paths as JSON")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     from .core import inspect
 
-    result = inspect(args.text, model=args.model, out=None if args.no_plots else args.out, layers=args.layers,
-                     method=args.method, max_tokens=args.max_tokens)  # fmt: skip
+    drawing = "" if args.no_plots else f" and drawing heatmaps into {args.out}"
+    with status(f"inspect: loading {args.model}, running it on the text{drawing}"):
+        result = inspect(args.text, model=args.model, out=None if args.no_plots else args.out, layers=args.layers,
+                         method=args.method, max_tokens=args.max_tokens)  # fmt: skip
     if args.json:
         print_json(result.to_dict())
         return 0
+    from rich.text import Text
+
     tables = _tables(result)
     console = stdout_console(*(table for _, table in tables))
-    console.print(f"[bold]{result.model}[/] on {len(result.tokens)} tokens: " + " ".join(result.tokens))
+    console.print(Text.assemble((result.model, "bold"), f" on {len(result.tokens)} tokens: " + " ".join(result.tokens)))
     for title, table in tables:
         console.print(f"[bold]{title}[/]")
         console.print(table)
     worst = max(x.max_error for x in result.layers)
-    console.print(f"weights: {result.method} — {result.method_note}; recomputed layer outputs match the model's "
-                  f"to {worst:.1e}")  # fmt: skip
-    console.print(_reading(result))
+    console.print(literal(f"weights: {result.method} — {result.method_note}; recomputed layer outputs match the "
+                          f"model's to {worst:.1e}"))  # fmt: skip
+    console.print(literal(_reading(result)))
     for layer in result.layers:
         if layer.png:
-            console.print(f"heatmap: {layer.png}")
+            console.print(literal(f"heatmap: {layer.png}"))
     return 0
 
 

@@ -12,11 +12,39 @@ Example:
     1.0
 """
 
-from .core import Answer, answer
-from .evaluate import QAReport, Scores, evaluate
-from .facts import Question, build_questions
-from .metrics import exact_match, f1_score, normalize_answer
-from .retrieval import Evidence, Passage, retrieve, split_passages
+from ..._lazy import lazy_exports
 
-__all__ = ["answer", "Answer", "evaluate", "QAReport", "Scores", "build_questions", "Question", "exact_match",
-           "f1_score", "normalize_answer", "retrieve", "split_passages", "Evidence", "Passage"]
+__all__ = [
+    "answer",
+    "Answer",
+    "evaluate",
+    "QAReport",
+    "Scores",
+    "build_questions",
+    "Question",
+    "exact_match",
+    "f1_score",
+    "normalize_answer",
+    "retrieve",
+    "split_passages",
+    "Evidence",
+    "Passage",
+]
+
+#: public name -> the module that defines it; imported on first use, so `attnkit ... --help` needs no torch
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "answer": ".core",
+    "Answer": ".core",
+    "evaluate": ".evaluate",
+    "QAReport": ".evaluate",
+    "Scores": ".evaluate",
+    "build_questions": ".facts",
+    "Question": ".facts",
+    "exact_match": ".metrics",
+    "f1_score": ".metrics",
+    "normalize_answer": ".metrics",
+    "retrieve": ".retrieval",
+    "split_passages": ".retrieval",
+    "Evidence": ".retrieval",
+    "Passage": ".retrieval",
+})

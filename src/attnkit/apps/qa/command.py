@@ -1,10 +1,13 @@
 """``attnkit qa "question" [--context FILE ...]``, and ``attnkit qa eval`` on the CLDR question set.
 
+``--context`` takes one file and is repeated for several (``--context a.txt --context
+b.txt``), so options and the question may come in any order.
+
 Example:
     >>> import argparse
     >>> parser = argparse.ArgumentParser(prog="attnkit qa")
     >>> add_arguments(parser)
-    >>> args = parser.parse_args(["Who wrote it?", "--context", "a.txt", "b.txt"])
+    >>> args = parser.parse_intermixed_args(["--context", "a.txt", "Who wrote it?", "--context", "b.txt"])
     >>> args.question, args.context
     ('Who wrote it?', ['a.txt', 'b.txt'])
 """
@@ -13,43 +16,55 @@ from __future__ import annotations
 
 import argparse
 
-from ..summarize.console import print_json, progress_bar, stdout_console
+from ..._argtypes import nonnegative_int, positive_int
+from ...console import literal, print_json, progress_bar, status, stdout_console
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "run", "ACTIONS"]
+
+#: action -> one line of help; without an action, `attnkit qa "question"` answers the question
+ACTIONS = {"eval": "exact match, F1 and retrieval accuracy on questions built from CLDR facts (babel)"}
+SMOLLM2 = "SmolLM2-135M-Instruct"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the ``attnkit qa`` options on ``parser``."""
+def add_arguments(parser: argparse.ArgumentParser, action: str | None = None) -> None:
+    """Declare the options of ``attnkit qa [eval]`` on ``parser``."""
     add = parser.add_argument
-    add("question", help="the question, or 'eval' to score on questions built from CLDR facts (babel)")
-    add("--context", action="extend", nargs="+", metavar="FILE",
-        help="UTF-8 text files to answer from ('-' = stdin); without them the model answers closed-book")
-    add("--top-k", type=int, default=3, metavar="K", help="sentences retrieved into the prompt (default 3)")
-    add("--max-new-tokens", type=int, default=24, metavar="N", help="answer length limit in tokens (default 24)")
-    add("--limit", type=int, default=50, metavar="N", help="eval: number of questions (default 50)")
-    add("--seed", type=int, default=0, help="eval: question sampling seed (default 0)")
-    add("--distractors", type=int, default=4, metavar="N", help="eval: distractor documents per question (default 4)")
-    add("--closed-book", action="store_true", help="eval: also ask SmolLM2 without context (twice the time)")
-    add("--json", action="store_true", help="print machine-readable JSON")  # fmt: skip
+    if action == "eval":
+        add("--limit", type=positive_int, default=50, metavar="N", help="number of questions")
+        add("--seed", type=int, default=0, metavar="S", help="question sampling seed")
+        add("--distractors", type=nonnegative_int, default=4, metavar="N", help="distractor documents per question")
+        add("--closed-book", action="store_true", help=f"also ask {SMOLLM2} without context (twice the time)")
+    else:
+        add("question", help="the question (quote it)")
+        add("--context", action="append", metavar="FILE",
+            help="a UTF-8 text file to answer from ('-' = stdin); repeat for several: --context a.txt --context "
+                 "b.txt (default: none, the model answers closed-book)")
+        add("--max-new-tokens", type=positive_int, default=24, metavar="N", help="answer length limit in tokens")
+        hint = "one question per call, in quotes; several context files: --context a --context b"
+        parser.unknown_hint = hint  # type: ignore[attr-defined]  # read by attnkit.cli.Parser
+    add("--top-k", type=positive_int, default=3, metavar="K", help="sentences retrieved into the prompt")
+    add("--json", action="store_true", help="print machine-readable JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.question == "eval":
+    if args.action == "eval":
         return _run_eval(args)
     from ..summarize.text import read_text
     from .core import answer
 
     contexts = {path: read_text(path, what="context file") for path in args.context or []}
-    result = answer(args.question, contexts or None, top_k=args.top_k, max_new_tokens=args.max_new_tokens)
+    retrieving = f"retrieving from {len(contexts)} file(s) with all-MiniLM-L6-v2, " if contexts else ""
+    with status(f"qa: loading the models, {retrieving}generating up to {args.max_new_tokens} tokens with {SMOLLM2}"):
+        result = answer(args.question, contexts or None, top_k=args.top_k, max_new_tokens=args.max_new_tokens)
     if args.json:
         print_json(result.to_dict())
         return 0
     table = _evidence_table(result) if result.evidence else None
     console = stdout_console(*([table] if table else []))
-    console.print(f"[bold]{result.text or '(no answer)'}[/]")
+    console.print(literal(result.text or "(no answer)", "bold"))
     if result.reply and result.reply != result.text:
-        console.print(f"[dim]reply: {result.reply}[/]")
-    console.print(f"[dim]{result.mode}, {result.model}, {result.prompt_tokens} prompt tokens[/]")
+        console.print(literal(f"reply: {result.reply}", "dim"))
+    console.print(literal(f"{result.mode}, {result.model}, {result.prompt_tokens} prompt tokens", "dim"))
     if table:
         console.print(table)
     return 0
@@ -59,10 +74,13 @@ def _evidence_table(result):
     from rich.table import Table
 
     table = Table(title="supporting sentences (MiniLM cosine to the question)", title_justify="left")
-    for name, justify in (("#", "right"), ("score", "right"), ("source", "left"), ("sentence", "left")):
-        table.add_column(name, justify=justify)
+    for name in ("#", "score"):
+        table.add_column(name, justify="right")
+    for name in ("source", "sentence"):
+        table.add_column(name, justify="left")
     for rank, e in enumerate(result.evidence, 1):
-        table.add_row(str(rank), f"{e.score:.3f}", f"{e.passage.source}:{e.passage.index}", e.passage.text)
+        table.add_row(str(rank), f"{e.score:.3f}", literal(f"{e.passage.source}:{e.passage.index}"),
+                      literal(e.passage.text))  # fmt: skip
     return table
 
 

@@ -1,53 +1,64 @@
-"""``attnkit summarize``: summarize a file (or stdin), or score the summarizer (``summarize eval``).
+"""``attnkit summarize FILE``: summarize a file (or stdin); ``attnkit summarize eval``: score the summarizer.
 
 Example:
     >>> import argparse
-    >>> parser = argparse.ArgumentParser(prog="attnkit summarize")
-    >>> add_arguments(parser)
-    >>> args = parser.parse_args(["eval", "--corpus", "docstrings", "--limit", "20"])
-    >>> args.target, args.corpus, args.limit
-    ('eval', ['docstrings'], 20)
+    >>> parser = argparse.ArgumentParser(prog="attnkit summarize eval")
+    >>> add_arguments(parser, "eval")
+    >>> args = parser.parse_args(["--corpus", "docstrings", "--limit", "20"])
+    >>> args.corpus, args.limit
+    (['docstrings'], 20)
 """
 
 from __future__ import annotations
 
 import argparse
 
-from .console import print_json, progress_bar, stdout_console
-from .core import DEFAULTS
-from .corpora import CORPORA
+from ..._argtypes import open_unit_interval, positive_int, unit_interval
+from ...console import literal, print_json, progress_bar, status, stdout_console
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "run", "ACTIONS"]
+
+#: action -> one line of help; without an action, `attnkit summarize FILE` summarizes FILE
+ACTIONS = {"eval": "ROUGE of one-sentence summaries against human summaries (man pages, stdlib docstrings)"}
+#: the same values as .corpora.CORPORA and .core.DEFAULTS (a test checks), here so that --help needs no torch
+CORPUS_NAMES = ("docstrings", "manpages")
+DIVERSITY = 0.3
+SMOLLM2 = "SmolLM2-135M-Instruct"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the ``attnkit summarize`` options on ``parser``."""
+def add_arguments(parser: argparse.ArgumentParser, action: str | None = None) -> None:
+    """Declare the options of ``attnkit summarize [eval]`` on ``parser``."""
     add = parser.add_argument
-    add("target", metavar="FILE|-|eval",
-        help="a UTF-8 text file, '-' for standard input, or 'eval' to score against human summaries "
-             "(a file named eval: write ./eval)")
-    add("--sentences", type=int, default=3, metavar="N", help="sentences in the summary (default 3)")
-    add("--ratio", type=float, metavar="R", help="instead of --sentences: this fraction of the sentences, e.g. 0.2")
-    add("--abstractive", action="store_true", help="let SmolLM2-135M-Instruct write the summary (default: extract)")
-    add("--diversity", type=float, default=DEFAULTS["diversity"],
-        help=f"MMR redundancy penalty in [0, 1] (default {DEFAULTS['diversity']})")
-    add("--corpus", choices=sorted(CORPORA), action="append",
-        help="eval: manpages (DESCRIPTION -> NAME line) or docstrings (body -> first line); default both")
-    add("--limit", type=int, default=50, metavar="N", help="eval: examples per corpus (default 50)")
-    add("--seed", type=int, default=0, help="eval: sampling and random-baseline seed (default 0)")
-    add("--split", choices=("test", "dev", "all"), default="test", help="eval: test (default), dev or all")
-    add("--json", action="store_true", help="print machine-readable JSON")  # fmt: skip
+    if action == "eval":
+        add("--corpus", choices=CORPUS_NAMES, action="append",
+            help="manpages (DESCRIPTION -> NAME line) or docstrings (body -> first line); repeatable "
+                 "(default: both)")
+        add("--limit", type=positive_int, default=50, metavar="N", help="examples per corpus")
+        add("--seed", type=int, default=0, metavar="S", help="sampling and random-baseline seed")
+        add("--split", choices=("test", "dev", "all"), default="test", help="which split")
+    else:
+        add("target", metavar="FILE", help="a UTF-8 text file, or '-' for standard input")
+        add("--sentences", type=positive_int, default=3, metavar="N", help="sentences in the summary")
+        add("--ratio", type=open_unit_interval, metavar="R",
+            help="instead of --sentences: this fraction of the sentences, e.g. 0.2")
+        add("--abstractive", action="store_true",
+            help=f"let {SMOLLM2} write the summary (default: extract sentences with MiniLM)")
+        add("--diversity", type=unit_interval, default=DIVERSITY, metavar="D", help="MMR redundancy penalty in [0, 1]")
+    add("--json", action="store_true", help="print machine-readable JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.target == "eval":
+    if args.action == "eval":
         return _run_eval(args)
     from .core import summarize
     from .text import read_text
 
     text = read_text(args.target)
     method = "abstractive" if args.abstractive else "extractive"
-    summary = summarize(text, sentences=args.sentences, ratio=args.ratio, method=method, diversity=args.diversity)
+    doing = f"writing a summary with {SMOLLM2}" if args.abstractive else "picking sentences with all-MiniLM-L6-v2"
+    with status(f"summarize: loading the model and {doing}"):
+        summary = summarize(text, sentences=args.sentences, ratio=args.ratio, method=method,
+                            diversity=args.diversity)  # fmt: skip
     if args.json:
         print_json(summary.to_dict())
     else:
@@ -59,7 +70,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
     reports = []
-    for corpus in args.corpus or sorted(CORPORA):
+    for corpus in args.corpus or CORPUS_NAMES:
         with progress_bar(f"summarize eval {corpus}") as update:
             split = None if args.split == "all" else args.split
             reports.append(evaluate(corpus, limit=args.limit, seed=args.seed, split=split, progress=update))
@@ -74,16 +85,18 @@ def _print_summary(summary) -> None:
     from rich.table import Table
 
     console = stdout_console()
-    console.print(summary.text)
+    console.print(literal(summary.text))
     if summary.method != "extractive":
-        console.print(f"[dim]written by {summary.model} (greedy decoding) from {summary.source_sentences} sentences[/]")
+        console.print(literal(f"written by {summary.model} (greedy decoding) from {summary.source_sentences} "
+                              "sentences", "dim"))  # fmt: skip
         return
-    table = Table(title=f"picked {len(summary.sentences)} of {summary.source_sentences} sentences "
-                        f"({summary.model}: centrality + lead prior + MMR)", title_justify="left")  # fmt: skip
-    for name, justify in (("#", "right"), ("score", "right"), ("sentence", "left")):
-        table.add_column(name, justify=justify)
-    for i, s, text in zip(summary.indices, summary.scores, summary.sentences):
-        table.add_row(str(i), f"{s:.3f}", text)
+    table = Table(title=literal(f"picked {len(summary.sentences)} of {summary.source_sentences} sentences "
+                                f"({summary.model}: centrality + lead prior + MMR)"), title_justify="left")  # fmt: skip
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("sentence", justify="left")
+    for i, s, text in zip(summary.indices, summary.scores, summary.sentences, strict=True):
+        table.add_row(str(i), f"{s:.3f}", literal(text))
     console.print(table)
 
 

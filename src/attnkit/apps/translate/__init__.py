@@ -17,18 +17,13 @@ The pieces, in the order a run uses them:
 ============================  ==========================================================
 
 Example:
+    >>> from attnkit.apps.translate import load_corpus
     >>> corpus = load_corpus("numbers-dates", "en-fr", size=100)
     >>> corpus.pair, len(corpus.test) > 0
     ('en-fr', True)
 """
 
-from .alignment import Alignment, cross_attention, plot_alignment
-from .data import Corpus, CorpusSummary, load_corpus, read_tsv
-from .demo import DemoResult, demo
-from .evaluate import EvalReport, Scores, evaluate, score, translate_batch
-from .model import SIZES, Translator, model_config
-from .tokenizer import SubwordTokenizer
-from .train import TrainResult, TranslationTrainConfig, train_translation
+from ..._lazy import lazy_exports
 
 __all__ = [
     "load_corpus",
@@ -53,3 +48,28 @@ __all__ = [
     "demo",
     "DemoResult",
 ]
+
+#: public name -> the module that defines it; imported on first use, so `attnkit ... --help` needs no torch
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "load_corpus": ".data",
+    "read_tsv": ".data",
+    "Corpus": ".data",
+    "CorpusSummary": ".data",
+    "SubwordTokenizer": ".tokenizer",
+    "SIZES": ".model",
+    "model_config": ".model",
+    "Translator": ".model",
+    "TranslationTrainConfig": ".train",
+    "TrainResult": ".train",
+    "train_translation": ".train",
+    "evaluate": ".evaluate",
+    "score": ".evaluate",
+    "translate_batch": ".evaluate",
+    "EvalReport": ".evaluate",
+    "Scores": ".evaluate",
+    "Alignment": ".alignment",
+    "cross_attention": ".alignment",
+    "plot_alignment": ".alignment",
+    "demo": ".demo",
+    "DemoResult": ".demo",
+})

@@ -5,14 +5,16 @@
     attnkit translate train [--corpus numbers-dates|gettext|tsv:PATH] [--pair en-de] [--size tiny|small|base]
                             [--minutes N | --steps N] [--out DIR] [--resume]
     attnkit translate eval  --model DIR [--split test|valid] [--limit N] [--beam N]
-    attnkit translate demo  [--minutes 3] [--out DIR]
+    attnkit translate demo  [--minutes M] [--out DIR]
     attnkit translate data  [--corpus ...] [--pair ...]          # the corpus summary, no training
     attnkit translate --model DIR "text" ["text" ...]           # or one sentence per line on stdin
                             [--beam N] [--plot-attention FILE.png]
 
-The first positional word is an action only when it is exactly ``train``, ``eval``,
-``demo`` or ``data``; anything else is text to translate (to translate one of those
-four words alone, give it on stdin). Options of one action are refused by the others.
+The first positional word (before or after options) is an action when it is exactly
+``train``, ``eval``, ``demo`` or ``data`` (a near miss such as ``trian`` is refused with "did you mean");
+anything else is text to translate (to translate one of those words, put ``--``
+before it, or give it on stdin). Each action has its own options and ``--help``;
+an option of another action is refused, naming the action it belongs to.
 """
 
 from __future__ import annotations
@@ -22,75 +24,83 @@ import json
 import sys
 from pathlib import Path
 
-from .render import TimeBar, console, print_corpus, print_eval, print_train_result, safe
+from ...console import literal, status
+from .render import TimeBar, console, print_corpus, print_eval, print_train_result
 
-ACTIONS = ("train", "eval", "demo", "data")
-#: option dest -> the actions that accept it ("text" = translating sentences)
-_OWNERS = {
-    "corpus": ("train", "data"), "pair": ("train", "data", "demo"), "size": ("train", "demo"),
-    "minutes": ("train", "demo"), "steps": ("train",), "out": ("train", "demo"), "resume": ("train",),
-    "seed": ("train", "data"), "corpus_size": ("train", "data"), "max_tokens": ("train",),
-    "eval_every": ("train",), "model": ("eval", "text"), "split": ("eval",), "limit": ("eval",),
-    "beam": ("eval", "text"), "plot_attention": ("text",),
+DEFAULT_RUN_DIR = "out/translate"  #: `translate train --out` default; demo: out/translate-demo
+#: action -> one line of help; without an action, `attnkit translate` translates text with --model
+ACTIONS = {
+    "train": "train a translation model on a corpus (resumable; data-parallel under torchrun)",
+    "eval": "BLEU, chrF and exact match of a model on its held-out split, beside the copy baseline",
+    "demo": "train + eval + samples + alignment picture in a few minutes (what `make demo` runs)",
+    "data": "summarize a corpus and its splits, no training",
+}
+ACTION_NAMES = tuple(ACTIONS)  # kept for callers of the old name
+
+
+def _options() -> dict[str, tuple[tuple[str, ...], dict]]:
+    """Every option: dest -> (flags, add_argument keywords). Defaults are None: the library decides."""
+    from ..._argtypes import positive_float, positive_int
+
+    return {
+        "corpus": (("--corpus",), dict(metavar="NAME",
+                                       help="numbers-dates | gettext | tsv:PATH (default: numbers-dates)")),
+        "pair": (("--pair",), dict(metavar="SRC-TGT", help="language pair, e.g. en-fr (default: en-de)")),
+        "size": (("--size",), dict(choices=("tiny", "small", "base"), help="model size (default: tiny)")),
+        "minutes": (("--minutes",), dict(type=positive_float, metavar="M", help="wall-clock training budget")),
+        "steps": (("--steps",), dict(type=positive_int, metavar="N",
+                                     help="optimizer updates in total (default: 2000)")),
+        "out": (("--out",), dict(metavar="DIR", help=f"run directory (default: {DEFAULT_RUN_DIR})")),
+        "resume": (("--resume",), dict(action="store_true", default=None, help="continue the run in --out")),
+        "seed": (("--seed",), dict(type=int, metavar="S", help="corpus split, init and batch order (default: 0)")),
+        "corpus_size": (("--corpus-size",), dict(type=positive_int, metavar="N", help="pairs to generate / keep")),
+        "max_tokens": (("--max-tokens",), dict(type=positive_int, metavar="N", help="padded tokens per global batch")),
+        "eval_every": (("--eval-every",), dict(type=int, metavar="N",
+                                               help="steps between validation BLEU, 0 = never (default: 250)")),
+        "model": (("--model",), dict(metavar="DIR", help="a model directory, or a training run directory, e.g. "
+                                                        f"{DEFAULT_RUN_DIR}")),
+        "split": (("--split",), dict(choices=("test", "valid"), help="which split (default: test)")),
+        "limit": (("--limit",), dict(type=positive_int, metavar="N", help="score only the first N pairs")),
+        "beam": (("--beam",), dict(type=positive_int, metavar="N", help="beam size, 1 = greedy (default: 4)")),
+        "plot_attention": (("--plot-attention",), dict(
+            metavar="FILE.png", help="write the cross-attention alignment of the first sentence")),
+    }  # fmt: skip
+
+
+#: action (None = translating text) -> its options, in help order
+_ACTION_OPTIONS = {
+    None: ("model", "beam", "plot_attention"),
+    "train": ("corpus", "pair", "size", "minutes", "steps", "out", "resume", "seed", "corpus_size", "max_tokens",
+              "eval_every"),
+    "eval": ("model", "split", "limit", "beam"),
+    "demo": ("minutes", "out", "pair", "size"),
+    "data": ("corpus", "pair", "seed", "corpus_size"),
 }  # fmt: skip
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.usage = "attnkit translate [train|eval|demo|data] [options] | attnkit translate --model DIR [TEXT ...]"
-    parser.epilog = (
-        "actions: train (a model on a corpus), eval (BLEU/chrF/exact match on the held-out split), demo "
-        "(train + eval + samples + alignment picture in a few minutes), data (corpus summary). Without an "
-        "action: translate TEXT arguments, or stdin lines, with --model."
-    )
-    parser.add_argument("text", nargs="*", help="action (train|eval|demo|data) or sentences to translate")
+def add_arguments(parser: argparse.ArgumentParser, action: str | None = None) -> None:
+    """Declare the options of ``attnkit translate [ACTION]`` on ``parser``."""
+    if action is None:
+        parser.usage = ("attnkit translate --model DIR [TEXT ...] [options]    (TEXT, or one sentence per line on "
+                        "stdin)\n       attnkit translate {train,eval,demo,data} [options]")  # fmt: skip
+        parser.add_argument("text", nargs="*", metavar="TEXT", help="sentences to translate (default: stdin lines)")
+    options = _options()
+    for dest in _ACTION_OPTIONS[action]:
+        flags, keywords = options[dest]
+        parser.add_argument(*flags, dest=dest, **{"default": None, **keywords})
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    train = parser.add_argument_group("train / data / demo")
-    train.add_argument("--corpus", default=None, help="numbers-dates (default) | gettext | tsv:PATH")
-    train.add_argument("--pair", default=None, help="language pair, e.g. en-de (default), en-fr")
-    train.add_argument("--size", default=None, choices=("tiny", "small", "base"), help="model size (default tiny)")
-    train.add_argument("--minutes", type=float, default=None, help="wall-clock training budget")
-    train.add_argument("--steps", type=int, default=None, help="optimizer updates in total (default 2000)")
-    train.add_argument("--out", default=None, help="run directory (default runs/translate)")
-    train.add_argument("--resume", action="store_true", default=None, help="continue the run in --out")
-    train.add_argument("--seed", type=int, default=None, help="corpus split, init and batch order (default 0)")
-    train.add_argument("--corpus-size", type=int, default=None, help="pairs to generate / keep")
-    train.add_argument("--max-tokens", type=int, default=None, help="padded tokens per global batch")
-    train.add_argument("--eval-every", type=int, default=None, help="steps between validation BLEU (default 250)")
-    use = parser.add_argument_group("eval / translate")
-    use.add_argument("--model", default=None, help="a model directory, or a training run directory")
-    use.add_argument("--split", default=None, choices=("test", "valid"), help="eval: which split (default test)")
-    use.add_argument("--limit", type=int, default=None, help="eval: score only the first N pairs")
-    use.add_argument("--beam", type=int, default=None, help="beam size (default 4; 1 = greedy)")
-    use.add_argument("--plot-attention", default=None, metavar="FILE.png", help="write the cross-attention "
-                     "alignment of the first sentence")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch threads (default: torch's choice)")
 
 
 def run(args: argparse.Namespace) -> int:
-    action, texts = _split_action(args.text)
-    _check_options(args, action)
+    action = args.action or "text"
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
+    texts = getattr(args, "text", [])
     return {"train": _train, "eval": _eval, "demo": _demo, "data": _data, "text": _translate}[action](args, texts)
-
-
-def _split_action(words: list[str]) -> tuple[str, list[str]]:
-    if words and words[0] in ACTIONS:
-        return words[0], words[1:]
-    return "text", list(words)
-
-
-def _check_options(args: argparse.Namespace, action: str) -> None:
-    for dest, owners in _OWNERS.items():
-        if getattr(args, dest) is not None and action not in owners:
-            flag = "--" + dest.replace("_", "-")
-            where = " / ".join("translating text" if o == "text" else f"`translate {o}`" for o in owners)
-            here = "translating text" if action == "text" else f"`translate {action}`"
-            raise ValueError(f"{flag} is an option of {where}, not of {here}; see `attnkit translate --help`")
-    if action in ("train", "eval", "demo", "data") and args.text[1:]:
-        raise ValueError(f"`translate {action}` takes no text arguments, got {args.text[1:]!r}; options start with --")
 
 
 # ---------------------------------------------------------------------- actions
@@ -145,7 +155,7 @@ def _reporter(out, bar: TimeBar):
             source, _, hypothesis = payload["example"]
             p = payload
             scores = f"BLEU {p['valid_bleu']:.1f}  chrF {p['valid_chrf']:.1f}  exact {p['valid_exact']:.1f}%"
-            out.print(f"step {payload['step']}: valid {scores}   {safe(repr(source))} -> {safe(repr(hypothesis))}")
+            out.print(literal(f"step {payload['step']}: valid {scores}   {source!r} -> {hypothesis!r}"))
         elif event == "resumed":
             out.print(f"resumed at step {payload}")
 
@@ -157,11 +167,15 @@ def _eval(args, _texts) -> int:
     from .model import Translator, find_model_dir
     from .run import test_pairs_for
 
-    translator = Translator.load(_require_model(args, "eval"))
+    model_dir = _require_model(args, "eval")
+    with status(f"translate eval: loading the model in {model_dir}"):
+        translator = Translator.load(model_dir)
     split = args.split or "test"
     pairs = test_pairs_for(find_model_dir(args.model), translator.info, split)
-    report = evaluate(translator.model, translator.tokenizer, pairs, split=split, beam_size=args.beam or 4,
-                      limit=args.limit)  # fmt: skip
+    n = len(pairs) if args.limit is None else min(args.limit, len(pairs))
+    with status(f"translate eval: translating {n} {split} sentences (beam {args.beam or 4}) and scoring them"):
+        report = evaluate(translator.model, translator.tokenizer, pairs, split=split, beam_size=args.beam or 4,
+                          limit=args.limit)  # fmt: skip
     print_eval(report, translator.pair, as_json=args.json)
     return 0
 
@@ -182,7 +196,8 @@ def _demo(args, _texts) -> int:
 def _data(args, _texts) -> int:
     from .data import load_corpus
 
-    corpus = load_corpus(args.corpus or "numbers-dates", args.pair, seed=args.seed or 0, size=args.corpus_size)
+    with status(f"translate data: loading the {args.corpus or 'numbers-dates'} corpus"):
+        corpus = load_corpus(args.corpus or "numbers-dates", args.pair, seed=args.seed or 0, size=args.corpus_size)
     summary = corpus.summary()
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
@@ -200,15 +215,18 @@ def _translate(args, texts: list[str]) -> int:
         texts = [line.strip() for line in sys.stdin if line.strip()]
     if not texts:
         raise ValueError("no text to translate: pass sentences as arguments, or one sentence per line on stdin")
-    translator = Translator.load(model_dir)
+    with status(f"translate: loading the model in {model_dir}"):
+        translator = Translator.load(model_dir)
     beam = args.beam or 4
-    translations = translator.translate(texts, beam_size=beam)
+    with status(f"translate: translating {len(texts)} sentence(s) with beam search (beam {beam})"):
+        translations = translator.translate(texts, beam_size=beam)
     picture = None
     if args.plot_attention:
-        alignment = cross_attention(translator.model, translator.tokenizer, texts[0], target=translations[0])
-        picture = plot_alignment(alignment, args.plot_attention)
+        with status(f"translate: drawing the cross-attention alignment into {args.plot_attention}"):
+            alignment = cross_attention(translator.model, translator.tokenizer, texts[0], target=translations[0])
+            picture = plot_alignment(alignment, args.plot_attention)
     if args.json:
-        pairs = [{"source": s, "translation": t} for s, t in zip(texts, translations)]
+        pairs = [{"source": s, "translation": t} for s, t in zip(texts, translations, strict=True)]
         doc = {"pair": translator.pair, "beam": beam, "translations": pairs, "alignment_png": picture and str(picture)}
         print(json.dumps(doc, indent=2, ensure_ascii=False))
         return 0
@@ -221,7 +239,11 @@ def _translate(args, texts: list[str]) -> int:
 
 def _require_model(args, action: str) -> Path:
     if not args.model:
-        example = "attnkit translate eval --model runs/translate" if action == "eval" else (
-            'attnkit translate --model runs/translate "twenty-one"')  # fmt: skip
-        raise ValueError(f"--model DIR is required (a trained model or training run directory), e.g. `{example}`")
+        from .demo import DEFAULT_DEMO_DIR
+
+        example = f"attnkit translate eval --model {DEFAULT_RUN_DIR}" if action == "eval" else (
+            f'attnkit translate --model {DEFAULT_RUN_DIR} "twenty-one"')  # fmt: skip
+        raise ValueError(f"--model DIR is required (a trained model or training run directory), e.g. `{example}`; "
+                         f"`translate train` writes {DEFAULT_RUN_DIR}, "
+                         f"`translate demo` {DEFAULT_DEMO_DIR}")  # fmt: skip
     return Path(args.model)

@@ -6,28 +6,35 @@ import dataclasses
 import json
 from pathlib import Path
 
-__all__ = ["console", "print_corpus", "print_eval", "print_train_result", "print_demo", "safe", "TimeBar"]
+from ...console import literal
+
+__all__ = ["console", "print_corpus", "print_eval", "print_train_result", "print_demo", "TimeBar"]
+
+# Corpus, model and path text is printed literally (corpus text like "[OPTION]" must print as is).
+def _line(*parts):
+    """A line of literal text pieces and ``(text, style)`` pairs: nothing in it is read as markup."""
+    from rich.text import Text
+
+    return Text.assemble(*parts)
 
 
-def safe(text) -> str:
-    """``text`` with rich markup escaped: corpus text like "[OPTION]" must print as is."""
-    from rich.markup import escape
-
-    return escape(str(text))
+def _mark(text, ok: bool):
+    """``text`` literally, with a red ✗ after it unless ``ok``."""
+    return _line(str(text), *(() if ok else ((" ✗", "red"),)))
 
 
 def console(quiet: bool):
     """A rich console on stdout; ``quiet`` makes it print nothing (JSON mode, other ranks)."""
     from rich.console import Console
 
-    return Console(quiet=quiet, highlight=False)
+    return Console(quiet=quiet, highlight=False, emoji=False)
 
 
 def _table(title: str, *columns: str, text: bool = False):
     """A table whose first column is a label and the others numbers (right-aligned), or all ``text``."""
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=literal(title), title_justify="left")
     for i, column in enumerate(columns):
         table.add_column(column, justify="left" if i == 0 or text else "right", overflow="fold")
     return table
@@ -42,9 +49,9 @@ def print_corpus(summary, out) -> None:
                       f"{s.target_words_mean:.1f} / {s.target_words_max}", f"{s.target_chars_mean:.1f}",
                       f"{s.source_vocab:,}", f"{s.target_vocab:,}")  # fmt: skip
     out.print(table)
-    out.print(f"[dim]{safe(summary.note)}[/dim]")
+    out.print(literal(summary.note, "dim"))
     for source, target in summary.examples:
-        out.print(f"  {safe(source)}  [dim]->[/dim]  {safe(target)}")
+        out.print(_line(f"  {source}  ", ("->", "dim"), f"  {target}"))
 
 
 def print_eval(report, pair: str, *, as_json: bool) -> None:
@@ -64,8 +71,7 @@ def print_eval(report, pair: str, *, as_json: bool) -> None:
 def _print_examples(out, examples) -> None:
     table = _table("examples", "source", "reference", "model", text=True)
     for source, reference, hypothesis in examples:
-        mark = "" if hypothesis == reference else " [red]✗[/red]"
-        table.add_row(safe(source), safe(reference), safe(hypothesis) + mark)
+        table.add_row(literal(source), literal(reference), _mark(hypothesis, hypothesis == reference))
     out.print(table)
 
 
@@ -85,10 +91,10 @@ def print_train_result(result, *, as_json: bool) -> None:
         v = result.valid
         table.add_row(f"valid ({v['sentences']} pairs, {v['decoding']})",
                       f"BLEU {v['bleu']:.1f}  chrF {v['chrf']:.1f}  exact {v['exact_match']:.1f}%")  # fmt: skip
-    table.add_row("model", safe(result.model_dir))
+    table.add_row("model", literal(result.model_dir))
     out.print(table)
-    run_dir = safe(result.run_dir)
-    out.print(f"next: attnkit translate eval --model {run_dir}    attnkit translate --model {run_dir} \"...\"")
+    run_dir = result.run_dir
+    out.print(literal(f"next: attnkit translate eval --model {run_dir}    attnkit translate --model {run_dir} \"...\""))
 
 
 def print_demo(result, *, as_json: bool) -> None:
@@ -104,10 +110,9 @@ def print_demo(result, *, as_json: bool) -> None:
     out = console(False)
     table = _table("more held-out sentences (beam search)", "source", "translation", "reference", text=True)
     for source, translation, reference in result.samples:
-        mark = "" if translation == reference else " [red]✗[/red]"
-        table.add_row(safe(source), safe(translation) + mark, safe(reference))
+        table.add_row(literal(source), _mark(translation, translation == reference), literal(reference))
     out.print(table)
-    out.print(f"cross-attention alignment: {safe(result.alignment_png)}")
+    out.print(literal(f"cross-attention alignment: {result.alignment_png}"))
 
 
 class TimeBar:
@@ -122,7 +127,7 @@ class TimeBar:
         self._bar = self._task = None
         self._last = None  # (time, tokens) of the previous rate sample
 
-    def __enter__(self) -> "TimeBar":
+    def __enter__(self) -> TimeBar:
         if self.enabled:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 

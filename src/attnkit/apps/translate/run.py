@@ -2,7 +2,7 @@
 
 ::
 
-    runs/translate/
+    out/translate/            (the default of `attnkit translate train --out`)
       run.json              settings, language pair, corpus summary (written once, at the start)
       tokenizer.json        joint BPE vocabulary trained on the training split
       data/train.tsv        the three splits, as used (resume and eval read them back)

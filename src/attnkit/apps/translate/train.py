@@ -79,7 +79,7 @@ class TranslationTrainConfig:
     ema_decay: float | None = 0.995  # validate and save the moving average of the weights; None = the last weights
     steps: int | None = None  # total optimizer updates; None = 2000, or unlimited when minutes is set
     minutes: float | None = None  # wall-clock budget of this call (stops with a checkpoint)
-    out_dir: str = "runs/translate"  # run directory (see .run)
+    out_dir: str = "out/translate"  # run directory (see .run); `attnkit translate train --out`
     eval_every: int = 250  # steps between validation BLEU; 0 = never
     eval_sentences: int = 200  # validation pairs decoded for it
     checkpoint_every: int = 500  # steps between checkpoints (also at the end and on Ctrl-C)
