@@ -127,7 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fwd, fwdbwd or both (default: both)")
     add("--repeats", type=_positive(int),
         help="exactly this many timed runs (default: adaptive, >= 3 runs and ~1 s); "
-             "startup suite: warm runs (default 3)")
+             "startup suite: warm runs (default: 3)")
     add("--once", action="store_true",
         help="one call per case, both timed and memory-measured (long L: a call takes seconds to minutes)")
     add("--threads", type=_positive(int), default=2, help="torch threads in every worker")
