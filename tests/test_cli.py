@@ -356,9 +356,9 @@ def test_defaults_in_help_share_one_style(capsys):
         (["translate", "trian"], "unknown action 'trian'; did you mean 'train'?"),
         (["summarize", "evl"], "unknown action 'evl'; did you mean 'eval'?"),
         (["summarize", "f.txt", "--sentnces", "2"], "unknown option --sentnces; did you mean '--sentences'?"),
-        (["translate", "demo", "--steps", "5"], "--steps is an option of `attnkit translate train`, not of "
-                                                "`attnkit translate demo`; see"),
-        (["translate", "--model", "m", "--stepz=5"], "did you mean '--steps' of `attnkit translate train`?"),
+        (["translate", "demo", "--resume"], "--resume is an option of `attnkit translate train`, not of "
+                                            "`attnkit translate demo`; see"),
+        (["translate", "--model", "m", "--stepz=5"], "did you mean '--steps' of `attnkit translate"),
         (["qa", "eval", "--context", "f"], "--context is an option of `attnkit qa`, not of `attnkit qa eval`"),
         (["inspect", "x", "--model", "minilim"], "invalid choice: 'minilim' (choose from 'minilm', 'smollm2'); "
                                                  "did you mean 'minilm'?"),

@@ -47,10 +47,8 @@ WITHOUT_EXAMPLES = {
     "attnkit.__main__": "`python -m attnkit`: runs the CLI when imported",
     "attnkit.bench.__main__": "`python -m attnkit.bench`: runs the benchmark when imported",
     "attnkit.apps": "names the applications only; importing it imports none",
-    "attnkit.functional": "gap (functional-edges): re-exports only, no example of its own",
     "attnkit.nn": "gap (nn-contracts): re-exports only, no example of its own",
     "attnkit.distributed": "gap (functional-edges): re-exports only, no example of its own",
-    "attnkit.functional.sdpa": "gap (functional-edges): sdpa_attention() has no example",
     "attnkit.apps.translate.command": "gap (translate-inspect): the CLI glue has no example",
     "attnkit.apps.translate.render": "gap (translate-inspect): the rich tables have no example",
     "attnkit.apps.translate.run": "gap (translate-inspect): the command bodies have no example",
@@ -58,7 +56,6 @@ WITHOUT_EXAMPLES = {
 
 #: package -> names of its __all__ that no runnable example uses yet (known gaps, owner in the comment)
 UNDOCUMENTED = {
-    "attnkit": {"functional"},  # functional-edges: the attnkit.functional module docstring has no example
     "attnkit.apps.inspect": {"Inspection", "LayerInspection", "MODELS", "LayerWeights",
                              "weights_method"},  # fmt: skip  # translate-inspect
     "attnkit.apps.qa": {"answer", "Answer", "evaluate", "QAReport", "Scores", "Question", "normalize_answer",
@@ -67,8 +64,6 @@ UNDOCUMENTED = {
     "attnkit.apps.translate": {"SIZES", "TrainResult", "EvalReport", "Scores", "Alignment", "demo",
                                "DemoResult"},  # fmt: skip  # translate-inspect
     "attnkit.bench": {"MASKS", "PASSES", "Impl", "run_cases", "run_worker", "derive"},  # bench
-    "attnkit.functional": {"Explanation", "Problem", "Backend", "BACKENDS", "AUTO_ORDER", "Bias",
-                           "TensorBias"},  # fmt: skip  # functional-edges
     "attnkit.generate": {"Hypothesis"},  # apps-models
     "attnkit.nn": {"DecoderLayer", "Decoder"},  # nn-contracts
     "attnkit.pretrained": {"BertOutput", "default_gguf_path", "llama_config_from_gguf",

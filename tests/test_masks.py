@@ -111,10 +111,15 @@ def assert_tiles_sound(mask, expected: np.ndarray, bq: int, bk: int) -> None:
 
 def generic_tiles(mask):
     """The same mask, classified by the base-class (evaluate-based) path instead of the closed form."""
-    generic = masks.Mask()
-    generic.evaluate = mask.evaluate
-    generic._device = mask._device
-    return generic
+
+    class Generic(masks.Mask):  # no classify_tiles of its own: the base class's evaluate-based one runs
+        def evaluate(self, q_idx, k_idx, Lq, Lk):
+            return mask.evaluate(q_idx, k_idx, Lq, Lk)
+
+        def _device(self, device):
+            return mask._device(device)
+
+    return Generic()
 
 
 # ---------------------------------------------------------------------- to_dense vs loops
@@ -139,7 +144,7 @@ def test_prefix_lm_to_dense_matches_loop_lq_lk(Lq, Lk, n):
 
 @pytest.mark.parametrize("Lq,Lk", LENGTHS)
 def test_padding_to_dense_matches_loop_lengths_and_bool(Lq, Lk):
-    lengths = [0, 1, Lk, Lk + 3]
+    lengths = [0, 1, Lk - 1, Lk]
     expected = brute_force(padding_rule(lengths), 4, Lq, Lk)
     assert_dense_equals(masks.padding(lengths), expected)
     real = torch.tensor([[j < n for j in range(Lk)] for n in lengths])  # (B, Lk) right padding
@@ -174,7 +179,7 @@ def test_dense_to_dense_broadcasts_values_any_shape(shape):
 def test_mask_algebra_and_or_not_matches_loop_lq_lk(Lq, Lk):
     a, ra = masks.causal(), causal_rule()
     b, rb = masks.sliding_window(3, causal=False), window_rule(3, False)
-    c, rc = masks.padding([2, 5]), padding_rule([2, 5])
+    c, rc = masks.padding([2, Lk]), padding_rule([2, Lk])
     cases = [
         (a & b, lambda *x: ra(*x) and rb(*x)),
         (a | c, lambda *x: ra(*x) or rc(*x)),
@@ -259,7 +264,7 @@ def _leaf(draw, B, Lq, Lk):
         n = draw(st.integers(0, Lk + 2))
         return masks.prefix_lm(n), prefix_rule(n)
     if kind == "padding":
-        lengths = draw(st.lists(st.integers(0, Lk + 2), min_size=B, max_size=B))
+        lengths = draw(st.lists(st.integers(0, Lk), min_size=B, max_size=B))
         return masks.padding(lengths), padding_rule(lengths)
     if kind == "document":
         ids = draw(st.lists(st.lists(st.integers(0, 3), min_size=Lk, max_size=Lk), min_size=B, max_size=B))
@@ -287,7 +292,7 @@ def mask_trees(draw, B, Lq, Lk, depth=3):
 sizes = st.tuples(st.integers(1, 2), st.integers(1, 24), st.integers(1, 24), st.integers(1, 9), st.integers(1, 9))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=settings.default.max_examples * 3 // 2, deadline=None)
 @given(sizes=sizes, data=st.data())
 def test_mask_leaf_matches_loops_random_sizes(sizes, data):
     B, Lq, Lk, bq, bk = sizes
@@ -297,7 +302,7 @@ def test_mask_leaf_matches_loops_random_sizes(sizes, data):
     assert_tiles_exact(mask, expected, bq, bk)  # leaves classify exactly
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=settings.default.max_examples * 3 // 2, deadline=None)
 @given(sizes=sizes, data=st.data())
 def test_mask_composite_matches_loops_random_trees(sizes, data):
     B, Lq, Lk, bq, bk = sizes
@@ -346,11 +351,78 @@ def test_causal_docstring_picture_matches_to_dense():
         (lambda: masks.dense(torch.ones(3, dtype=torch.bool)), ValueError, r"got \(3,\)"),
         (lambda: masks.dense(torch.ones(2, 3, dtype=torch.bool)).to_dense(2, 4), ValueError, r"Lq=2, Lk=4"),
         (lambda: masks.causal() & 3, TypeError, "other must be .* got int"),
+        (lambda: masks.padding(["a"]), TypeError, r"masks.padding\(\): lengths_or_mask must be integer .*got \['a'\]"),
+        (lambda: masks.padding([2.5]), TypeError, r"masks.padding\(\): lengths_or_mask must be integer .*got \[2.5\]"),
+        (lambda: masks.padding([20]).to_dense(1, 8), ValueError,
+         r"masks.padding\(\): lengths count the real keys .*at most Lk=8, got a length of 20"),
+        (lambda: masks.padding([20]).classify_tiles(1, 8, 4, 4), ValueError, "at most Lk=8, got a length of 20"),
+        (lambda: masks.document(["x", "y"]), TypeError, r"masks.document\(\): ids must be integer .*got \['x', 'y'\]"),
+        (lambda: masks.Mask(), TypeError, r"masks.Mask\(\) is the abstract base class .*masks.causal\(\)"),
     ],
-)
+)  # fmt: skip
 def test_mask_constructors_raise_clear_errors_bad_input(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_padding_longer_than_keys_in_attention_raises_named_error():
+    q = k = v = torch.zeros(1, 1, 8, 4)
+    with pytest.raises(ValueError, match="masks.padding.*at most Lk=8, got a length of 20"):
+        attnkit.functional.attention(q, k, v, masks.padding([20]))
+
+
+def test_mask_subclass_without_evaluate_says_what_to_implement():
+    class Half(masks.Mask):
+        pass
+
+    with pytest.raises(NotImplementedError, match=r"Half.evaluate\(q_idx, k_idx, Lq, Lk\) is not implemented"):
+        Half().to_dense(2, 2)
+
+
+# ---------------------------------------------------------------------- None means "no mask"
+@pytest.mark.parametrize("make", [lambda: masks.causal(), lambda: masks.padding([2, 3]),
+                                  lambda: masks.sliding_window(2) | masks.prefix_lm(1)])  # fmt: skip
+def test_mask_algebra_with_none_none_means_every_pair_may_attend(make):
+    m = make()
+    expected = m.to_dense(3, 4)
+    for combined in (m & None, None & m):  # "allowed by m and by nothing else": m
+        assert torch.equal(combined.to_dense(3, 4), expected)
+    assert (m | None) is None and (None | m) is None  # "allowed by m or by anything": no mask
+
+
+def test_mask_and_none_in_attention_equals_mask_alone():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 5, 4, generator=g) for _ in range(3))
+    out = attnkit.functional.attention(q, k, v, None & masks.causal())
+    allowed = torch.arange(5)[None, :] <= torch.arange(5)[:, None]  # hand-written causal
+    s = (q @ k.transpose(-1, -2) / 2).masked_fill(~allowed, float("-inf"))  # scale 1/sqrt(4)
+    assert torch.allclose(out, s.softmax(-1) @ v, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- device
+@pytest.mark.parametrize(
+    "make",
+    [lambda: masks.padding([2, 3]), lambda: masks.padding(torch.tensor([[True, False, False, False]] * 2)),
+     lambda: masks.document([[0, 0, 1, 1], [0, 1, 1, 2]]), lambda: masks.causal() & masks.padding([1, 4]),
+     lambda: ~masks.document([0, 0, 1, 1]) | masks.padding([3, 3])],
+    ids=["padding", "padding_bool", "document", "causal&padding", "~document|padding"],
+)  # fmt: skip
+def test_mask_tensors_follow_the_inputs_device_meta(make):
+    """Index tensors live on the CPU; a mask evaluated for inputs on another device moves them there.
+
+    The meta device stands in for a GPU: indexing a CPU tensor with meta indices fails here on CPU.
+    """
+    m = make()
+    q_idx = torch.arange(3, device="meta")[:, None]  # (tq, 1)
+    k_idx = torch.arange(4, device="meta")[None, :]  # (1, tk)
+    assert m.evaluate(q_idx, k_idx, 3, 4).device.type == "meta"
+    assert m.to_dense(3, 4, device="meta").device.type == "meta"
+
+
+def test_attention_reference_on_meta_inputs_with_cpu_padding_mask():
+    q = k = v = torch.empty(2, 2, 4, 8, device="meta")
+    out = attnkit.functional.attention(q, k, v, masks.padding([2, 4]) & masks.causal(), backend="reference")
+    assert out.device.type == "meta" and out.shape == (2, 2, 4, 8)
 
 
 # ---------------------------------------------------------------------- doctests

@@ -40,9 +40,7 @@ NOT_IMPORTED = {
     "mypy": "a type checker: `make lint` (part of `make test`) runs it on src/attnkit",
 }
 #: import cycles (imports inside functions included) that their owners still have to break
-KNOWN_CYCLES = [
-    {"attnkit.functional.dispatch", "attnkit.functional.tiled"},  # tiled imports dispatch._validate (functional)
-]
+KNOWN_CYCLES: list[set[str]] = []
 
 
 # ---------------------------------------------------------------------- what the code imports

@@ -172,3 +172,46 @@ def test_head_statistics_averages_over_the_batch():
 def test_head_statistics_rejects_non_weights(weights, error, match):
     with pytest.raises(error, match=match):
         head_statistics(weights)
+
+
+# ---------------------------------------------------------------------- labels (read from the Figure, not pixels)
+def test_attention_figure_names_both_axes_the_colorbar_and_keeps_the_tokens():
+    from attnkit.viz import attention_figure
+
+    fig = attention_figure(softmax_rows((2, 3)), x_labels=["a", "b", "c"], y_labels=["x", "y"], title="t")
+    heatmap, colorbar = fig.axes
+    assert (heatmap.get_xlabel(), heatmap.get_ylabel()) == ("key (attended to)", "query (attending)")
+    assert colorbar.get_ylabel() == "attention weight" and heatmap.get_title() == "t"
+    assert [t.get_text() for t in heatmap.get_xticklabels()] == ["a", "b", "c"]
+    assert [t.get_text() for t in heatmap.get_yticklabels()] == ["x", "y"]
+
+
+def test_attention_grid_figure_labels_outer_panels_and_takes_custom_axis_titles():
+    from attnkit.viz import attention_grid_figure
+
+    fig = attention_grid_figure(softmax_rows((5, 2, 3)), x_labels=list("abc"), y_labels=list("xy"), ncols=3,
+                                title="five heads", x_axis="source", y_axis="output",
+                                colorbar_label="weight")  # fmt: skip
+    *panels, colorbar = fig.axes
+    assert len(panels) == 5 and colorbar.get_ylabel() == "weight" and fig.get_suptitle() == "five heads"
+    assert (panels[0].get_xlabel(), panels[0].get_ylabel()) == ("source", "output")
+    assert [p.get_title() for p in panels] == [f"head {h}" for h in range(5)]
+    x_ticks = [[t.get_text() for t in p.get_xticklabels()] for p in panels]
+    y_ticks = [[t.get_text() for t in p.get_yticklabels()] for p in panels]
+    assert x_ticks == [list("abc")] * 3 + [[]] * 2  # keys above the top row only
+    assert y_ticks == [list("xy"), [], [], list("xy"), []]  # queries left of the first column only
+
+
+def test_plot_attention_grids_writes_one_png_per_stack_with_its_own_titles(tmp_path):
+    from attnkit.viz import plot_attention_grids
+
+    stacks = [softmax_rows((2, 3, 3), seed=s) for s in range(3)]
+    paths = plot_attention_grids(stacks, paths=[tmp_path / f"{i}.png" for i in range(3)], titles=["a", "b", "c"],
+                                 head_titles=[None, ["p", "q"], None], dpi=30)  # fmt: skip
+    assert [p.name for p in paths] == ["0.png", "1.png", "2.png"]
+    assert len({p.read_bytes() for p in paths}) == 3 and all(png_size(p)[0] > 0 for p in paths)
+    with pytest.raises(ValueError, match="must have the shape of the first"):
+        plot_attention_grids([stacks[0], softmax_rows((2, 3, 4))], paths=[tmp_path / "x.png", tmp_path / "y.png"],
+                             titles=[None, None], head_titles=[None, None])  # fmt: skip
+    with pytest.raises(ValueError, match="give one of each per picture"):
+        plot_attention_grids(stacks, paths=[tmp_path / "x.png"], titles=[None] * 3, head_titles=[None] * 3)

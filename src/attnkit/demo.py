@@ -183,7 +183,8 @@ def run_demo(
     if out_dir is not None:
         from .viz import plot_attention
 
-        title = "attention weights" + (" (causal)" if causal else "") + f", d_k={d_model}, seed={seed}"
+        title = (("causal " if causal else "") + f"self-attention weights, d_k={d_model}\n"
+                 f"random, untrained embeddings and projections (seed {seed}): mechanics, not meaning")  # fmt: skip
         png = plot_attention(
             weights[0, 0], x_labels=tokens, y_labels=tokens, title=title,
             path=Path(out_dir) / ("weights-causal.png" if causal else "weights.png"),

@@ -1,7 +1,7 @@
 """``attnkit info``: what this installation runs on and which attention backends it has.
 
 :func:`collect_info` gathers versions, threads, the CPU model, the devices torch
-can see, and the backends of :data:`attnkit.functional.BACKENDS` in the order
+can see, and the backends of :data:`attnkit.functional.dispatch.BACKENDS` in the order
 ``backend="auto"`` tries them. Benchmark reports can record it as "the machine
 they ran on".
 
@@ -74,7 +74,7 @@ def collect_info() -> dict:
     """
     import torch
 
-    from .functional import AUTO_ORDER, BACKENDS
+    from .functional.dispatch import AUTO_ORDER, BACKENDS
 
     return {
         "attnkit": attnkit_version(),

@@ -37,10 +37,12 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Sequence, overload
 
 import torch
 from torch import Tensor
+
+from ._tensors import as_4d
 
 __all__ = [
     "EMPTY",
@@ -75,13 +77,6 @@ def _tile_bounds(L: int, block: int, device: torch.device | None) -> tuple[Tenso
     return starts, ends
 
 
-def _as_4d(t: Tensor) -> Tensor:
-    """Add leading singleton dims so that t is (Bm, Hm, nq, nk)."""
-    while t.dim() < 4:
-        t = t.unsqueeze(0)
-    return t
-
-
 def _status(full: Tensor, empty: Tensor) -> Tensor:
     """Combine two bool tensors into EMPTY / PARTIAL / FULL codes (int8)."""
     out = torch.full(torch.broadcast_shapes(full.shape, empty.shape), PARTIAL, dtype=torch.int8, device=full.device)
@@ -109,6 +104,15 @@ class Mask:
     :meth:`classify_tiles` with a closed form so no ``Lq x Lk`` tensor is built.
     """
 
+    def __new__(cls, *args, **kwargs):
+        if cls is Mask:
+            raise TypeError(
+                "masks.Mask() is the abstract base class and has no rule; build a mask with masks.causal(), "
+                "sliding_window(w), padding(lengths), document(ids), prefix_lm(n) or dense(bool_tensor), "
+                "or subclass Mask and implement evaluate()"
+            )
+        return super().__new__(cls)
+
     #: True when the rule depends only on the offset between query and key (for fixed
     #: Lq, Lk): ``evaluate(i + t, j + t) == evaluate(i, j)``. Causal and sliding-window
     #: masks are; the tiled backend then reuses one mask tile along a band of blocks.
@@ -120,14 +124,17 @@ class Mask:
 
         Returns a bool tensor broadcastable to ``(Bm, Hm, tq, tk)``.
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__}.evaluate(q_idx, k_idx, Lq, Lk) is not implemented: a Mask subclass must "
+            "return the bool values (True = may attend) for query indices (tq, 1) and key indices (1, tk)"
+        )
 
     def to_dense(self, Lq: int, Lk: int, *, device: torch.device | str | None = None) -> Tensor:
         """The whole mask as a bool tensor ``(Bm, Hm, Lq, Lk)``; ``True`` = may attend."""
         device = self._device(device)
         q_idx = torch.arange(Lq, device=device)[:, None]  # (Lq, 1)
         k_idx = torch.arange(Lk, device=device)[None, :]  # (1, Lk)
-        values = _as_4d(self.evaluate(q_idx, k_idx, Lq, Lk))  # (Bm, Hm, Lq or 1, Lk or 1)
+        values = as_4d(self.evaluate(q_idx, k_idx, Lq, Lk))  # (Bm, Hm, Lq or 1, Lk or 1)
         return values.expand(*values.shape[:2], Lq, Lk)  # (Bm, Hm, Lq, Lk)
 
     def batch_size(self) -> int | None:
@@ -159,7 +166,7 @@ class Mask:
         for first in range(0, nq, rows_per_chunk):
             q_lo, q_hi = first * block_q, min(Lq, (first + rows_per_chunk) * block_q)
             q_idx = torch.arange(q_lo, q_hi, device=device)[:, None]  # (tq, 1)
-            vals = _as_4d(self.evaluate(q_idx, k_idx, Lq, Lk))  # (Bm, Hm, tq|1, Lk|1)
+            vals = as_4d(self.evaluate(q_idx, k_idx, Lq, Lk))  # (Bm, Hm, tq|1, Lk|1)
             vals = vals.expand(*vals.shape[:2], q_hi - q_lo, Lk)  # (Bm, Hm, tq, Lk)
             pad_q = math.ceil((q_hi - q_lo) / block_q) * block_q - (q_hi - q_lo)
             any_ = torch.nn.functional.pad(vals, (0, pad_k, 0, pad_q), value=False)
@@ -171,17 +178,31 @@ class Mask:
         return torch.cat(chunks, dim=2)  # (Bm, Hm, nq, nk)
 
     # ------------------------------------------------------------------ algebra
-    def __and__(self, other: "Mask") -> "Mask":
-        return _And(self, as_mask(other, "other"))
+    # None stands for "no mask" (every pair may attend), as in attention(mask=None), so
+    # ``m & None`` is ``m`` and ``m | None`` is None.
+    def __and__(self, other: Mask | Tensor | None) -> Mask:
+        other = as_mask(other, "mask & other: other")
+        return self if other is None else _And(self, other)
 
-    def __rand__(self, other: "Mask") -> "Mask":
-        return _And(as_mask(other, "other"), self)
+    def __rand__(self, other: Mask | Tensor | None) -> Mask:
+        other = as_mask(other, "other & mask: other")
+        return self if other is None else _And(other, self)
 
-    def __or__(self, other: "Mask") -> "Mask":
-        return _Or(self, as_mask(other, "other"))
+    @overload
+    def __or__(self, other: None) -> None: ...
+    @overload
+    def __or__(self, other: Mask | Tensor) -> Mask: ...
+    def __or__(self, other: Mask | Tensor | None) -> Mask | None:
+        other = as_mask(other, "mask | other: other")
+        return None if other is None else _Or(self, other)
 
-    def __ror__(self, other: "Mask") -> "Mask":
-        return _Or(as_mask(other, "other"), self)
+    @overload
+    def __ror__(self, other: None) -> None: ...
+    @overload
+    def __ror__(self, other: Mask | Tensor) -> Mask: ...
+    def __ror__(self, other: Mask | Tensor | None) -> Mask | None:
+        other = as_mask(other, "other | mask: other")
+        return None if other is None else _Or(other, self)
 
     def __invert__(self) -> "Mask":
         return _Not(self)
@@ -197,8 +218,8 @@ class _And(Mask):
         return self.a.evaluate(q_idx, k_idx, Lq, Lk) & self.b.evaluate(q_idx, k_idx, Lq, Lk)
 
     def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
-        a = _as_4d(self.a.classify_tiles(Lq, Lk, block_q, block_k, device=device))
-        b = _as_4d(self.b.classify_tiles(Lq, Lk, block_q, block_k, device=device))
+        a = as_4d(self.a.classify_tiles(Lq, Lk, block_q, block_k, device=device))
+        b = as_4d(self.b.classify_tiles(Lq, Lk, block_q, block_k, device=device))
         return torch.minimum(a, b)  # EMPTY if either is empty, FULL only if both are full
 
     def batch_size(self):
@@ -219,8 +240,8 @@ class _Or(_And):
         return self.a.evaluate(q_idx, k_idx, Lq, Lk) | self.b.evaluate(q_idx, k_idx, Lq, Lk)
 
     def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
-        a = _as_4d(self.a.classify_tiles(Lq, Lk, block_q, block_k, device=device))
-        b = _as_4d(self.b.classify_tiles(Lq, Lk, block_q, block_k, device=device))
+        a = as_4d(self.a.classify_tiles(Lq, Lk, block_q, block_k, device=device))
+        b = as_4d(self.b.classify_tiles(Lq, Lk, block_q, block_k, device=device))
         return torch.maximum(a, b)  # FULL if either is full, EMPTY only if both are empty
 
     def __repr__(self):
@@ -264,7 +285,7 @@ class _Causal(Mask):
         q0, q1 = _aligned_queries(q0, Lq, Lk)[:, None], _aligned_queries(q1, Lq, Lk)[:, None]  # (nq, 1)
         full = k1[None, :] <= q0  # the tile's last key is visible to its first query
         empty = k0[None, :] > q1  # the tile's first key is beyond its last query
-        return _as_4d(_status(full, empty))  # (1, 1, nq, nk)
+        return as_4d(_status(full, empty))  # (1, 1, nq, nk)
 
     def __repr__(self):
         return "causal()"
@@ -294,7 +315,7 @@ class _SlidingWindow(Mask):
         else:
             full = torch.maximum(q1 - k0, k1 - q0) < w
             empty = (k0 >= q1 + w) | (k1 <= q0 - w)
-        return _as_4d(_status(full, empty))  # (1, 1, nq, nk)
+        return as_4d(_status(full, empty))  # (1, 1, nq, nk)
 
     def __repr__(self):
         return f"sliding_window({self.window}, causal={self.is_causal})"
@@ -308,7 +329,7 @@ class _PrefixLM(Mask):
         return (k_idx < self.prefix) | (k_idx <= _aligned_queries(q_idx, Lq, Lk))
 
     def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
-        return (_Causal() | _KeyPrefix(self.prefix)).classify_tiles(Lq, Lk, block_q, block_k, device=device)
+        return _Or(_Causal(), _KeyPrefix(self.prefix)).classify_tiles(Lq, Lk, block_q, block_k, device=device)
 
     def __repr__(self):
         return f"prefix_lm({self.prefix})"
@@ -327,21 +348,33 @@ class _KeyPrefix(Mask):
         k0, k1 = _tile_bounds(Lk, block_k, device)
         full, empty = k1 < self.n, k0 >= self.n  # (nk,)
         nq = math.ceil(Lq / block_q)
-        return _as_4d(_status(full, empty)[None, :].expand(nq, -1))  # (1, 1, nq, nk)
+        return as_4d(_status(full, empty)[None, :].expand(nq, -1))  # (1, 1, nq, nk)
 
 
 # ---------------------------------------------------------------------- per-batch masks
 class _Padding(Mask):
     def __init__(self, lengths: Tensor):
         self.lengths = lengths  # (B,) number of real keys per batch row
+        self.longest = int(lengths.max()) if lengths.numel() else 0  # read once here, checked against Lk later
+
+    def _check(self, Lk: int) -> None:
+        if self.longest > Lk:
+            raise ValueError(
+                f"masks.padding(): lengths count the real keys of each batch row, at most Lk={Lk}, got a length "
+                f"of {self.longest} (lengths={self.lengths.tolist()}); pass the lengths of these keys"
+            )
 
     def evaluate(self, q_idx, k_idx, Lq, Lk):
-        allowed = k_idx[None] < self.lengths[:, None, None]  # (B, 1, tk): the same for every query
+        self._check(Lk)
+        lengths = self.lengths.to(k_idx.device)  # follow the inputs' device
+        allowed = k_idx[None] < lengths[:, None, None]  # (B, 1, tk): the same for every query
         return allowed[:, None]  # (B, 1, 1, tk)
 
     def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
-        k0, k1 = _tile_bounds(Lk, block_k, self.lengths.device)
-        n = self.lengths[:, None]  # (B, 1)
+        self._check(Lk)
+        device = self._device(device)
+        k0, k1 = _tile_bounds(Lk, block_k, device)
+        n = self.lengths.to(device)[:, None]  # (B, 1)
         codes = _status(k1[None, :] < n, k0[None, :] >= n)  # (B, nk)
         nq = math.ceil(Lq / block_q)
         return codes[:, None, None, :].expand(-1, 1, nq, -1)  # (B, 1, nq, nk)
@@ -360,18 +393,16 @@ class _Document(Mask):
     def __init__(self, ids: Tensor):
         self.ids = ids  # (B, Lk) document id of every key position
 
-    def _query_ids(self, Lq: int, Lk: int) -> Tensor:
-        return self.ids[:, Lk - Lq :]  # (B, Lq): bottom-right alignment
-
     def evaluate(self, q_idx, k_idx, Lq, Lk):
         self._check_lengths(Lq, Lk)
-        qi = self._query_ids(Lq, Lk)[:, q_idx[:, 0]]  # (B, tq)
-        ki = self.ids[:, k_idx[0]]  # (B, tk)
+        ids = self.ids.to(k_idx.device)  # follow the inputs' device
+        qi = ids[:, Lk - Lq :][:, q_idx[:, 0]]  # (B, tq): bottom-right alignment
+        ki = ids[:, k_idx[0]]  # (B, tk)
         return (qi[:, :, None] == ki[:, None, :])[:, None]  # (B, 1, tq, tk)
 
     def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
         self._check_lengths(Lq, Lk)
-        _, dense_ids = torch.unique(self.ids, return_inverse=True)  # (B, Lk) ids renumbered 0..n-1
+        _, dense_ids = torch.unique(self.ids.to(self._device(device)), return_inverse=True)  # (B, Lk) renumbered 0..n-1
         n_docs = int(dense_ids.max()) + 1
         q_present, q_single = _tile_presence(dense_ids[:, Lk - Lq :], block_q, n_docs)  # (B, nq, n)
         k_present, k_single = _tile_presence(dense_ids, block_k, n_docs)  # (B, nk, n)
@@ -498,7 +529,7 @@ def padding(lengths_or_mask: Tensor | Sequence[int]) -> Mask:
         <BLANKLINE>
                 [[1, 1, 1]]], dtype=torch.int32)
     """
-    t = torch.as_tensor(lengths_or_mask)
+    t = _int_tensor("padding", "lengths_or_mask", lengths_or_mask, "lengths (B,) or a bool mask (B, Lk)")
     if t.dtype == torch.bool:
         if t.dim() != 2:
             raise ValueError(
@@ -534,13 +565,26 @@ def document(ids: Tensor | Sequence[int]) -> Mask:
                 [1, 1, 0],
                 [0, 0, 1]], dtype=torch.int32)
     """
-    t = torch.as_tensor(ids)
+    t = _int_tensor("document", "ids", ids, "document ids (Lk,) or (B, Lk)")
     if t.dtype.is_floating_point or t.dtype == torch.bool or t.dim() not in (1, 2):
         raise ValueError(
             f"masks.document(): ids must be integers of shape (Lk,) or (B, Lk), "
             f"got dtype {t.dtype} and shape {tuple(t.shape)}"
         )
     return _Document(t.long().reshape(-1, t.shape[-1]))  # (B or 1, Lk)
+
+
+def _int_tensor(fn: str, arg: str, value, expected: str) -> Tensor:
+    """``value`` as a tensor, or a TypeError naming ``masks.fn()``, ``arg`` and what was given."""
+    if isinstance(value, Tensor):
+        return value
+    try:
+        t = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        t = None
+    if t is None or not (t.dtype == torch.bool or not (t.dtype.is_floating_point or t.dtype.is_complex)):
+        raise TypeError(f"masks.{fn}(): {arg} must be integer {expected}, got {value!r}")
+    return t
 
 
 def prefix_lm(prefix: int) -> Mask:
@@ -577,7 +621,7 @@ def dense(values: Tensor) -> Mask:
         raise ValueError(
             f"masks.dense(): expected shape (Lq, Lk), (B, Lq, Lk) or (B, H, Lq, Lk), got {tuple(values.shape)}"
         )
-    return _Dense(_as_4d(values))  # (Bm, Hm, Lq, Lk)
+    return _Dense(as_4d(values))  # (Bm, Hm, Lq, Lk)
 
 
 def as_mask(mask: "Mask | Tensor | None", name: str = "mask") -> "Mask | None":

@@ -90,7 +90,7 @@ def test_inspect_lse_and_need_weights_agree():
     a = inspect(SENTENCE, model="minilm", layers=[0, -1])
     b = inspect(SENTENCE, model="minilm", layers=[0, -1], method="need_weights")
     assert [x.index for x in a.layers] == [0, 5] and b.method == "need_weights"
-    for x, y in zip(a.layers, b.layers):
+    for x, y in zip(a.layers, b.layers, strict=True):
         torch.testing.assert_close(x.weights, y.weights, atol=1e-5, rtol=1e-4)
 
 
@@ -131,3 +131,25 @@ def test_cli_inspect_table_names_the_method(capsys):
 def test_cli_inspect_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     code, out, err = run_cli(capsys, *argv, "--no-plots")
     assert code == 2 and out == "" and message in err and "Traceback" not in err
+
+
+def test_inspect_pictures_name_query_key_axes_colorbar_and_layer(tmp_path, monkeypatch):
+    from attnkit import viz
+
+    seen, save = [], viz._save_atomically  # what each saved figure said (the figure is reused between layers)
+
+    def record(fig, path, dpi):
+        *panels, colorbar = fig.axes
+        seen.append((path.name, fig.get_suptitle(), panels[0].get_xlabel(), panels[0].get_ylabel(),
+                     colorbar.get_ylabel(), panels[0].get_title(), len(panels)))  # fmt: skip
+        return save(fig, path, dpi)
+
+    monkeypatch.setattr(viz, "_save_atomically", record)
+    r = inspect("Attention is all you need", model="minilm", out=tmp_path, layers=[0, -1])
+    assert [name for name, *_ in seen] == ["layer_00.png", "layer_05.png"]
+    for (_, title, x, y, bar, head0, panels), layer in zip(seen, r.layers, strict=True):
+        assert f"layer {layer.index}" in title and "self-attention" in title
+        assert (x, y, bar, panels) == ("key (attended to)", "query (attending)", "attention weight", 12)
+        stats = layer.statistics
+        assert head0 == f"head 0: d={float(stats.mean_distance[0]):.1f}  H={float(stats.entropy[0]):.2f}"
+    assert seen[0][5] != seen[1][5]  # the reused figure got the second layer's titles

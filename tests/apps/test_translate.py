@@ -286,6 +286,29 @@ def test_interrupted_training_saves_a_checkpoint_and_resumes_exactly(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_two_runs_with_the_same_seed_and_steps_give_identical_weights(tmp_path):
+    a = train_translation(tiny_config(tmp_path, "a", steps=5), progress=False)
+    b = train_translation(tiny_config(tmp_path, "b", steps=5), progress=False)
+    c = train_translation(tiny_config(tmp_path, "c", steps=5, seed=1), progress=False)
+    wa, wb, wc = model_weights(a.run_dir), model_weights(b.run_dir), model_weights(c.run_dir)
+    assert a.stop_reason == "max_steps" and not a.under_trained
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)  # the seed matters, so the equality above is not vacuous
+
+
+def test_a_time_cap_that_stops_early_says_the_model_is_under_trained(tmp_path, capsys):
+    from attnkit.apps.translate.render import print_train_result
+
+    capped = train_translation(tiny_config(tmp_path, "capped", steps=10_000, minutes=1e-6), progress=False)
+    assert capped.stop_reason == "max_minutes" and capped.steps < 10_000 and capped.under_trained
+    print_train_result(capped, as_json=False)
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"{capped.steps} of 10,000 steps" in out and "under-trained" in out and "--minutes" in out
+    print_train_result(capped, as_json=True)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["under_trained"] is True and doc["planned_steps"] == 10_000 and "under-trained" in doc["stopped"]
+
+
 def _ddp_worker(rank: int, world_size: int, port: int, settings: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank))  # fmt: skip
@@ -363,10 +386,105 @@ def test_tiny_model_learns_numbers_dates_end_to_end(tmp_path, capsys):
     assert not translator.model.decoder.layers[0].cross_attn._forward_hooks  # the hooks are removed
 
 
+# ---------------------------------------------------------------------- out-of-domain warning
+@pytest.fixture(scope="module")
+def number_words_model(tmp_path_factory):
+    """A tiny model trained for a few seconds on English -> German number words 0..159."""
+    tmp = tmp_path_factory.mktemp("ood")
+    config = tiny_config(tmp, "run", steps=160, max_tokens=512, warmup_steps=40)
+    return train_translation(config, progress=False).run_dir
+
+
+def test_training_stores_a_confidence_calibration_that_loads_back(number_words_model):
+    from attnkit.apps.translate import Calibration, Translator
+    from attnkit.apps.translate.confidence import mean_token_log_probs
+
+    info = json.loads((number_words_model / "model" / "translate.json").read_text())
+    translator = Translator.load(number_words_model)
+    calibration = translator.calibration
+    assert isinstance(calibration, Calibration) and calibration.to_dict() == info["confidence"]
+    assert calibration.percentile == 2.0 and calibration.threshold <= calibration.median <= 0.0
+    # the stored threshold is the 2nd percentile of the scores of the validation sentences' greedy outputs
+    valid = read_tsv(number_words_model / "data" / "valid.tsv")
+    sources = [s for s, _ in valid]
+    outputs = translator.translate(sources, beam_size=1)
+    scores = torch.tensor(mean_token_log_probs(translator.model, translator.tokenizer, sources, outputs),
+                          dtype=torch.float64)  # fmt: skip
+    assert calibration.sentences == len(sources)
+    assert calibration.threshold == pytest.approx(float(torch.quantile(scores, 0.02)), abs=1e-4)
+
+
+def test_mean_token_log_probs_match_a_per_sentence_oracle(number_words_model):
+    from attnkit.apps.translate import Translator
+    from attnkit.apps.translate.confidence import mean_token_log_probs
+
+    t = Translator.load(number_words_model)
+    sources, outputs = ["twenty-one", "seven", "one hundred and three"], ["einundzwanzig", "sieben", "x y"]
+    batched = mean_token_log_probs(t.model, t.tokenizer, sources, outputs)  # padded batch
+    for source, output, got in zip(sources, outputs, batched, strict=True):  # one at a time, no padding, plain loops
+        src = torch.tensor([t.tokenizer.encode(source) + [t.tokenizer.eos_id]])
+        ids = t.tokenizer.encode(output) + [t.tokenizer.eos_id]
+        with torch.no_grad():
+            logits = t.model(src, torch.tensor([[t.tokenizer.bos_id] + ids[:-1]]))[0].double()
+        expected = sum(float(logits[i].log_softmax(-1)[token]) for i, token in enumerate(ids)) / len(ids)
+        assert got == pytest.approx(expected, abs=1e-4)
+
+
+def test_cli_flags_an_out_of_domain_input_and_not_an_in_domain_one(number_words_model, capsys):
+    code, out, err = run_cli(capsys, "--model", str(number_words_model), "twenty-one", "The cat sat on the mat.")
+    assert code == 0 and len(out.strip().splitlines()) == 2  # stdout: the translations only
+    assert "'The cat sat on the mat.'" in err and "low confidence" in err and "'twenty-one'" not in err
+    code, out, _ = run_cli(capsys, "--model", str(number_words_model), "twenty-one", "The cat sat on the mat.",
+                           "--json")  # fmt: skip
+    doc = json.loads(out)
+    assert [t["out_of_domain"] for t in doc["translations"]] == [False, True]
+    assert doc["confidence_check"]["available"] is True and doc["confidence_check"]["percentile"] == 2.0
+
+
+def test_cli_loads_a_model_saved_before_calibration_and_says_the_check_is_absent(number_words_model, capsys,
+                                                                                 tmp_path):  # fmt: skip
+    import shutil
+
+    old = tmp_path / "old-model"
+    shutil.copytree(number_words_model / "model", old)
+    info = json.loads((old / "translate.json").read_text())
+    del info["confidence"]
+    (old / "translate.json").write_text(json.dumps(info))
+    code, out, err = run_cli(capsys, "--model", str(old), "The cat sat on the mat.", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["translations"][0]["out_of_domain"] is None and doc["translations"][0]["score"] < 0
+    assert doc["confidence_check"]["available"] is False and "retrain" in doc["confidence_check"]["reason"]
+    code, out, err = run_cli(capsys, "--model", str(old), "The cat sat on the mat.")
+    assert code == 0 and out.strip() and "warning" not in err
+
+
+def test_alignment_picture_names_source_and_output_axes(tmp_path, monkeypatch):
+    from attnkit import viz
+    from attnkit.apps.translate import cross_attention, plot_alignment
+    from attnkit.nn import Transformer, TransformerConfig
+
+    tok = SubwordTokenizer.train(["one two", "eins zwei"], vocab_size=40)
+    model = Transformer(TransformerConfig(vocab_size=tok.vocab_size, d_model=16, num_heads=2, d_ff=32,
+                                          num_encoder_layers=1, num_decoder_layers=2))  # fmt: skip
+    alignment = cross_attention(model, tok, "one two", target="eins zwei")
+    figures, save = [], viz._save_atomically
+    monkeypatch.setattr(viz, "_save_atomically", lambda fig, path, dpi: figures.append(fig) or save(fig, path, dpi))
+    plot_alignment(alignment, tmp_path / "a.png")
+    *panels, colorbar = figures[0].axes
+    assert len(panels) == 2 * 3  # 2 layers x (2 heads + their mean)
+    assert panels[0].get_xlabel() == "source token (attended to)"
+    assert panels[0].get_ylabel() == "output token (being produced)"
+    assert colorbar.get_ylabel() == "cross-attention weight"
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == list(alignment.source_tokens)
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == list(alignment.target_tokens)
+    assert "'one two' -> 'eins zwei'" in figures[0].get_suptitle()
+
+
 # ---------------------------------------------------------------------- CLI errors
 def test_cli_refuses_options_of_another_action(capsys):
     code, _, err = run_cli(capsys, "--steps", "5", "hello")
-    assert code == 2 and "--steps is an option of `attnkit translate train`, not of `attnkit translate`" in err
+    owners = "`attnkit translate train` and `attnkit translate demo`"
+    assert code == 2 and f"--steps is an option of {owners}, not of `attnkit translate`" in err
 
 
 def test_cli_requires_a_model_to_translate(capsys):
@@ -398,7 +516,7 @@ def test_cli_data_prints_the_corpus_summary_as_json(capsys):
 
 # ---------------------------------------------------------------------- docstrings
 @pytest.mark.parametrize("name", ["data", "numbers_dates", "catalogs", "tokenizer", "batching", "model", "evaluate",
-                                  "alignment", "run", "train"])  # fmt: skip
+                                  "alignment", "run", "train", "confidence"])  # fmt: skip
 def test_docstring_examples_run(name):
     module = importlib.import_module(f"attnkit.apps.translate.{name}")
     result = doctest.testmod(module, verbose=False, optionflags=doctest.ELLIPSIS)
@@ -419,5 +537,5 @@ def test_demo_refuses_to_replace_a_directory_that_is_not_a_run(tmp_path):
 
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="is not a translation run"):
-        demo(minutes=0.01, out_dir=tmp_path, progress=False)
+        demo(steps=1, out_dir=tmp_path, progress=False)
     assert (tmp_path / "notes.txt").read_text() == "mine"

@@ -100,7 +100,7 @@ def test_skip_reason_records_why_an_implementation_refuses():
 
 
 def test_every_registered_attnkit_backend_is_benchmarked():
-    from attnkit.functional import BACKENDS
+    from attnkit.functional.dispatch import BACKENDS
 
     names = implementations()
     assert "attnkit-auto" in names
@@ -120,7 +120,7 @@ def test_worker_subprocess_runs_a_tiny_case_and_returns_finite_json():
     assert result["status"] == "ok", result
     _assert_finite_numbers(result, ("median_ms", "min_ms", "max_ms", "first_s", "setup_s", "peak_mib", "state_mib"))
     assert result["runs"] == 3 and result["median_ms"] > 0 and result["peak_mib"] >= 0
-    from attnkit.functional import BACKENDS
+    from attnkit.functional.dispatch import BACKENDS
 
     assert result["output_finite"] is True and result["runs_on"] in BACKENDS
 

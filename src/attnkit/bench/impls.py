@@ -23,7 +23,7 @@ flex           a ``mask_mod`` turned into a ``BlockMask`` by
 
 To add an implementation (for example attnkit's ``MultiHeadAttention`` at the
 module level), append an :class:`Impl` to :data:`PEERS`; attnkit's functional
-backends are picked up from ``attnkit.functional.BACKENDS`` automatically.
+backends are picked up from ``attnkit.functional.dispatch.BACKENDS`` automatically.
 
 Example:
     >>> names = list(implementations())
@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..functional import BACKENDS, explain
+from ..functional import explain
+from ..functional.dispatch import BACKENDS
 from .cases import MASKS, SLIDING_WINDOW, Case, GiB, document_ids, input_bytes, padding_lengths
 
 __all__ = ["Impl", "Inputs", "PEERS", "implementations", "estimate_bytes", "skip_reason", "resolve_auto"]
@@ -267,7 +268,7 @@ PEERS: list[Impl] = [
 def implementations() -> dict[str, Impl]:
     """Every implementation by name: attnkit ``auto``, each registered attnkit backend, then the peers.
 
-    Reads ``attnkit.functional.BACKENDS`` on each call, so a backend registered
+    Reads ``attnkit.functional.dispatch.BACKENDS`` on each call, so a backend registered
     later (``tiled``) is included without changes here.
     """
     impls = [_attnkit_impl("auto")] + [_attnkit_impl(name) for name in BACKENDS] + PEERS

@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .._tensors import as_4d
 from ..masks import EMPTY, FULL, Mask
 
 __all__ = ["LAYOUTS", "Layout", "GlobalView", "Step", "plan_steps", "Ring", "Pending"]
@@ -143,9 +144,7 @@ def _chunk_codes(mask: Mask, layout: Layout, Lq: int, Lk: int, device) -> Tensor
             f"ring_attention(): the mask must describe the whole sequence (Lq={Lq} queries, Lk={Lk} keys over "
             f"{layout.world} ranks), not one rank's shard; every rank passes the same global mask. The mask said: {e}"
         ) from None
-    while codes.dim() < 4:
-        codes = codes.unsqueeze(0)  # -> (Bm, Hm, nc, nc)
-    return codes.cpu()
+    return as_4d(codes).cpu()  # -> (Bm, Hm, nc, nc)
 
 
 # ---------------------------------------------------------------------- the ring

@@ -47,8 +47,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
+from .._tensors import compute_dtype
+from ..functional._autograd import OutLseFunction
+from ..functional._validate import validate
 from ..functional.dispatch import attention
 from ..functional.tiled import TiledCall, tiled_backward
 from ..masks import Mask, as_mask
@@ -67,6 +69,14 @@ class RingCall:
     ring: Ring  # neighbours in the process group
     steps: tuple[Step, ...]  # one per rank of the ring, in visiting order
     scale: float  # multiplies QK^T
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """:func:`ring_forward` of this call (the kernel :class:`~attnkit.functional._autograd.OutLseFunction` runs)."""
+        return ring_forward(q, k, v, self)
+
+    def backward(self, dout, dlse, q, k, v, out, lse) -> tuple[Tensor, Tensor, Tensor]:
+        """:func:`ring_backward` of this call."""
+        return ring_backward(dout, dlse, q, k, v, out, lse, self)
 
 
 # ---------------------------------------------------------------------- the merge rule
@@ -106,17 +116,13 @@ def _unpack(flat: Tensor, *shapes) -> list[Tensor]:
     return [part.view(s) for part, s in zip(flat.split(sizes), shapes)]
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
 # ---------------------------------------------------------------------- forward
 def ring_forward(q: Tensor, k: Tensor, v: Tensor, call: RingCall) -> tuple[Tensor, Tensor]:
     """The forward ring: ``out (B, H, lq, Dv)`` in q's dtype and ``lse (B, H, lq)`` (float32 or wider).
 
     Pure function (no autograd); :func:`ring_attention` is the public entry.
     """
-    ct = _compute_dtype(q.dtype)
+    ct = compute_dtype(q.dtype)
     B, H, lq, _ = q.shape
     out = torch.zeros(B, H, lq, v.shape[3], dtype=ct, device=q.device)  # (B, H, lq, Dv)
     lse = torch.full((B, H, lq), float("-inf"), dtype=ct, device=q.device)  # (B, H, lq)
@@ -144,7 +150,7 @@ def ring_backward(
     accumulator of the block held at step ``s`` arrives from the previous rank while this
     rank computes its own contribution, then moves on.
     """
-    ct = _compute_dtype(q.dtype)
+    ct = compute_dtype(q.dtype)
     q_, out_, dout_ = q.to(ct), out.to(ct), dout.to(ct)
     dq = torch.zeros_like(q_)  # (B, H, lq, D)
     kv = _pack(k.to(ct), v.to(ct))  # (N,)
@@ -177,27 +183,6 @@ def _block_grads(dout, dlse, q, kv, out, lse, step: Step, call: RingCall, k_shap
     dq_i, dk_i, dv_i = tiled_backward(dout, q, k_i, v_i, out, lse, tiles, dlse)
     dq.add_(dq_i)  # (B, H, lq, D)
     return _pack(dk_i, dv_i)  # (N,)
-
-
-class RingAttentionFunction(torch.autograd.Function):
-    """Autograd glue: saves ``(q, k, v, out, lse)`` plus the non-tensor :class:`RingCall`."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, call: RingCall):
-        out, lse = ring_forward(q, k, v, call)
-        ctx.save_for_backward(q, k, v, out, lse)
-        ctx.call = call
-        ctx.set_materialize_grads(False)
-        return out, lse
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dout, dlse):
-        q, k, v, out, lse = ctx.saved_tensors
-        if dout is None:
-            dout = torch.zeros_like(out)
-        dq, dk, dv = ring_backward(dout, dlse, q, k, v, out, lse, ctx.call)
-        return dq, dk, dv, None
 
 
 # ---------------------------------------------------------------------- public API
@@ -257,7 +242,7 @@ def ring_attention(
     _check_ranks_agree(q, k, v, layout, ring)
     steps = plan_steps(mask, Layout(layout, ring.world), ring.rank, q.shape[2], k.shape[2], q.device)
     call = RingCall(ring, steps, q.shape[3] ** -0.5 if scale is None else float(scale))
-    out, lse = RingAttentionFunction.apply(q, k, v, call)
+    out, lse = OutLseFunction.apply(q, k, v, call)
     return (out, lse) if return_lse else out
 
 
@@ -344,12 +329,7 @@ def _check_layout(fn: str, layout) -> str:
 
 def _check_inputs(q, k, v, mask, scale, layout) -> Mask | None:
     """Local checks (the dispatcher's, renamed) and the mask; returns the mask as a Mask or None."""
-    from ..functional.dispatch import _validate  # the shared input checks of attention()
-
-    try:
-        _validate(q, k, v, None, None, scale, 0.0, False, False)
-    except (TypeError, ValueError) as e:
-        raise type(e)(str(e).replace("attention():", "ring_attention():", 1)) from None
+    validate("ring_attention", q, k, v, scale=scale)
     _check_layout("ring_attention", layout)
     if layout == "zigzag" and (q.shape[2] % 2 or k.shape[2] % 2):
         raise ValueError(

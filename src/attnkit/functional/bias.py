@@ -27,6 +27,7 @@ import math
 import torch
 from torch import Tensor
 
+from .._tensors import as_4d
 from ..masks import index_tile
 
 __all__ = ["Bias", "TensorBias", "Alibi", "alibi_slopes", "as_bias"]
@@ -43,10 +44,7 @@ class Bias:
         """The whole bias ``(Bm, Hm, Lq, Lk)``."""
         q_idx = torch.arange(Lq, device=device)[:, None]  # (Lq, 1)
         k_idx = torch.arange(Lk, device=device)[None, :]  # (1, Lk)
-        values = self.evaluate(q_idx, k_idx, Lq, Lk)
-        while values.dim() < 4:
-            values = values.unsqueeze(0)
-        return values  # (Bm, Hm, Lq|1, Lk|1)
+        return as_4d(self.evaluate(q_idx, k_idx, Lq, Lk))  # (Bm, Hm, Lq|1, Lk|1)
 
     def shape_hint(self) -> tuple[int | None, int | None]:
         """(batch, heads) the bias is tied to; None where it broadcasts."""
@@ -57,9 +55,7 @@ class TensorBias(Bias):
     """A float tensor broadcastable to ``(B, H, Lq, Lk)``."""
 
     def __init__(self, values: Tensor):
-        while values.dim() < 4:
-            values = values.unsqueeze(0)
-        self.values = values  # (Bm, Hm, Lq|1, Lk|1)
+        self.values = as_4d(values)  # (Bm, Hm, Lq|1, Lk|1)
 
     def evaluate(self, q_idx, k_idx, Lq, Lk):
         return index_tile(self.values, q_idx, k_idx)  # (Bm, Hm, tq|1, tk|1)
@@ -121,17 +117,27 @@ class Alibi(Bias):
         return f"Alibi(num_heads={self.slopes.shape[0]}, symmetric={self.symmetric})"
 
 
-def as_bias(bias: "Bias | Tensor | None") -> "Bias | None":
-    """Accept a Bias, a float tensor (wrapped in :class:`TensorBias`) or None."""
+def as_bias(bias: "Bias | Tensor | None", fn: str = "attention") -> "Bias | None":
+    """Accept a Bias, a float tensor (wrapped in :class:`TensorBias`) or None; errors start with ``fn():``.
+
+    Example:
+        >>> as_bias(torch.zeros(3, 4))
+        TensorBias(shape=(1, 1, 3, 4))
+    """
     if bias is None or isinstance(bias, Bias):
         return bias
     if isinstance(bias, Tensor):
         if not bias.dtype.is_floating_point:
             raise TypeError(
-                f"bias must be a float tensor added to the scores, got dtype {bias.dtype}; "
+                f"{fn}(): bias must be a float tensor added to the scores, got dtype {bias.dtype}; "
                 "boolean masks go in mask= (True = may attend)"
             )
         if bias.dim() > 4:
-            raise ValueError(f"bias must broadcast to (B, H, Lq, Lk), got {bias.dim()} dims: {tuple(bias.shape)}")
+            raise ValueError(
+                f"{fn}(): bias must broadcast to (B, H, Lq, Lk), got {bias.dim()} dims: {tuple(bias.shape)}; "
+                "drop the extra leading dims"
+            )
         return TensorBias(bias)
-    raise TypeError(f"bias must be a float tensor, an attnkit Bias (e.g. Alibi) or None, got {type(bias).__name__}")
+    raise TypeError(
+        f"{fn}(): bias must be a float tensor, an attnkit Bias (e.g. Alibi) or None, got {type(bias).__name__}"
+    )

@@ -21,7 +21,6 @@ D query/key head dim, Dv value head dim.
 from __future__ import annotations
 
 import logging
-import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -29,36 +28,16 @@ import torch
 from torch import Tensor
 
 from .. import masks as _masks
-from ..masks import Mask, as_mask
-from .bias import Bias, as_bias
-from .reference import reference_attention
-from .sdpa import SDPA_SAFE_SOFTMAX, sdpa_attention
+from ..masks import Mask
+from ._validate import Problem, fast_check, leaves, validate
+from .bias import Bias
+from .reference import nan_in_nan_out, reference_attention
+from .sdpa import SDPA_SAFE_SOFTMAX, sdpa_attention, sdpa_mask_bytes
 from .tiled import bias_grad_problem, tiled_attention_unchecked
 
 __all__ = ["attention", "explain", "Explanation", "Problem", "Backend", "BACKENDS", "AUTO_ORDER"]
 
 logger = logging.getLogger("attnkit.functional")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A validated attention call: shapes, dtype and what it asks for."""
-
-    B: int  # batch size
-    H: int  # query heads
-    Hkv: int  # key/value heads (H % Hkv == 0)
-    Lq: int  # query length
-    Lk: int  # key length
-    D: int  # query/key head dim
-    Dv: int  # value head dim
-    dtype: torch.dtype  # input dtype
-    device: torch.device  # input device
-    mask: Mask | None  # what may attend (True = may attend)
-    bias: Bias | None  # additive bias on the scores
-    scale: float | None  # score scale (None: 1/sqrt(D))
-    dropout_p: float  # dropout on the weights
-    return_weights: bool  # caller wants the (B, H, Lq, Lk) weights
-    return_lse: bool  # caller wants the (B, H, Lq) log-sum-exp
 
 
 @dataclass(frozen=True)
@@ -139,7 +118,12 @@ def _sdpa_or_tiled(p: Problem) -> tuple[str, str]:
             f"sdpa would build a dense mask/bias of {dense_bytes / 2**30:.1f} GiB "
             f"(budget {DENSE_MASK_BUDGET / 2**30:.0f} GiB); tiled evaluates it per tile in O(L) memory"
         )
-    if p.mask is None or any(isinstance(leaf, _masks._Dense) for leaf in _leaves(p.mask)):
+    if p.mask is None:
+        return "tiled", (
+            f"only a bias ({p.bias!r}), no mask: tiled has no tile to skip, and sdpa adds the "
+            f"{dense_bytes / 2**20:.1f} MiB dense bias in one fused call"
+        )
+    if any(isinstance(leaf, _masks._Dense) for leaf in leaves(p.mask)):
         return "tiled", "the mask is a dense tensor already: sdpa reads it in one fused call"
     if p.Lq * p.Lk < TILED_MIN_PAIRS:
         return "tiled", f"Lq*Lk = {p.Lq * p.Lk} < {TILED_MIN_PAIRS}: tiled's per-tile overhead dominates"
@@ -154,16 +138,8 @@ def _sdpa_or_tiled(p: Problem) -> tuple[str, str]:
 
 
 def _dense_bytes(p: Problem) -> int:
-    """Bytes of the dense (B|1, H|1, Lq, Lk) mask and bias the sdpa backend would build."""
-    total = 0
-    if p.mask is not None:
-        b = p.B if (p.mask.batch_size() or 1) > 1 else 1
-        h = p.H if (p.mask.num_heads() or 1) > 1 else 1
-        total += b * h * p.Lq * p.Lk  # bool
-    if p.bias is not None:
-        b, h = p.bias.shape_hint()
-        total += (b or 1) * (h or 1) * p.Lq * p.Lk * 4  # float32
-    return total
+    """Bytes of the dense mask/bias tensors the sdpa backend would build for this call."""
+    return sdpa_mask_bytes(p.B, p.H, p.Lq, p.Lk, p.dtype, p.mask, p.bias)
 
 
 @dataclass(frozen=True)
@@ -177,9 +153,10 @@ class Explanation:
     def __str__(self) -> str:
         p = self.problem
         mask = "none" if p.mask is None else repr(p.mask)
+        bias = "none" if p.bias is None else repr(p.bias)
         lines = [
             f"attention(B={p.B}, H={p.H}, Hkv={p.Hkv}, Lq={p.Lq}, Lk={p.Lk}, D={p.D}, Dv={p.Dv}, "
-            f"dtype={str(p.dtype).replace('torch.', '')}, mask={mask})",
+            f"dtype={str(p.dtype).replace('torch.', '')}, mask={mask}, bias={bias})",
             f"  runs on: {self.backend}",
         ]
         lines += [f"  not {name}: {why}" for name, why in self.reasons.items()]
@@ -227,7 +204,7 @@ def attention(
     return_weights: bool = False,
     return_lse: bool = False,
     backend: str = "auto",
-):
+) -> Tensor | tuple[Tensor, ...]:
     r"""Scaled dot-product attention, exactly: ``softmax(QK^T * scale + bias) V``.
 
     Args:
@@ -250,7 +227,12 @@ def attention(
         ``out (B, H, Lq, Dv)``; with ``return_weights`` and/or ``return_lse`` a tuple
         ``(out, weights)``, ``(out, lse)`` or ``(out, weights, lse)``.
 
-    A query row whose mask allows no key gets output 0, weights 0 and zero gradient.
+    A query row whose mask allows no key gets output 0, weights 0 and zero gradient;
+    with no keys at all (``Lk = 0``) every row is such a row (``lse = -inf``, weights
+    ``(B, H, Lq, 0)``). Non-finite inputs give NaN, never a silent 0, the same in every
+    backend: a NaN or inf in a query row makes that output row NaN, and one in the keys or
+    values of a key head makes every row of the query heads reading it NaN (masking does not
+    hide it; see :func:`~attnkit.functional.reference.nan_in_nan_out`).
 
     Example:
         >>> import torch
@@ -264,16 +246,19 @@ def attention(
         and backend == "auto"
         and not (return_weights or return_lse)
         and (mask is None or type(mask) is _masks._Causal)
-        and _fast_check(q, k, v, scale, dropout_p)
+        and fast_check(q, k, v, scale, dropout_p)
         and (mask is None or q.shape[2] == k.shape[2])
         and not logger.isEnabledFor(logging.DEBUG)
     ):
-        return sdpa_attention(q, k, v, mask, scale=scale, dropout_p=dropout_p)  # fused kernel; nothing to choose
-    p = _validate(q, k, v, mask, bias, scale, dropout_p, return_weights, return_lse)
+        out = sdpa_attention(q, k, v, mask, scale=scale, dropout_p=dropout_p)  # fused kernel; nothing to choose
+        return nan_in_nan_out(q, k, v, out)[0]
+    p = validate("attention", q, k, v, mask, bias, scale, dropout_p, return_weights, return_lse)
     choice = _choose(p, backend)
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug("%s", choice)
     out, weights, lse = BACKENDS[choice.backend].run(q, k, v, p)
+    if choice.backend != "reference":  # the reference applies the rule itself
+        out, weights, lse = nan_in_nan_out(q, k, v, out, weights, lse)
     if not (return_weights or return_lse):
         return out
     extra = ((weights,) if return_weights else ()) + ((lse,) if return_lse else ())
@@ -301,121 +286,5 @@ def explain(
         >>> explain(q, k, v, return_weights=True).backend
         'reference'
     """
-    p = _validate(q, k, v, mask, bias, scale, dropout_p, return_weights, return_lse)
+    p = validate("explain", q, k, v, mask, bias, scale, dropout_p, return_weights, return_lse)
     return _choose(p, backend)
-
-
-# ---------------------------------------------------------------------- validation
-def _fast_check(q, k, v, scale, dropout_p) -> bool:
-    """Cheap check of the common call (no mask, no bias): True if it is certainly valid."""
-    if type(q) is not Tensor or type(k) is not Tensor or type(v) is not Tensor:
-        return False
-    qs, ks, vs = q.shape, k.shape, v.shape
-    return (
-        len(qs) == 4
-        and len(ks) == 4
-        and len(vs) == 4
-        and qs[0] == ks[0] == vs[0]
-        and qs[1] == ks[1] == vs[1]
-        and ks[2] == vs[2]
-        and qs[3] == ks[3]
-        and q.dtype == k.dtype == v.dtype
-        and q.dtype.is_floating_point
-        and q.device == k.device == v.device
-        and (scale is None or type(scale) is float)
-        and (dropout_p == 0.0 or (type(dropout_p) is float and 0.0 <= dropout_p < 1.0))
-    )
-
-
-def _validate(q, k, v, mask, bias, scale, dropout_p, return_weights, return_lse) -> Problem:
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"attention(): {name} must be a torch.Tensor, got {type(t).__name__}")
-    layouts = {"q": "(B, H, Lq, D)", "k": "(B, Hkv, Lk, D)", "v": "(B, Hkv, Lk, Dv)"}
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if t.dim() != 4:
-            raise ValueError(
-                f"attention(): {name} must have 4 dims {layouts[name]}, got shape {tuple(t.shape)}; "
-                "modules take (B, L, d_model) — split heads with .view(B, L, H, D).transpose(1, 2)"
-            )
-    B, H, Lq, D = q.shape
-    _, Hkv, Lk, Dk = k.shape
-    Dv = v.shape[3]
-    _check_types(q, k, v)
-    if k.shape[0] != B or v.shape[0] != B:
-        raise ValueError(
-            f"attention(): batch sizes differ: q has {B}, k has {k.shape[0]}, v has {v.shape[0]}; they must be equal"
-        )
-    if Dk != D:
-        raise ValueError(
-            f"attention(): k has {Dk} features per head but q has {D}; q and k must share head_dim"
-        )
-    if v.shape[1] != Hkv or v.shape[2] != Lk:
-        raise ValueError(
-            f"attention(): v must be (B, Hkv, Lk, Dv) = ({B}, {Hkv}, {Lk}, Dv) to match k, got {tuple(v.shape)}"
-        )
-    if H % Hkv != 0:
-        raise ValueError(
-            f"attention(): q has {H} heads and k/v have {Hkv}; the query heads must be a multiple of the "
-            f"key/value heads (grouped-query attention), e.g. Hkv in {_divisors(H)}"
-        )
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)):
-        raise TypeError(f"attention(): scale must be a float or None, got {type(scale).__name__}")
-    if isinstance(dropout_p, bool) or not isinstance(dropout_p, numbers.Real) or not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"attention(): dropout_p must be a float in [0, 1), got {dropout_p!r}")
-    mask = as_mask(mask, "attention(): mask")
-    bias = as_bias(bias)
-    _check_broadcast("mask", mask, B, H, Lq, Lk)
-    _check_broadcast("bias", bias, B, H, Lq, Lk)
-    if bias is not None and isinstance(getattr(bias, "values", None), Tensor) and bias.values.device != q.device:
-        raise ValueError(f"attention(): bias is on {bias.values.device} but q is on {q.device}; move it with .to()")
-    return Problem(
-        B, H, Hkv, Lq, Lk, D, Dv, q.dtype, q.device, mask, bias,
-        None if scale is None else float(scale), float(dropout_p), bool(return_weights), bool(return_lse),
-    )  # fmt: skip
-
-
-def _check_types(q: Tensor, k: Tensor, v: Tensor) -> None:
-    if not q.dtype.is_floating_point:
-        raise TypeError(f"attention(): q must be a floating-point tensor, got dtype {q.dtype}")
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(
-            f"attention(): q, k, v must share a dtype, got q={q.dtype}, k={k.dtype}, v={v.dtype}; "
-            "cast them with .to(q.dtype)"
-        )
-    if not (q.device == k.device == v.device):
-        raise ValueError(
-            f"attention(): q, k, v must be on one device, got q={q.device}, k={k.device}, v={v.device}"
-        )
-
-
-def _check_broadcast(name: str, obj, B: int, H: int, Lq: int, Lk: int) -> None:
-    """Every part of a mask (or a bias) must broadcast to (B, H, Lq, Lk)."""
-    for leaf in _leaves(obj):
-        values = getattr(leaf, "values", None)
-        if isinstance(values, Tensor):  # a dense mask or a tensor bias
-            shape = tuple(values.shape)
-            for got, want, axis in zip(shape, (B, H, Lq, Lk), ("B", "H", "Lq", "Lk")):
-                if got not in (1, want):
-                    raise ValueError(
-                        f"attention(): {name} of shape {shape} cannot broadcast to (B, H, Lq, Lk) = "
-                        f"({B}, {H}, {Lq}, {Lk}): its {axis} axis is {got}, expected 1 or {want}"
-                    )
-            continue
-        b, h = (leaf.batch_size(), leaf.num_heads()) if isinstance(leaf, Mask) else leaf.shape_hint()
-        if b not in (None, 1, B):
-            raise ValueError(f"attention(): {name} {leaf!r} is built for batch size {b} but q has B={B}")
-        if h not in (None, 1, H):
-            raise ValueError(f"attention(): {name} {leaf!r} is built for {h} heads but q has H={H}")
-
-
-def _leaves(obj):
-    """The masks a combined mask is made of (the object itself for a leaf; nothing for None)."""
-    if obj is None:
-        return []
-    children = [getattr(obj, c) for c in ("a", "b") if isinstance(getattr(obj, c, None), Mask)]
-    return [leaf for child in children for leaf in _leaves(child)] if children else [obj]
-
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]

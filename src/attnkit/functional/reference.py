@@ -23,10 +23,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._tensors import compute_dtype
 from ..masks import Mask
 from .bias import Bias
 
-__all__ = ["reference_attention", "attention_scores", "normalize", "weighted_sum"]
+__all__ = ["reference_attention", "attention_scores", "normalize", "weighted_sum", "nan_in_nan_out"]
 
 
 def attention_scores(
@@ -41,7 +42,7 @@ def attention_scores(
     Hkv, Lk = k.shape[1], k.shape[2]
     q_grouped = q.reshape(B, Hkv, (H // Hkv) * Lq, D)  # (B, H, Lq, D) -> (B, Hkv, G*Lq, D)
     s = q_grouped @ k.transpose(-1, -2)  # (B, Hkv, G*Lq, D) @ (B, Hkv, D, Lk) -> (B, Hkv, G*Lq, Lk)
-    s = s.reshape(B, H, Lq, Lk).to(_stats_dtype(q.dtype)) * scale  # -> (B, H, Lq, Lk)
+    s = s.reshape(B, H, Lq, Lk).to(compute_dtype(q.dtype)) * scale  # -> (B, H, Lq, Lk)
     if bias is not None:
         s = s + bias.to_dense(Lq, Lk, device=q.device)  # (B, H, Lq, Lk) + (Bm, Hm, Lq, Lk)
     if mask is not None:
@@ -55,6 +56,8 @@ def normalize(scores: Tensor) -> tuple[Tensor, Tensor]:
     Returns the weights ``P`` (rows sum to 1, or 0) and the log-sum-exp ``lse``
     of each row (``-inf`` for an empty row).
     """
+    if scores.shape[-1] == 0:  # no keys at all: every row is empty
+        return scores, scores.new_full(scores.shape[:-1], float("-inf"))  # (B, H, Lq, 0), (B, H, Lq)
     m = scores.amax(dim=-1, keepdim=True).detach()  # (B, H, Lq, 1) row maximum
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # empty rows: any finite shift will do
     e = torch.exp(scores - m)  # (B, H, Lq, Lk); exp(-inf) = 0 on forbidden pairs
@@ -101,9 +104,46 @@ def reference_attention(
     weights, lse = normalize(scores)  # 2. rows sum to 1
     dropped = torch.nn.functional.dropout(weights, dropout_p) if dropout_p > 0 else weights
     out = weighted_sum(dropped.to(v.dtype), v)  # 3. (B, H, Lq, Dv)
-    return out, weights.to(q.dtype), lse
+    return nan_in_nan_out(q, k, v, out, weights.to(q.dtype), lse)
 
 
-def _stats_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Softmax statistics run in float32 for half types, else in the input dtype."""
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+def nan_in_nan_out(q: Tensor, k: Tensor, v: Tensor, *results: Tensor | None) -> tuple:
+    """The rule for non-finite inputs, the same in every backend: NaN in, NaN out.
+
+    A NaN or +-inf anywhere in query row ``q[b, h, i]`` makes row ``i`` of every result NaN;
+    one anywhere in ``k[b, g]`` or ``v[b, g]`` makes every row of the query heads reading key
+    head ``g`` NaN. Masking never hides a non-finite input (backends that skip masked tiles
+    and backends that add the mask to the scores would otherwise disagree). ``results`` are
+    ``(B, H, Lq, ...)`` or ``(B, H, Lq)`` tensors (out, weights, lse); None passes through.
+
+    Example:
+        >>> q, k, v = torch.ones(1, 1, 2, 2), torch.ones(1, 1, 3, 2), torch.ones(1, 1, 3, 2)
+        >>> q[0, 0, 1, 0] = float("nan")  # query row 1
+        >>> nan_in_nan_out(q, k, v, torch.zeros(1, 1, 2, 2))[0][0, 0]
+        tensor([[0., 0.],
+                [nan, nan]])
+    """
+    B, H, Lq = q.shape[:3]
+    bad_q = _nonfinite(q, (-1,))  # (B, H, Lq)
+    bad_kv = _nonfinite(k, (-2, -1)) | _nonfinite(v, (-2, -1))  # (B, Hkv)
+    bad = bad_q | bad_kv.repeat_interleave(H // k.shape[1], dim=1)[..., None]  # (B, H, Lq)
+    out = []
+    for r in results:
+        if r is not None:
+            r = r.masked_fill(bad.view(B, H, Lq, *[1] * (r.dim() - 3)), float("nan"))  # (B, H, Lq, ...)
+        out.append(r)
+    return tuple(out)
+
+
+def _nonfinite(t: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """``~isfinite(t).all(dims)``, fast on CPU: there ``isfinite`` costs ~25x a ``sum``, and a sum is
+    finite whenever every term is (NaN and inf propagate), so only a non-finite sum (a non-finite
+    input, or a rare overflow) pays for the exact test."""
+    if t.device.type == "cpu" and t.numel():
+        rough = ~torch.isfinite(t.sum(dim=dims))  # True where a term may be non-finite
+        if not bool(rough.any()):
+            return rough
+    finite = torch.isfinite(t)
+    for d in sorted(dims):  # from the lowest (most negative) dim, so the others keep their index
+        finite = finite.all(dim=d)
+    return ~finite

@@ -63,12 +63,15 @@ from typing import Callable
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
+from .._tensors import as_4d, compute_dtype
 from ..masks import Mask
-from ._tiles import (Band, TilePlan, as_4d, bands, bias_rows, bias_tile, block_rows, compute_dtype, dropout_keep_tile, flat_kv,
+from ._autograd import OutLseFunction
+from ._tiles import (Band, TilePlan, bands, bias_rows, bias_tile, block_rows, dropout_keep_tile, flat_kv,
                      indices_of, make_plan, mask_tile, store_rows, zero_uncovered)  # fmt: skip
+from ._validate import validate
 from .bias import Bias
+from .reference import nan_in_nan_out
 
 __all__ = [
     "tiled_attention",
@@ -141,6 +144,14 @@ class TiledCall:
         same = plan(bq, bk)
         return cls(*fields, same, lambda: same)
 
+    def forward(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """:func:`tiled_forward` of this call (the kernel :class:`._autograd.OutLseFunction` runs)."""
+        return tiled_forward(q, k, v, self)
+
+    def backward(self, dout, dlse, q, k, v, out, lse) -> tuple[Tensor, Tensor, Tensor]:
+        """:func:`tiled_backward` of this call."""
+        return tiled_backward(dout, q, k, v, out, lse, self, dlse)
+
 
 # ---------------------------------------------------------------------- one score tile
 def _scores(qb: Tensor, kf: Tensor, grp, blk, ch, call: TiledCall, buf: Tensor) -> Tensor:
@@ -188,6 +199,9 @@ def tiled_forward(q: Tensor, k: Tensor, v: Tensor, call: TiledCall) -> tuple[Ten
         >>> torch.allclose(out, torch.nn.functional.scaled_dot_product_attention(q, k, v), atol=1e-6)
         True
     """
+    if call.Lk == 0:  # no keys: every row is empty (output 0, lse -inf)
+        lse = q.new_full(q.shape[:3], float("-inf"), dtype=compute_dtype(q.dtype))  # (B, H, Lq)
+        return q.new_zeros(*q.shape[:3], v.shape[3]), lse
     kf, vf = flat_kv(k, call.Lk), flat_kv(v, call.Lk)  # (N, Lk, D), (N, Lk, Dv)
     out = q.new_empty(*q.shape[:3], v.shape[3])  # (B, H, Lq, Dv), written block by block
     lse = torch.full(q.shape[:3], float("-inf"), dtype=kf.dtype, device=q.device)  # (B, H, Lq)
@@ -335,6 +349,8 @@ def tiled_backward(
         >>> dv.sum().round().item()  # each query spreads its weight 1 over the values
         400.0
     """
+    if call.Lk == 0:  # no keys: nothing depends on q; k, v are empty
+        return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
     kf, vf = flat_kv(k, call.Lk), flat_kv(v, call.Lk)  # (N, Lk, D), (N, Lk, Dv)
     dq = torch.zeros_like(q)  # (B, H, Lq, D)
     dk, dv = torch.zeros_like(kf), torch.zeros_like(vf)  # (N, Lk, D), (N, Lk, Dv) accumulated over blocks
@@ -373,27 +389,6 @@ def _backward_chunk(qb, kf, vf, dob, lse_b, D, grp, blk, ch, call, bufs, grads) 
     ds = dp.sub_(D).mul_(p)  # (n, R, w)  dS = P * (dP - D), w.r.t. the scaled scores
     dq_b.baddbmm_(ds, k_c)  # (n, R, w) @ (n, w, D) -> (n, R, D); times scale at the end
     dk_c.baddbmm_(ds.transpose(1, 2), qb)  # (n, w, R) @ (n, R, D) -> (n, w, D); qb carries the scale
-
-
-class TiledAttentionFunction(torch.autograd.Function):
-    """Autograd glue: saves only ``(q, k, v, out, lse)`` plus the non-tensor :class:`TiledCall`."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, call: TiledCall):
-        out, lse = tiled_forward(q, k, v, call)
-        ctx.save_for_backward(q, k, v, out, lse)
-        ctx.call = call
-        ctx.set_materialize_grads(False)
-        return out, lse
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dout, dlse):
-        q, k, v, out, lse = ctx.saved_tensors
-        if dout is None:
-            dout = torch.zeros_like(out)
-        dq, dk, dv = tiled_backward(dout, q, k, v, out, lse, ctx.call, dlse)
-        return dq, dk, dv, None
 
 
 # ---------------------------------------------------------------------- public API
@@ -450,8 +445,9 @@ def tiled_attention(
     why = bias_grad_problem(p.bias)
     if why is not None:
         raise ValueError(f"tiled_attention(): {why}; use attnkit.functional.attention(..., backend='reference')")
-    return tiled_attention_unchecked(q, k, v, p.mask, p.bias, p.scale, p.dropout_p,
-                                     seed=seed, block_q=block_q, block_k=block_k)  # fmt: skip
+    out, lse = tiled_attention_unchecked(q, k, v, p.mask, p.bias, p.scale, p.dropout_p,
+                                         seed=seed, block_q=block_q, block_k=block_k)  # fmt: skip
+    return nan_in_nan_out(q, k, v, out, lse)
 
 
 def tiled_attention_unchecked(q, k, v, mask, bias, scale, dropout_p, *, seed=None,
@@ -460,7 +456,7 @@ def tiled_attention_unchecked(q, k, v, mask, bias, scale, dropout_p, *, seed=Non
     if dropout_p > 0 and seed is None:
         seed = int(torch.randint(0, 2**62, ()).item())  # once per call, from torch's global RNG
     call = TiledCall.build(q, k, mask, bias, scale, dropout_p, seed or 0, block_q, block_k)
-    return TiledAttentionFunction.apply(q, k, v, call)
+    return OutLseFunction.apply(q, k, v, call)
 
 
 def bias_grad_problem(bias: Bias | None) -> str | None:
@@ -544,9 +540,4 @@ def attention_weights(
 # ---------------------------------------------------------------------- validation helpers
 def _validated(fn: str, q, k, v, mask, bias, scale, dropout_p):
     """The dispatcher's checks, with errors naming ``fn``."""
-    from .dispatch import _validate  # dispatch imports this module: import at call time
-
-    try:
-        return _validate(q, k, v, mask, bias, scale, dropout_p, False, False)
-    except (TypeError, ValueError) as e:
-        raise type(e)(str(e).replace("attention():", f"{fn}():", 1)) from None
+    return validate(fn, q, k, v, mask, bias, scale, dropout_p)

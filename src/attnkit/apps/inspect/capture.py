@@ -33,9 +33,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -66,7 +66,8 @@ class LayerWeights:
 def weights_method() -> tuple[str, str]:
     """``("lse", why)`` when the tiled backend and ``attention_weights`` exist, else ``("need_weights", why)``."""
     try:
-        from attnkit.functional import BACKENDS, attention_weights  # noqa: F401
+        from attnkit.functional import attention_weights  # noqa: F401
+        from attnkit.functional.dispatch import BACKENDS
     except ImportError as e:
         return "need_weights", f"attnkit.functional has no attention_weights ({e}); weights from the reference backend"
     if "tiled" not in BACKENDS:
@@ -79,7 +80,7 @@ def capture(modules: Sequence[nn.Module]) -> Iterator[list[LayerCall]]:
     """Record one :class:`LayerCall` per module while the block runs (first call of each)."""
     calls = [LayerCall() for _ in modules]
     handles = []
-    for call, m in zip(calls, modules):
+    for call, m in zip(calls, modules, strict=True):
         handles.append(m.register_forward_pre_hook(_remember_kwargs(call), with_kwargs=True))
         handles.append(m.register_forward_hook(_remember(call, "output")))
         for name in ("q", "k", "v"):

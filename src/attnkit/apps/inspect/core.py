@@ -12,8 +12,8 @@ gives every head's **mean attention distance** (how many tokens away, on average
 its weight goes) and **entropy** (0: one token; ``log L``: uniform) — the measured
 answer to *how does self-attention capture long-range dependencies*: some heads stay
 local (distance ~1), others spread over the whole text in a single step. With
-``out``, one grid PNG per layer (:func:`attnkit.viz.plot_attention_grid`, token labels
-on both axes) is written.
+``out``, one grid PNG per layer (:func:`attnkit.viz.plot_attention_grids`, token labels
+on both axes, query / key axis titles, a labelled colour bar) is written.
 
 Example:
     >>> r = inspect("The animal didn't cross the street because it was too tired", model="minilm")
@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import Tensor
 
-from ...viz import HeadStatistics, head_statistics, plot_attention_grid
+from ...viz import HeadStatistics, head_statistics, plot_attention_grids
 from .capture import capture, layer_weights, weights_method
 
 __all__ = ["Inspection", "LayerInspection", "inspect", "MODELS", "MAX_TOKENS"]
@@ -102,11 +102,11 @@ def inspect(
     picked = _layer_indices(layers, len(modules))
     with torch.inference_mode(), capture([modules[i] for i in picked]) as calls:
         run()
-    result = []
-    for i, call in zip(picked, calls):
-        lw = layer_weights(modules[i], call, method=method)
-        png = _draw(lw.weights, tokens, i, model, out) if out is not None else None
-        result.append(LayerInspection(i, lw.weights, head_statistics(lw.weights), lw.max_error, png))
+    found = [layer_weights(modules[i], call, method=method) for i, call in zip(picked, calls, strict=True)]
+    stats = [head_statistics(lw.weights) for lw in found]
+    pngs = _draw(found, stats, tokens, picked, model, out) if out is not None else [None] * len(found)
+    rows = zip(picked, found, stats, pngs, strict=True)
+    result = [LayerInspection(i, lw.weights, s, lw.max_error, png) for i, lw, s, png in rows]
     note = note if method == chosen else "attention(..., return_weights=True) on the reference backend"
     return Inspection(model, tuple(tokens), tuple(result), method, note, causal)
 
@@ -152,13 +152,15 @@ def _layer_indices(layers: Sequence[int] | None, n: int) -> list[int]:
     return sorted(set(out))
 
 
-def _draw(weights: Tensor, tokens: Sequence[str], index: int, model: str, out) -> Path:
+def _draw(found, stats, tokens: Sequence[str], picked: list[int], model: str, out) -> list[Path]:
+    """One grid PNG per layer, all drawn in one reused figure (:func:`attnkit.viz.plot_attention_grids`)."""
     labels = [t.replace("\n", "\\n") if t.strip() else repr(t) for t in tokens]
-    H = weights.shape[0]
-    stats = head_statistics(weights)
-    titles = [f"head {h}: d={float(stats.mean_distance[h]):.1f} H={float(stats.entropy[h]):.2f}" for h in range(H)]
-    return plot_attention_grid(
-        weights, x_labels=labels, y_labels=labels, head_titles=titles, ncols=math.ceil(math.sqrt(H)),
-        title=f"{model} layer {index}: attention weights (d = mean distance in tokens, H = entropy in nats)",
-        path=Path(out) / f"layer_{index:02d}.png",
+    H = found[0].weights.shape[0]
+    head_titles = [[f"head {h}: d={float(st.mean_distance[h]):.1f}  H={float(st.entropy[h]):.2f}" for h in range(H)]
+                   for st in stats]  # fmt: skip
+    titles = [f"{model} layer {i}: self-attention weights per head "
+              "(d = mean attention distance in tokens, H = entropy in nats)" for i in picked]  # fmt: skip
+    return plot_attention_grids(
+        [lw.weights for lw in found], paths=[Path(out) / f"layer_{i:02d}.png" for i in picked], titles=titles,
+        head_titles=head_titles, x_labels=labels, y_labels=labels, ncols=math.ceil(math.sqrt(H)),
     )  # fmt: skip

@@ -13,6 +13,8 @@ The pieces, in the order a run uses them:
 :class:`Translator`           a saved model + tokenizer: ``translate([...])``
 :func:`cross_attention`,      which source tokens each target token attended to, as a
 :func:`plot_alignment`        per-layer, per-head heatmap grid
+:func:`calibrate`             the model's confidence on validation sentences, stored with
+                              it: ``attnkit translate`` flags inputs unlike the training data
 :func:`demo`                  all of the above in a few minutes (``attnkit translate demo``)
 ============================  ==========================================================
 
@@ -47,6 +49,9 @@ __all__ = [
     "plot_alignment",
     "demo",
     "DemoResult",
+    "Calibration",
+    "Confidence",
+    "calibrate",
 ]
 
 #: public name -> the module that defines it; imported on first use, so `attnkit ... --help` needs no torch
@@ -72,4 +77,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "plot_alignment": ".alignment",
     "demo": ".demo",
     "DemoResult": ".demo",
+    "Calibration": ".confidence",
+    "Confidence": ".confidence",
+    "calibrate": ".confidence",
 })

@@ -37,7 +37,10 @@ from ...viz import plot_attention_grid
 from .evaluate import translate_batch
 from .tokenizer import SubwordTokenizer
 
-__all__ = ["Alignment", "cross_attention", "plot_alignment"]
+__all__ = ["Alignment", "cross_attention", "plot_alignment", "SOURCE_AXIS", "OUTPUT_AXIS"]
+
+SOURCE_AXIS = "source token (attended to)"  #: the keys of cross-attention
+OUTPUT_AXIS = "output token (being produced)"  #: the queries: row t produces target token t
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,8 @@ class _capture_weights:
 def plot_alignment(alignment: Alignment, path: str | os.PathLike, *, dpi: int = 100) -> Path:
     """Write a grid PNG: one row per decoder layer, one panel per head plus the heads' mean.
 
-    Rows of each panel are target tokens, columns source tokens (along the top).
+    Rows of each panel are output (target) tokens, columns source tokens (along the top);
+    the axes and the colour bar say so.
     """
     N, H, T, S = alignment.weights.shape
     mean = alignment.mean_over_heads()[:, None]  # (N, T, S) -> (N, 1, T, S)
@@ -117,5 +121,6 @@ def plot_alignment(alignment: Alignment, path: str | os.PathLike, *, dpi: int = 
     title = f"cross-attention: {alignment.source!r} -> {alignment.translation!r}"
     return plot_attention_grid(
         panels, x_labels=alignment.source_tokens, y_labels=alignment.target_tokens, head_titles=titles,
-        ncols=H + 1, title=title, path=path, dpi=dpi,
+        ncols=H + 1, title=title, path=path, dpi=dpi, x_axis=SOURCE_AXIS, y_axis=OUTPUT_AXIS,
+        colorbar_label="cross-attention weight",
     )  # fmt: skip

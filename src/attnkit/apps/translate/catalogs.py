@@ -137,7 +137,7 @@ def message_pairs(catalog: dict[str, str]) -> list[Pair]:
             continue  # the header, or an untranslated entry
         msgid = msgid.split("\x04", 1)[-1]  # drop the message context
         sources, targets = msgid.split("\x00"), msgstr.split("\x00")
-        for source, target in zip(sources[:2], targets[:2]):
+        for source, target in zip(sources[:2], targets[:2], strict=False):
             pair = _clean_pair(source, target)
             if pair:
                 pairs.append(pair)

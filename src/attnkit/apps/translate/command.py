@@ -5,7 +5,7 @@
     attnkit translate train [--corpus numbers-dates|gettext|tsv:PATH] [--pair en-de] [--size tiny|small|base]
                             [--minutes N | --steps N] [--out DIR] [--resume]
     attnkit translate eval  --model DIR [--split test|valid] [--limit N] [--beam N]
-    attnkit translate demo  [--minutes M] [--out DIR]
+    attnkit translate demo  [--steps 1400] [--minutes CAP] [--out DIR]
     attnkit translate data  [--corpus ...] [--pair ...]          # the corpus summary, no training
     attnkit translate --model DIR "text" ["text" ...]           # or one sentence per line on stdin
                             [--beam N] [--plot-attention FILE.png]
@@ -47,9 +47,10 @@ def _options() -> dict[str, tuple[tuple[str, ...], dict]]:
                                        help="numbers-dates | gettext | tsv:PATH (default: numbers-dates)")),
         "pair": (("--pair",), dict(metavar="SRC-TGT", help="language pair, e.g. en-fr (default: en-de)")),
         "size": (("--size",), dict(choices=("tiny", "small", "base"), help="model size (default: tiny)")),
-        "minutes": (("--minutes",), dict(type=positive_float, metavar="M", help="wall-clock training budget")),
+        "minutes": (("--minutes",), dict(type=positive_float, metavar="M", help="wall-clock training budget "
+                                         "(demo: a cap; stopping early leaves the model under-trained)")),
         "steps": (("--steps",), dict(type=positive_int, metavar="N",
-                                     help="optimizer updates in total (default: 2000)")),
+                                     help="optimizer updates in total (default: train 2000, demo 1400)")),
         "out": (("--out",), dict(metavar="DIR", help=f"run directory (default: {DEFAULT_RUN_DIR})")),
         "resume": (("--resume",), dict(action="store_true", default=None, help="continue the run in --out")),
         "seed": (("--seed",), dict(type=int, metavar="S", help="corpus split, init and batch order (default: 0)")),
@@ -73,7 +74,7 @@ _ACTION_OPTIONS = {
     "train": ("corpus", "pair", "size", "minutes", "steps", "out", "resume", "seed", "corpus_size", "max_tokens",
               "eval_every"),
     "eval": ("model", "split", "limit", "beam"),
-    "demo": ("minutes", "out", "pair", "size"),
+    "demo": ("steps", "minutes", "out", "pair", "size"),
     "data": ("corpus", "pair", "seed", "corpus_size"),
 }  # fmt: skip
 
@@ -185,9 +186,10 @@ def _demo(args, _texts) -> int:
     from .render import print_demo
 
     out = console(args.json)
-    chosen = {k: v for k, v in dict(minutes=args.minutes, out_dir=args.out, pair=args.pair, size=args.size).items()
-              if v is not None}  # fmt: skip
-    with TimeBar(chosen.get("minutes", 3.0), enabled=not args.json) as bar:
+    given = dict(steps=args.steps, minutes=args.minutes, out_dir=args.out, pair=args.pair, size=args.size,
+                 threads=args.threads)  # fmt: skip
+    chosen = {k: v for k, v in given.items() if v is not None}
+    with TimeBar(None, enabled=False) as bar:  # a step count: the Trainer's bar shows steps and ETA
         result = demo(**chosen, progress=not args.json, report=_reporter(out, bar))
     print_demo(result, as_json=args.json)
     return 0
@@ -220,21 +222,35 @@ def _translate(args, texts: list[str]) -> int:
     beam = args.beam or 4
     with status(f"translate: translating {len(texts)} sentence(s) with beam search (beam {beam})"):
         translations = translator.translate(texts, beam_size=beam)
+        confidences = translator.confidence(texts, translations)  # one teacher-forced pass: cheap
     picture = None
     if args.plot_attention:
         with status(f"translate: drawing the cross-attention alignment into {args.plot_attention}"):
             alignment = cross_attention(translator.model, translator.tokenizer, texts[0], target=translations[0])
             picture = plot_alignment(alignment, args.plot_attention)
     if args.json:
-        pairs = [{"source": s, "translation": t} for s, t in zip(texts, translations, strict=True)]
-        doc = {"pair": translator.pair, "beam": beam, "translations": pairs, "alignment_png": picture and str(picture)}
+        rows = zip(texts, translations, confidences, strict=True)
+        pairs = [{"source": s, "translation": t, **c.to_dict()} for s, t, c in rows]
+        doc = {"pair": translator.pair, "beam": beam, "translations": pairs, "alignment_png": picture and str(picture),
+               "confidence_check": _confidence_check(translator.calibration)}  # fmt: skip
         print(json.dumps(doc, indent=2, ensure_ascii=False))
         return 0
-    for translation in translations:
-        print(translation)
+    for source, translation, confidence in zip(texts, translations, confidences, strict=True):
+        print(translation, flush=True)
+        warning = confidence.warning(source)
+        if warning:  # stderr: stdout stays one translation per line for scripts
+            print(f"  ^ {warning}", file=sys.stderr, flush=True)
     if picture:
         print(f"alignment: {picture}", file=sys.stderr)
     return 0
+
+
+def _confidence_check(calibration) -> dict:
+    """What the out-of-domain flags mean for this model, or why there are none."""
+    if calibration is None:
+        return {"available": False, "reason": "this model was saved without a confidence calibration (trained "
+                "before attnkit stored one); out_of_domain is null; retrain it to get the check"}  # fmt: skip
+    return {"available": True, **calibration.to_dict()}
 
 
 def _require_model(args, action: str) -> Path:

@@ -21,8 +21,8 @@ import dataclasses
 import random
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 __all__ = ["Pair", "Corpus", "CorpusSummary", "SplitSummary", "SPLITS", "normalize_text"]
 

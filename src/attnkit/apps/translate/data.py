@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .catalogs import read_catalog_pairs
 from .corpus import Corpus, CorpusSummary, Pair, SplitSummary, normalize_text

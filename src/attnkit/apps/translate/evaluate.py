@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -87,7 +87,7 @@ def translate_batch(
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         src = _right_pad([encoded[i] for i in rows], tokenizer.pad_id).to(device)  # (B, S)
-        for i, ids in zip(rows, _decode(model, src, beam_size, length_penalty)):
+        for i, ids in zip(rows, _decode(model, src, beam_size, length_penalty), strict=True):
             out[i] = tokenizer.decode(ids)
     return out
 
@@ -120,7 +120,7 @@ def score(hypotheses: Sequence[str], references: Sequence[str]) -> Scores:
     hyps, refs = [" ".join(h.split()) for h in hypotheses], [" ".join(r.split()) for r in references]
     bleu = sacrebleu.corpus_bleu(hyps, [refs]).score
     chrf = sacrebleu.corpus_chrf(hyps, [refs]).score
-    exact = 100.0 * sum(h == r for h, r in zip(hyps, refs)) / len(refs)
+    exact = 100.0 * sum(h == r for h, r in zip(hyps, refs, strict=True)) / len(refs)
     return Scores(round(bleu, 2), round(chrf, 2), round(exact, 2), len(refs))
 
 
@@ -156,5 +156,5 @@ def evaluate(
         copy_baseline=score(sources, references),
         decoding="greedy" if beam_size == 1 else f"beam {beam_size}",
         seconds=round(seconds, 2),
-        examples=tuple(zip(sources[:examples], references[:examples], hypotheses[:examples])),
+        examples=tuple(zip(sources[:examples], references[:examples], hypotheses[:examples], strict=True)),
     )

@@ -15,7 +15,7 @@ A translation model directory (written atomically, as one unit)::
     model/
       model.safetensors, config.json   weights and TransformerConfig (attnkit.checkpoint)
       tokenizer.json                   the joint BPE vocabulary
-      translate.json                   pair, corpus, seed, size, scores
+      translate.json                   pair, corpus, seed, size, scores, confidence calibration
 
 Example:
     >>> cfg = model_config("tiny", vocab_size=500)
@@ -26,9 +26,9 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -101,6 +101,20 @@ class Translator:
     def pair(self) -> str:
         return self.info.get("pair", "?-?")
 
+    @property
+    def calibration(self):
+        """The stored :class:`~.confidence.Calibration`, or None (a model saved before attnkit stored one)."""
+        from .confidence import INFO_KEY, Calibration
+
+        doc = self.info.get(INFO_KEY)
+        return None if doc is None else Calibration.from_dict(doc)
+
+    def confidence(self, sentences: Sequence[str], translations: Sequence[str]) -> list:
+        """Per pair, a :class:`~.confidence.Confidence`: the score and, if calibrated, out-of-domain or not."""
+        from .confidence import check
+
+        return check(self.model, self.tokenizer, sentences, translations, self.calibration)
+
     def translate(self, sentences: Sequence[str], *, beam_size: int = 4, batch_size: int = 32) -> list[str]:
         """Translate ``sentences`` (beam search; ``beam_size=1`` is greedy)."""
         from .evaluate import translate_batch
@@ -118,7 +132,7 @@ class Translator:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path, *, map_location: str | torch.device = "cpu") -> "Translator":
+    def load(cls, path: str | Path, *, map_location: str | torch.device = "cpu") -> Translator:
         """Load a model directory, or a training run (its final model, else its latest checkpoint)."""
         from ... import checkpoint
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime
 import random
-from typing import Callable
+from collections.abc import Callable
 
 from .corpus import Corpus, Pair, normalize_text
 

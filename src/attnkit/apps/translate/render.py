@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from pathlib import Path
 
 from ...console import literal
 
-__all__ = ["console", "print_corpus", "print_eval", "print_train_result", "print_demo", "TimeBar"]
+__all__ = ["console", "print_corpus", "print_eval", "print_train_result", "print_demo", "stop_note", "TimeBar"]
 
 # Corpus, model and path text is printed literally (corpus text like "[OPTION]" must print as is).
 def _line(*parts):
@@ -77,13 +75,12 @@ def _print_examples(out, examples) -> None:
 
 def print_train_result(result, *, as_json: bool) -> None:
     """Steps, time, final loss and validation scores, where the model is, what to run next."""
-    doc = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()}
     if as_json:
-        print(json.dumps(doc, indent=2, ensure_ascii=False))
+        print(json.dumps({**result.to_dict(), "stopped": stop_note(result)}, indent=2, ensure_ascii=False))
         return
     out = console(False)
     table = _table("training", "", "")
-    table.add_row("steps", f"{result.steps:,} ({result.stop_reason})")
+    table.add_row("steps", literal(stop_note(result)))
     table.add_row("time", f"{result.seconds:.0f} s")
     if result.train_loss is not None:
         table.add_row("train loss (last window)", f"{result.train_loss:.3f}")
@@ -93,14 +90,28 @@ def print_train_result(result, *, as_json: bool) -> None:
                       f"BLEU {v['bleu']:.1f}  chrF {v['chrf']:.1f}  exact {v['exact_match']:.1f}%")  # fmt: skip
     table.add_row("model", literal(result.model_dir))
     out.print(table)
+    if result.under_trained:
+        out.print(_line(("warning: ", "bold yellow"), stop_note(result)))
     run_dir = result.run_dir
     out.print(literal(f"next: attnkit translate eval --model {run_dir}    attnkit translate --model {run_dir} \"...\""))
+
+
+def stop_note(result) -> str:
+    """Why training stopped, in words: "1,200 of 1,200 steps", or the time cap and what it means."""
+    if result.under_trained:
+        return (f"{result.steps:,} of {result.planned_steps:,} steps: the --minutes cap stopped training early; "
+                "the model is under-trained (scores below what the full run reaches)")  # fmt: skip
+    if result.stop_reason == "max_minutes":
+        return f"{result.steps:,} steps (the --minutes budget ran out)"
+    if result.planned_steps is not None and result.stop_reason == "max_steps":
+        return f"{result.steps:,} of {result.planned_steps:,} steps"
+    return f"{result.steps:,} steps ({result.stop_reason})"
 
 
 def print_demo(result, *, as_json: bool) -> None:
     """Everything the demo made, with paths."""
     if as_json:
-        doc = {"train": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result.train).items()},
+        doc = {"train": {**result.train.to_dict(), "stopped": stop_note(result.train)},
                "eval": result.evaluation.to_dict(), "samples": [list(s) for s in result.samples],
                "alignment_png": str(result.alignment_png), "pair": result.pair}  # fmt: skip
         print(json.dumps(doc, indent=2, ensure_ascii=False))
@@ -113,6 +124,8 @@ def print_demo(result, *, as_json: bool) -> None:
         table.add_row(literal(source), _mark(translation, translation == reference), literal(reference))
     out.print(table)
     out.print(literal(f"cross-attention alignment: {result.alignment_png}"))
+    if result.train.under_trained:
+        out.print(_line(("warning: ", "bold yellow"), stop_note(result.train)))
 
 
 class TimeBar:

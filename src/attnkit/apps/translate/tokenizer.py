@@ -23,8 +23,8 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 __all__ = ["SubwordTokenizer", "SPECIAL_TOKENS", "TOKENIZER_NAME"]
 
@@ -52,7 +52,7 @@ class SubwordTokenizer:
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def train(cls, texts: Iterable[str], *, vocab_size: int = 8000, min_frequency: int = 2) -> "SubwordTokenizer":
+    def train(cls, texts: Iterable[str], *, vocab_size: int = 8000, min_frequency: int = 2) -> SubwordTokenizer:
         """Learn BPE merges from ``texts`` (both languages) up to ``vocab_size`` tokens (fewer if the data runs out)."""
         from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -76,7 +76,7 @@ class SubwordTokenizer:
         return cls(tok)
 
     @classmethod
-    def load(cls, path: str | Path) -> "SubwordTokenizer":
+    def load(cls, path: str | Path) -> SubwordTokenizer:
         """Read a ``tokenizer.json`` (or the directory holding one)."""
         from tokenizers import Tokenizer
 
@@ -107,7 +107,7 @@ class SubwordTokenizer:
         return self._tok.to_str()
 
     @classmethod
-    def from_str(cls, text: str) -> "SubwordTokenizer":
+    def from_str(cls, text: str) -> SubwordTokenizer:
         from tokenizers import Tokenizer
 
         return cls(Tokenizer.from_str(text))

@@ -9,6 +9,8 @@
 * **batches** by similar length with a budget of tokens (5.1, :mod:`.batching`);
 * **validation BLEU** every ``eval_every`` steps: greedy decoding of the first
   ``eval_sentences`` validation pairs;
+* **confidence calibration** of the final model on the validation sentences
+  (:mod:`.confidence`), stored in ``translate.json`` for out-of-domain warnings;
 * checkpoints every ``checkpoint_every`` steps and on Ctrl-C; ``resume=True`` continues
   exactly (the batch of each step is a function of the seed and the step);
 * **data parallel** under ``torchrun`` (:mod:`attnkit.distributed.data_parallel`).
@@ -24,9 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -35,6 +37,8 @@ from ...nn import Transformer
 from ...train import NoamSchedule, Trainer, TrainerConfig, label_smoothed_cross_entropy
 from ...train.state import latest_checkpoint
 from .batching import Batch, TokenBatches
+from .confidence import INFO_KEY as CONFIDENCE_KEY
+from .confidence import calibrate
 from .evaluate import evaluate
 from .model import MODEL_DIR, SIZES, Translator, model_config
 from .run import RunFiles, open_run, prepare_run
@@ -47,8 +51,9 @@ Report = Callable[[str, object], None]
 #: per size: (max_tokens per global batch, warmup_steps). small: 2048 rather than 3072 tokens, measured on
 #: numbers-dates en-de with 2 threads: the same valid BLEU per update (63.8 vs 65.4 at 500), 1.4x the updates
 SIZE_DEFAULTS = {"tiny": (2048, 400), "small": (2048, 400), "base": (6144, 4000)}
+#: fixed for a run; a resume keeps the saved values
 _WHAT = ("corpus", "pair", "size", "seed", "corpus_size", "vocab_size", "max_tokens", "warmup_steps", "lr_scale",
-         "label_smoothing", "dropout", "max_len", "ema_decay")  # fixed for a run; a resume keeps the saved values  # fmt: skip
+         "label_smoothing", "dropout", "max_len", "ema_decay")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,7 @@ class TranslationTrainConfig:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"TranslationTrainConfig: label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
 
-    def resolved(self) -> "TranslationTrainConfig":
+    def resolved(self) -> TranslationTrainConfig:
         """A copy with the size-dependent defaults filled in."""
         tokens, warmup = SIZE_DEFAULTS[self.size]
         return dataclasses.replace(self, max_tokens=self.max_tokens or tokens, warmup_steps=self.warmup_steps or warmup)
@@ -114,6 +119,18 @@ class TrainResult:
     seconds: float  # wall-clock time of this call
     train_loss: float | None  # mean loss of the last logged window
     valid: dict | None  # final validation scores (bleu, chrf, exact_match) on eval_sentences pairs
+    planned_steps: int | None = None  # the steps asked for; None = no step limit (a time budget only)
+
+    @property
+    def under_trained(self) -> bool:
+        """True when the time cap (``minutes``) stopped training before ``planned_steps``."""
+        planned = self.planned_steps
+        return self.stop_reason == "max_minutes" and planned is not None and self.steps < planned
+
+    def to_dict(self) -> dict:
+        """Plain types for JSON, with ``under_trained``."""
+        doc = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+        return {**doc, "under_trained": self.under_trained}
 
 
 def translation_loss(forward: torch.nn.Module | None, *, smoothing: float, world_size: int = 1, pad_id: int = 0):
@@ -175,7 +192,7 @@ def _train(config: TranslationTrainConfig, resume: bool, progress: bool, report:
         model_dir, valid = _save_final(model, run, trainer.step)
     dp.barrier(info)
     return TrainResult(run_dir, model_dir, trainer.step, _stop_reason(trainer), round(time.monotonic() - started, 1),
-                       None if last is None else last["loss"], valid)  # fmt: skip
+                       None if last is None else last["loss"], valid, _planned_steps(settings))  # fmt: skip
 
 
 def _auto_threads() -> int | None:
@@ -192,6 +209,11 @@ def _auto_threads() -> int | None:
     except OSError:  # no load average on this platform
         return None
     return 1 if busy and torch.get_num_threads() > 1 else None
+
+
+def _planned_steps(settings: TranslationTrainConfig) -> int | None:
+    """The step limit: ``steps``, else 2000 without a time budget, else None (until the time is up)."""
+    return settings.steps or (2000 if settings.minutes is None else None)
 
 
 def _how_long(config: TranslationTrainConfig) -> dict:
@@ -218,12 +240,12 @@ def _trainer(model, run: RunFiles, settings: TranslationTrainConfig, info, repor
     tok = run.tokenizer
     sources, targets = tok.encode_batch([s for s, _ in run.train]), tok.encode_batch([t for _, t in run.train])
     fits = range(1, settings.max_len + 1)
-    examples = [(s, t) for s, t in zip(sources, targets) if len(s) in fits and len(t) in fits]
+    examples = [(s, t) for s, t in zip(sources, targets, strict=True) if len(s) in fits and len(t) in fits]
     batches = TokenBatches(examples, max_tokens=settings.max_tokens, seed=settings.seed, rank=info.rank,
                            world_size=info.world_size)  # fmt: skip
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr_scale, betas=(0.9, 0.98), eps=1e-9)
     schedule = NoamSchedule(optimizer, model.config.d_model, settings.warmup_steps)
-    steps = settings.steps or (2000 if settings.minutes is None else 10**9)
+    steps = _planned_steps(settings) or 10**9
     trainer_config = TrainerConfig(
         max_steps=steps, max_minutes=None if info.distributed else settings.minutes, log_every=settings.log_every,
         checkpoint_every=settings.checkpoint_every, eval_every=settings.eval_every, seed=settings.seed,
@@ -281,6 +303,7 @@ def _save_final(model, run: RunFiles, steps: int) -> tuple[Path, dict]:
     result = evaluate(model, run.tokenizer, run.valid, split="valid", beam_size=1, limit=200)
     valid = {"bleu": result.model.bleu, "chrf": result.model.chrf, "exact_match": result.model.exact_match,
              "sentences": result.model.sentences, "decoding": result.decoding}  # fmt: skip
-    info = {**run.info, "steps": steps, "valid": valid, "settings": settings}
+    calibration = calibrate(model, run.tokenizer, [source for source, _ in run.valid[:200]])
+    info = {**run.info, "steps": steps, "valid": valid, "settings": settings, CONFIDENCE_KEY: calibration.to_dict()}
     path = Translator(model.eval(), run.tokenizer, info).save(run.directory / MODEL_DIR)
     return path, valid
