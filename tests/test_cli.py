@@ -562,6 +562,15 @@ def test_literal_keeps_every_tricky_string():
         assert captured.get() == text
 
 
+def test_piped_output_keeps_long_lines_whole(capsys):
+    """Piped stdout is not a terminal: rich would hard-wrap at 80 columns, inserting newlines into the text."""
+    from attnkit.console import literal, stdout_console
+
+    line = "a sentence of 120 characters from a file, " * 3 + "C:\\path\\[x] :smile:"
+    stdout_console().print(literal(line))
+    assert capsys.readouterr().out == line + "\n"
+
+
 # ---------------------------------------------------------------------- feedback
 def test_status_is_silent_when_stderr_is_not_a_terminal(capsys):
     from attnkit.console import progress_bar, status
