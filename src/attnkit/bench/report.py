@@ -18,17 +18,18 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ..checkpoint import write_atomic
+
 __all__ = [
     "machine_info",
-    "atomic_write",
     "grid_rows",
     "summary_rows",
     "overhead_rows",
@@ -89,23 +90,6 @@ def machine_info(threads: int) -> dict:
 
 
 # ---------------------------------------------------------------------- files
-def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 # ---------------------------------------------------------------------- rows
 def _num(value, fmt: str) -> str:
     return "—" if value is None else format(value, fmt)
@@ -408,15 +392,12 @@ def write_plot(results: list[dict], path: str | os.PathLike) -> Path:
 def _save_png(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, path)
+        fig.savefig(buffer, dpi=100, format="png")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return write_atomic(path, buffer.getvalue())
 
 
 def write_outputs(doc: dict, out_dir: str | os.PathLike) -> list[Path]:
@@ -428,6 +409,6 @@ def write_outputs(doc: dict, out_dir: str | os.PathLike) -> list[Path]:
     if doc.get("grid"):
         paths.append(write_plot(doc["grid"], out_dir / "plot.png"))
         doc["plot"] = "plot.png"
-    paths.insert(0, atomic_write(out_dir / "results.json", json.dumps(doc, indent=1, allow_nan=False) + "\n"))
-    paths.insert(1, atomic_write(out_dir / "report.md", markdown_report(doc)))
+    paths.insert(0, write_atomic(out_dir / "results.json", json.dumps(doc, indent=1, allow_nan=False) + "\n"))
+    paths.insert(1, write_atomic(out_dir / "report.md", markdown_report(doc)))
     return paths

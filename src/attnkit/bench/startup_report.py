@@ -13,7 +13,7 @@ import json
 import statistics
 from pathlib import Path
 
-from .report import atomic_write
+from ..checkpoint import write_atomic
 
 __all__ = ["startup_rows", "compare_rows", "startup_markdown", "write_startup", "load_compare", "SCHEMA"]
 
@@ -140,7 +140,7 @@ def write_startup(doc: dict, out_dir: str | Path, compare: dict | None = None) -
               f"SOURCE={doc['startup']['source']}", "CACHE=$(mktemp -d)", "INPUTS=$(mktemp -d)",
               *doc["startup"]["commands"]]  # fmt: skip
     return [
-        atomic_write(out / "results.json", json.dumps(doc, indent=1, allow_nan=False) + "\n"),
-        atomic_write(out / "report.md", startup_markdown(doc, compare)),
-        atomic_write(out / "commands.sh", "\n".join(script) + "\n"),
+        write_atomic(out / "results.json", json.dumps(doc, indent=1, allow_nan=False) + "\n"),
+        write_atomic(out / "report.md", startup_markdown(doc, compare)),
+        write_atomic(out / "commands.sh", "\n".join(script) + "\n"),
     ]
