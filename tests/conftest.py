@@ -13,6 +13,7 @@ by fuzzing is pinned with ``@example(...)`` on the test, so CI keeps checking it
 
 import os
 
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
@@ -24,3 +25,23 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )  # fmt: skip
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def attnkit_cache_dir(tmp_path_factory):
+    """Model conversions go to a test-only cache, never to the user's ~/.cache/attnkit.
+
+    The folder sits beside pytest's numbered temp folders (``/tmp/pytest-of-USER/attnkit-cache``),
+    so it survives between runs (SmolLM2 converts once, ~30 s) and is shared by xdist workers
+    (entries are written atomically). ``ATTNKIT_TEST_CACHE_DIR`` chooses another folder.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = next((p for p in base.parents if p.name.startswith("pytest-of-")), base.parent)  # above xdist's popen-gwN
+    root = os.environ.get("ATTNKIT_TEST_CACHE_DIR") or str(shared / "attnkit-cache")
+    previous = os.environ.get("ATTNKIT_CACHE_DIR")
+    os.environ["ATTNKIT_CACHE_DIR"] = root
+    yield root
+    if previous is None:
+        os.environ.pop("ATTNKIT_CACHE_DIR", None)
+    else:
+        os.environ["ATTNKIT_CACHE_DIR"] = previous

@@ -389,13 +389,14 @@ def test_a_word_after_double_dash_is_text_not_an_action(capsys, monkeypatch):
     assert seen == [["train"], ["trian"]]
 
 
-def _fake_answer(question, contexts, **kwargs):
-    """Stands in for attnkit.apps.qa.core.answer (no model): echoes what it was given."""
+def _fake_answer(questions, contexts, **kwargs):
+    """Stands in for attnkit.apps.qa.core.answer_many (no model): echoes what it was given."""
     from types import SimpleNamespace
 
-    _fake_answer.calls.append((question, contexts, kwargs))
-    return SimpleNamespace(text="yes", reply="yes", evidence=(), mode="closed-book", model="fake", prompt_tokens=1,
-                           to_dict=lambda: {"answer": "yes"})
+    for question in questions:
+        _fake_answer.calls.append((question, contexts, kwargs))
+        yield SimpleNamespace(question=question, text="yes", reply="yes", evidence=(), mode="closed-book",
+                              model="fake", prompt_tokens=1, to_dict=lambda: {"answer": "yes"})  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -413,7 +414,7 @@ def test_qa_options_before_or_after_the_question(capsys, monkeypatch, tmp_path, 
     (tmp_path / "a.txt").write_text("Alpha is first.", encoding="utf-8")
     (tmp_path / "b.txt").write_text("Beta is second.", encoding="utf-8")
     _fake_answer.calls = []
-    monkeypatch.setattr(core, "answer", _fake_answer)
+    monkeypatch.setattr(core, "answer_many", _fake_answer)
     argv = [t.format(a=tmp_path / "a.txt", b=tmp_path / "b.txt") for t in argv]
     code, out, err = run_cli(capsys, *argv)
     assert code == 0, err
@@ -494,20 +495,21 @@ def test_qa_prints_answer_reply_and_evidence_literally(capsys, monkeypatch, tmp_
 
     from attnkit.apps.qa import core
 
-    evidence = tuple(SimpleNamespace(score=0.9, passage=SimpleNamespace(text=t, source="C:\\docs\\[1].txt", index=0))
-                     for t in TRICKY)  # fmt: skip
-    fake = SimpleNamespace(text="[red]x[/red] a[k]", reply="The answer: [red]x[/red] a[k] \\", evidence=evidence,
-                           mode="retrieval-augmented", model="fake", prompt_tokens=9)  # fmt: skip
-    monkeypatch.setattr(core, "answer", lambda *a, **k: fake)
+    evidence = tuple(SimpleNamespace(score=0.9, passage=SimpleNamespace(text=t, source="C:\\docs\\[1].txt", index=0, line=1),
+                                     location="C:\\docs\\[1].txt:1") for t in TRICKY)  # fmt: skip
+    fake = SimpleNamespace(question="Which [server] port?", text="[red]x[/red] a[k]",
+                           reply="The answer: [red]x[/red] a[k] \\", evidence=evidence, mode="retrieval-augmented",
+                           model="fake", prompt_tokens=9)  # fmt: skip
+    monkeypatch.setattr(core, "answer_many", lambda questions, *a, **k: (fake for _ in questions))
     path = tmp_path / "ctx.txt"
     path.write_text("Some context.", encoding="utf-8")
     monkeypatch.setenv("COLUMNS", "200")
     code, out, _ = run_cli(capsys, "qa", "Which [server] port?", "--context", str(path))
     assert code == 0
     lines = _lines(out)
-    assert lines[0] == "[red]x[/red] a[k]" and lines[1] == "reply: The answer: [red]x[/red] a[k] \\"
+    assert lines[0] == "The answer: [red]x[/red] a[k] \\" and "reply:" not in out  # the model's reply, once
     cells = [c.strip() for row in lines for c in row.split("│")]
-    assert "C:\\docs\\[1].txt:0" in cells
+    assert "C:\\docs\\[1].txt:1" in cells
     for text in TRICKY:
         assert text in cells, text
 
@@ -558,6 +560,15 @@ def test_literal_keeps_every_tricky_string():
         with console.capture() as captured:
             console.print(literal(text), end="")
         assert captured.get() == text
+
+
+def test_piped_output_keeps_long_lines_whole(capsys):
+    """Piped stdout is not a terminal: rich would hard-wrap at 80 columns, inserting newlines into the text."""
+    from attnkit.console import literal, stdout_console
+
+    line = "a sentence of 120 characters from a file, " * 3 + "C:\\path\\[x] :smile:"
+    stdout_console().print(literal(line))
+    assert capsys.readouterr().out == line + "\n"
 
 
 # ---------------------------------------------------------------------- feedback

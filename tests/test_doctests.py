@@ -37,6 +37,7 @@ SKIPPED = {
     "attnkit.apps.translate.demo": "demo() trains a translation model for minutes",
     "attnkit.apps.translate.train": "train_translation() trains a model and writes checkpoints",
     "attnkit.bench.models": "measure_models() times MiniLM and SmolLM2 against transformers",
+    "attnkit.pretrained.cache": "load_cached_llama() converts or maps the 540 MB SmolLM2 weights",
     "attnkit.pretrained.chat": "ChatModel.from_pretrained() loads SmolLM2-135M (540 MB) and generates",
     "attnkit.pretrained.gguf_reader": "reads the 540 MB SmolLM2 GGUF file",
     "attnkit.pretrained.llama": "load_llama_gguf() loads SmolLM2-135M (540 MB)",

@@ -95,16 +95,18 @@ def current_umask() -> int:
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` through a temp file in the same directory and ``os.replace``.
 
-    Readers see the old file or the new one, never a partial one.
+    Readers see the old file or the new one, never a partial one. Missing parent folders
+    are created; the file's mode follows the umask, like any new file.
 
     Example:
         >>> import tempfile
-        >>> p = write_atomic(tempfile.mkdtemp() + "/note.txt", "hello")
+        >>> p = write_atomic(tempfile.mkdtemp() + "/notes/note.txt", "hello")
         >>> p.read_text()
         'hello'
     """
     path = Path(path)
     payload = data.encode() if isinstance(data, str) else data
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
     try:
         os.fchmod(fd, FILE_MODE & ~current_umask())  # mkstemp makes 0600; a plain open() would follow the umask

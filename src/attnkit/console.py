@@ -65,17 +65,20 @@ def stdout_console(*tables) -> Console:
     """A rich console on stdout without syntax highlighting or emoji codes, wide enough for ``tables``.
 
     Numbers are never squeezed into ellipses: when a table needs more columns than
-    the terminal has, the console is widened and the terminal wraps instead.
+    the terminal has, the console is widened and the terminal wraps instead. Piped or
+    redirected output is never word-wrapped either (rich would break lines at 80
+    columns), so a long sentence or path stays on one line, as it came.
     """
     from rich.console import Console
     from rich.measure import Measurement
 
-    console = Console(highlight=False, emoji=False)
+    soft_wrap = not on_terminal(sys.stdout)
+    console = Console(highlight=False, emoji=False, soft_wrap=soft_wrap)
     if tables:
         unbounded = console.options.update(max_width=10_000)
         needed = max(Measurement.get(console, unbounded, t).maximum for t in tables)
         if needed > console.width:
-            console = Console(highlight=False, emoji=False, width=needed)
+            console = Console(highlight=False, emoji=False, soft_wrap=soft_wrap, width=needed)
     return console
 
 

@@ -24,9 +24,9 @@ Shape legend: B batch, H heads, Lq queries, Lk keys.
 
 from __future__ import annotations
 
+import io
 import math
 import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,8 @@ from typing import Literal
 
 import torch
 from torch import Tensor
+
+from .checkpoint import write_atomic
 
 __all__ = ["plot_attention", "plot_attention_grid", "plot_attention_grids", "attention_figure",
            "attention_grid_figure", "head_statistics", "HeadStatistics", "KEY_AXIS", "QUERY_AXIS", "WEIGHT_LABEL"]
@@ -168,17 +170,10 @@ def _annotate(ax, w: Tensor, vmin: float, vmax: float) -> None:
 
 
 def _save_atomically(fig, path: Path, dpi: int) -> Path:
-    """Write ``fig`` as PNG: temporary file in the same directory, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # "x": never clobber; permissions follow the umask, like any new file
-            fig.savefig(f, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``fig`` as PNG through :func:`attnkit.checkpoint.write_atomic` (temp file, then ``os.replace``)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return write_atomic(path, buffer.getvalue())
 
 
 def _auto_size(Lq: int, Lk: int) -> tuple[float, float]:

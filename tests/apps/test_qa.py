@@ -149,3 +149,92 @@ def test_cli_qa_missing_model_package_is_a_clear_error(capsys, monkeypatch):
 def test_cli_qa_empty_question_exit_2(capsys):
     code, _, err = run_cli(capsys, "qa", "   ")
     assert code == 2 and "question is empty" in err
+
+
+# ---------------------------------------------------------------------- locations, the printed answer, many questions
+def test_sentence_lines_are_one_based_lines_of_the_file():
+    from attnkit.apps.summarize.text import sentence_lines
+
+    text = "Title line\n\nFirst one. Second one\nwraps here.\r\n- bullet item\n\n\n  Last.  Last."
+    # hand-counted: Title 1; First 3; Second 3 (wraps onto 4); bullet 5; the two "Last." on 8
+    assert sentence_lines(text) == [1, 3, 3, 5, 8, 8]
+
+
+def test_evidence_location_is_file_and_line(encoder):
+    passages = split_passages({"capitals.txt": CAPITALS})
+    best = retrieve("Which river flows through Rome?", passages, k=1, encoder=encoder)[0]
+    assert best.passage.text == "The Tiber flows through Rome."
+    assert best.location == "capitals.txt:3" and best.to_dict()["line"] == 3  # line 3 of CAPITALS (line 2 is blank)
+    assert best.passage.index == 3  # the 0-based sentence index stays available
+
+
+def test_printed_answer_is_the_whole_reply_once(capsys):
+    from attnkit.apps.qa.ask import print_answer
+    from attnkit.apps.qa.core import Answer
+    from attnkit.apps.qa.retrieval import Evidence, Passage
+
+    reply = "I think the answer is:\n\nThe Tiber [river]"  # first line alone would be wrong; [river] is not markup
+    result = Answer("Which river?", "I think the answer is:", reply, (Evidence(Passage("The Tiber.", "a.txt", 0, 7), 0.5),),
+                    "retrieval-augmented", "m", 10)  # fmt: skip
+    print_answer(result)
+    out = capsys.readouterr().out
+    assert "The Tiber [river]" in out and out.count("I think the answer is:") == 1 and "reply:" not in out
+    assert "a.txt:7" in out
+
+
+def _count_loads(monkeypatch):
+    from attnkit.apps.qa import retrieval
+
+    calls = {"chat": 0, "index": 0}
+    real_load, real_index = models.chat_model, retrieval.PassageIndex.__init__
+
+    def chat_model(path=None):
+        calls["chat"] += 1
+        return real_load(path)
+
+    def index(self, *args, **kwargs):
+        calls["index"] += 1
+        real_index(self, *args, **kwargs)
+
+    monkeypatch.setattr(models, "chat_model", chat_model)
+    monkeypatch.setattr(retrieval.PassageIndex, "__init__", index)
+    return calls
+
+
+def test_cli_qa_answers_every_line_of_stdin_with_models_loaded_once(tmp_path, capsys, monkeypatch):
+    import io
+
+    path = tmp_path / "capitals.txt"
+    path.write_text(CAPITALS, encoding="utf-8")
+    calls = _count_loads(monkeypatch)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("What is the capital of Italy?\n\nWhich river flows through Rome?\n"))
+    code, out, err = run_cli(capsys, "qa", "--context", str(path), "--max-new-tokens", "4", "--json")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]  # JSON Lines: one object per question
+    assert [r["question"] for r in rows] == ["What is the capital of Italy?", "Which river flows through Rome?"]
+    assert rows[0]["evidence"][0]["line"] == 3 and rows[1]["evidence"][0]["text"] == "The Tiber flows through Rome."
+    assert calls == {"chat": 1, "index": 1}  # one model load and one embedding of the context for both questions
+
+
+def test_qa_prompts_on_a_terminal_until_an_empty_line(tmp_path, capsys, monkeypatch):
+    import argparse
+    import io
+
+    from attnkit.apps.qa.ask import PROMPT, ask
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    path = tmp_path / "capitals.txt"
+    path.write_text(CAPITALS, encoding="utf-8")
+    args = argparse.Namespace(question=None, context=[str(path)], top_k=1, max_new_tokens=3, json=True)
+    assert ask(args, Terminal("What is the capital of Italy?\n\nnever asked\n")) == 0
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["question"] for line in out.splitlines()] == ["What is the capital of Italy?"]
+    assert err.count(PROMPT) == 2  # asked twice; the empty line ended the session
+
+
+def test_cli_qa_context_from_stdin_needs_the_question_as_argument(capsys, monkeypatch):
+    code, out, err = run_cli(capsys, "qa", "--context", "-")
+    assert code == 2 and "cannot hold the questions" in err

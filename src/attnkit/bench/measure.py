@@ -33,7 +33,7 @@ import resource
 import statistics
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = [
     "rss_bytes",
@@ -52,7 +52,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc mallo
 def _glibc():
     try:
         libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # only glibc has it
+        libc.gnu_get_libc_version  # noqa: B018  # only glibc has it: AttributeError elsewhere
         return libc
     except (OSError, AttributeError):
         return None

@@ -18,17 +18,18 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ..checkpoint import write_atomic
+
 __all__ = [
     "machine_info",
-    "atomic_write",
     "grid_rows",
     "summary_rows",
     "overhead_rows",
@@ -43,7 +44,7 @@ __all__ = [
     "MODELS_COLUMNS",
 ]
 
-GRID_COLUMNS = ("impl", "mask", "L", "pass", "ms", "x sdpa", "GFLOP/s", "% mm", "peak MiB", "note")
+GRID_COLUMNS = ("impl", "mask", "L", "pass", "ms", "min-max ms (runs)", "x sdpa", "GFLOP/s", "% mm", "peak MiB", "note")
 SUMMARY_COLUMNS = ("pass", "mask", "L", "auto ms", "runs on", "fastest peer", "peer ms", "auto / peer", "peers not run")
 OVERHEAD_COLUMNS = ("size", "mask", "attnkit µs", "sdpa µs", "ratio", "target", "verdict")
 MODELS_COLUMNS = ("task", "attnkit", "peer", "attnkit rate", "peer rate", "speedup", "target", "verdict", "check")
@@ -89,23 +90,6 @@ def machine_info(threads: int) -> dict:
 
 
 # ---------------------------------------------------------------------- files
-def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 # ---------------------------------------------------------------------- rows
 def _num(value, fmt: str) -> str:
     return "—" if value is None else format(value, fmt)
@@ -131,6 +115,19 @@ def _note(r: dict) -> str:
     return "; ".join(notes)
 
 
+def _spread(r: dict) -> str:
+    """``min-max (runs)`` of the timed runs beside the median: how much to trust a difference between rows.
+
+    Example:
+        >>> _spread({"status": "ok", "min_ms": 1.234, "max_ms": 1.5, "runs": 7})
+        '1.23-1.50 (7)'
+    """
+    if r.get("status") != "ok" or r.get("min_ms") is None or r.get("max_ms") is None:
+        return "—"
+    fmt = ".3g" if r["max_ms"] < 1 else ".2f" if r["max_ms"] < 10 else ".1f"
+    return f"{format(r['min_ms'], fmt)}-{format(r['max_ms'], fmt)} ({r.get('runs', '?')})"
+
+
 def grid_rows(results: list[dict]) -> list[list[str]]:
     """One list of cell strings per result, in GRID_COLUMNS order."""
     return [
@@ -140,6 +137,7 @@ def grid_rows(results: list[dict]) -> list[list[str]]:
             str(r["L"]),
             r["pass"],
             _num(r.get("median_ms"), ".3g" if (r.get("median_ms") or 0) < 1 else ".1f"),
+            _spread(r),
             _num(r.get("ratio_sdpa"), ".2f"),
             _num(r.get("gflops"), ".1f"),
             _num(r.get("pct_matmul"), ".0f"),
@@ -243,7 +241,7 @@ def rich_tables(doc: dict) -> list:
             table.add_column(col, justify="left" if col in ("impl", "mask", "pass", "note") else "right",
                              overflow="fold")  # fmt: skip
         previous = None
-        for r, cells in zip(grid, grid_rows(grid)):
+        for r, cells in zip(grid, grid_rows(grid), strict=True):
             if previous is not None and _group(r) != previous:
                 table.add_section()
             previous = _group(r)
@@ -283,6 +281,15 @@ def _md_table(columns, rows) -> list[str]:
     ]
 
 
+def _mm_how(matmul: dict | None) -> str:
+    """How the matmul ceiling was measured, in words (reports of older runs had one 2048 x 2048 median)."""
+    if not matmul or not matmul.get("measurements"):
+        return "one 2048 x 2048 mm (median; an older report)"
+    shapes = sorted({s["name"] for m in matmul["measurements"] for s in m.get("shapes", [])})
+    return (f"{len(matmul['measurements'])} measurements (before and after the cases) of "
+            f"{', '.join(shapes) or 'one shape'}; best: {matmul.get('best_shape')}")  # fmt: skip
+
+
 def markdown_report(doc: dict) -> str:
     """The whole report as markdown: machine, conventions, grid, overhead and models tables."""
     m = doc["machine"]
@@ -295,7 +302,7 @@ def markdown_report(doc: dict) -> str:
         f"{_num(m.get('memory_gib'), '.1f')} GiB RAM",
         f"- torch {m['torch']}, Python {m['python']}, {m['platform']}",
         f"- threads: {m['threads']}; date: {m['date']}",
-        f"- float32 matmul (2048 x 2048): {_num(mm, '.1f')} GFLOP/s",
+        f"- float32 matmul: {_num(mm, '.1f')} GFLOP/s, the best run over {_mm_how(doc.get('matmul'))}",
     ]
     if cfg:
         lines.append(f"- command: `{cfg.get('command', '')}`; B={cfg.get('B')}, H={cfg.get('H')}, D={cfg.get('D')}")
@@ -304,7 +311,9 @@ def markdown_report(doc: dict) -> str:
         "",
         "Useful FLOPs count only the (query, key) pairs the mask allows: 4·pairs·D for the forward "
         "pass, 3.5× that for forward + backward (FlashAttention convention: backward = 2.5× forward). "
-        "`% mm` is the achieved rate over the measured matmul rate. `peak MiB` is peak RSS during one call "
+        "`% mm` is the achieved rate over the machine's best measured matmul rate (attention's own GEMM shapes "
+        "and a square one, fastest run, before and after the cases), a ceiling no case should pass. "
+        "`min-max ms` is the spread of the timed runs behind the median. `peak MiB` is peak RSS during one call "
         "minus RSS after the inputs were allocated (masks, weights and compiled code included; q, k, v "
         "excluded). `x sdpa` is the time over torch SDPA's for the same mask, L and pass. "
         "See benchmarks/README.md.",
@@ -342,7 +351,7 @@ def _draw_panel(ax, ok: list[dict], impls: list[str], mask: str, pass_: str, key
     for impl in impls:
         pts = _series(ok, impl, mask, pass_, key)
         if pts:
-            ax.plot(*zip(*pts), marker="o", label=impl)
+            ax.plot(*zip(*pts, strict=True), marker="o", label=impl)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_title(f"{mask} · {pass_}", fontsize=9)
@@ -370,7 +379,7 @@ def write_plot(results: list[dict], path: str | os.PathLike) -> Path:
             _draw_panel(axes[2 * pi + 1][mi], ok, impls, mask, pass_, "peak_mib", "peak MiB")
     handles = {}
     for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(lab, h)
     if handles:
         fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(6, len(handles)), fontsize=8)
@@ -383,15 +392,12 @@ def write_plot(results: list[dict], path: str | os.PathLike) -> Path:
 def _save_png(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, path)
+        fig.savefig(buffer, dpi=100, format="png")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return write_atomic(path, buffer.getvalue())
 
 
 def write_outputs(doc: dict, out_dir: str | os.PathLike) -> list[Path]:
@@ -403,6 +409,6 @@ def write_outputs(doc: dict, out_dir: str | os.PathLike) -> list[Path]:
     if doc.get("grid"):
         paths.append(write_plot(doc["grid"], out_dir / "plot.png"))
         doc["plot"] = "plot.png"
-    paths.insert(0, atomic_write(out_dir / "results.json", json.dumps(doc, indent=1, allow_nan=False) + "\n"))
-    paths.insert(1, atomic_write(out_dir / "report.md", markdown_report(doc)))
+    paths.insert(0, write_atomic(out_dir / "results.json", json.dumps(doc, indent=1, allow_nan=False) + "\n"))
+    paths.insert(1, write_atomic(out_dir / "report.md", markdown_report(doc)))
     return paths

@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import IO
 
-from .cases import GiB, MASKS, PASSES, Case, useful_flops
+from .cases import MASKS, PASSES, Case, GiB, useful_flops  # noqa: F401  (GiB: the docstring example uses it)
 from .impls import implementations, skip_reason
 
-__all__ = ["plan", "run_worker", "run_cases", "derive", "case_key", "load_resumable", "merge_results", "BASELINE_IMPL"]
+__all__ = ["plan", "run_worker", "iter_batch", "run_cases", "matmul_ceiling", "derive", "case_key", "load_resumable",
+           "merge_results", "BASELINE_IMPL"]  # fmt: skip
 
 BASELINE_IMPL = "sdpa"  #: ratios are to torch SDPA on the same mask, length and pass
 
@@ -134,6 +138,61 @@ def _tail(text: str, n: int = 300) -> str:
     return text[-n:] if text else "(empty)"
 
 
+def iter_batch(
+    requests: list[dict], *, threads: int = 2, timeout: float | None = None
+) -> Generator[dict, None, None]:
+    """Run ``requests`` in ONE worker process; yield each result as soon as the worker prints it.
+
+    Saves a process start (and torch import, ~3 s) per request. ``timeout`` is per
+    request; a worker that dies or overruns yields an error result for each request
+    it did not finish, so exactly ``len(requests)`` results come out.
+    """
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    proc = subprocess.Popen([sys.executable, "-m", "attnkit.bench.worker"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None  # all three are pipes
+    lines: queue.Queue[str | None] = queue.Queue()
+    err_tail: list[str] = []
+
+    def pump(stream: IO[str], put: Callable[[str], object], end: bool) -> None:
+        for line in stream:
+            put(line)
+        if end:
+            lines.put(None)
+
+    threading.Thread(target=pump, args=(proc.stdout, lines.put, True), daemon=True).start()
+    threading.Thread(target=pump, args=(proc.stderr, err_tail.append, False), daemon=True).start()
+    proc.stdin.write(json.dumps({"mode": "batch", "requests": requests}))
+    proc.stdin.close()
+    done = 0
+    failure: dict[str, str] = {}
+    try:
+        while done < len(requests):
+            try:
+                line = lines.get(timeout=timeout)
+            except queue.Empty:
+                proc.kill()
+                failure = {"status": "timeout",
+                           "error": f"no result after {timeout:g} s (--timeout); the worker was killed"}  # fmt: skip
+                break
+            if line is None:  # the worker ended early
+                code = proc.wait()
+                failure = {"status": "error", "error": _describe_exit(code, "".join(err_tail[-50:]))}
+                break
+            try:
+                result = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # not a result line
+            done += 1
+            yield result
+        for _ in range(len(requests) - done):
+            yield dict(failure)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
 def run_cases(
     planned: list[tuple[Case, str | None]],
     *,
@@ -141,6 +200,9 @@ def run_cases(
     on_start: Callable[[Case], None] | None = None,
     on_result: Callable[[dict], None] | None = None,
     earlier: Iterable[dict] = (),
+    shared: bool = False,
+    matmul: dict | None = None,
+    on_matmul: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Run every planned case that is not skipped; one result dict per case (skipped ones included).
 
@@ -149,27 +211,82 @@ def run_cases(
 
     ``on_start(case)`` is called before and ``on_result(result)`` after each case
     (progress bars, partial files). ``earlier`` results (``--resume``) count as seen.
+
+    ``shared=False``: each case in its own worker process (peak memory is the case's
+    alone). ``shared=True`` (``--quick``): all cases in one worker process, in order
+    (see :func:`iter_batch`); rows say ``"process": "shared"``.
+
+    ``matmul``: a matmul request measured before AND after the cases (in the shared
+    process too), each result passed to ``on_matmul``; the caller keeps the maximum.
     """
     results = []
     unsupported: dict[tuple[str, str], str] = {  # (impl, pass) -> "NotImplementedError: ..." seen earlier
         (r["impl"], r["pass"]): r["error"] for r in earlier if r.get("error", "").startswith("NotImplementedError")
     }
+    planned = [(c, reason if reason is not None or (c.impl, c.pass_) not in unsupported
+                else f"{c.impl} failed earlier on {c.pass_}: {unsupported[c.impl, c.pass_]}")
+               for c, reason in planned]  # fmt: skip
+    threads = next((c.threads for c, _ in planned), 2)
+    brackets = [matmul] if matmul else []
+    requests = [{"mode": "case", "case": c.to_json()} for c, reason in planned if reason is None] if shared else []
+    stream = iter_batch(brackets + requests + brackets, threads=threads, timeout=timeout) if shared else None
+
+    def measure(request: dict) -> dict:
+        return next(stream) if stream is not None else run_worker(request, threads=threads, timeout=timeout)
+
+    def mm() -> None:
+        result = measure(brackets[0])
+        if on_matmul is not None:
+            on_matmul(result)
+
+    if brackets:
+        mm()
     for case, reason in planned:
         if on_start is not None:
             on_start(case)
         if reason is None and (case.impl, case.pass_) in unsupported:
             reason = f"{case.impl} failed earlier on {case.pass_}: {unsupported[case.impl, case.pass_]}"
+            if stream is not None:
+                next(stream)  # the worker skipped it too (same rule); drop its line
         if reason is not None:
             result = {"status": "skipped", "reason": reason}
         else:
-            result = run_worker({"mode": "case", "case": case.to_json()}, threads=case.threads, timeout=timeout)
+            result = measure({"mode": "case", "case": case.to_json()})
             if result.get("error", "").startswith("NotImplementedError"):  # will not work at other sizes either
                 unsupported[case.impl, case.pass_] = result["error"]
         result = {**case.to_json(), **result}
         results.append(result)
         if on_result is not None:
             on_result(result)
+    if brackets:
+        mm()
+    if stream is not None:
+        stream.close()
     return results
+
+
+def matmul_ceiling(measurements: Iterable[dict | None]) -> dict:
+    """The ``matmul`` entry of a report: the highest rate over several measurements (before and after the cases).
+
+    Each measurement is already the best run over its shapes (``worker.measure_matmul``);
+    the maximum over the measurements takes the machine's quietest moment, so that
+    ``% mm`` of a case timed in that moment stays <= 100.
+
+    Example:
+        >>> matmul_ceiling([{"status": "ok", "gflops": 150.0}, {"status": "ok", "gflops": 180.0}])["gflops"]
+        180.0
+        >>> matmul_ceiling([{"status": "error", "error": "boom"}])["gflops"] is None
+        True
+    """
+    runs = [m for m in measurements if m]
+    ok = [m for m in runs if m.get("status") == "ok" and m.get("gflops")]
+    entry: dict = {"gflops": max(m["gflops"] for m in ok) if ok else None, "measurements": runs}
+    if ok:
+        best = max(ok, key=lambda m: m["gflops"])
+        entry["best_shape"] = best.get("best_shape")
+    else:
+        entry["error"] = next((m.get("error") for m in runs if m.get("error")), "no measurement")
+    return entry
 
 
 def derive(results: list[dict], matmul_gflops: float | None) -> list[dict]:
@@ -186,6 +303,8 @@ def derive(results: list[dict], matmul_gflops: float | None) -> list[dict]:
         r["flops"] = useful_flops(Case.from_json(fields))
         if r.get("status") == "ok" and r.get("median_ms"):
             r["gflops"] = r["flops"] / (r["median_ms"] * 1e-3) / 1e9
+            if r.get("min_ms") is not None and r.get("max_ms") is not None:
+                r["spread_ms"] = [r["min_ms"], r["max_ms"]]  # min-max over the timed runs
             r["pct_matmul"] = 100.0 * r["gflops"] / matmul_gflops if matmul_gflops else None
             ref = baseline.get((r["mask"], r["L"], r["pass"], r["B"], r["H"], r["D"]))
             r["ratio_sdpa"] = r["median_ms"] / ref if ref else None

@@ -4,8 +4,13 @@
 each case gets its own address space and its peak memory is real. Requests:
 
 * ``{"mode": "case", "case": {...}}`` — a :class:`~attnkit.bench.cases.Case`;
-* ``{"mode": "matmul", "n": 2048, "threads": 2}`` — this machine's float32
-  matmul rate, the yardstick for "% of matmul";
+* ``{"mode": "matmul", "shapes": [...], "threads": 2}`` — this machine's best
+  float32 matmul rate over those GEMM shapes (:func:`matmul_shapes`), the
+  ceiling for "% of matmul" (:func:`measure_matmul` says why the best run);
+* ``{"mode": "batch", "requests": [...]}`` — several requests in this one
+  process, in order, each result printed as a line as soon as it is known,
+  then ``{"status": "ok", "done": N}`` (``attnkit bench --quick``: one torch
+  import instead of one per case; see :func:`attnkit.bench.runner.iter_batch`);
 * ``{"mode": "overhead", "threads": 2, "quick": false}`` — the dispatch
   overhead suite (:mod:`attnkit.bench.overhead`);
 * ``{"mode": "models", "threads": 2, "quick": false}`` — published models vs
@@ -77,7 +82,7 @@ from .measure import (
     trim,
 )
 
-__all__ = ["run_request", "run_case", "measure_matmul", "main"]
+__all__ = ["run_request", "run_case", "measure_matmul", "matmul_shapes", "main"]
 
 MiB = 1 << 20
 ONCE_MIN_S = 3.0  #: with ``case.once``, a call shorter than this (seconds) is measured the usual way
@@ -219,16 +224,54 @@ def _auto_backend(case: Case, inputs: Inputs) -> str:
     return explain(inputs.q, inputs.k, inputs.v, MASKS[case.mask].build(case.B, case.L)).backend
 
 
-def measure_matmul(n: int = 2048, threads: int = 2, min_time: float = 1.0) -> dict:
-    """Float32 ``(n, n) @ (n, n)`` rate in GFLOP/s (``2 n^3`` FLOPs), median of adaptive runs."""
+def matmul_shapes(H: int = 8, D: int = 64, lengths=(1024,), max_bytes: int = 1 << 30) -> list[dict]:
+    """The GEMMs the matmul rate is measured on: a square ``2048 x 2048`` ``mm`` and, per length L,
+    the two batched GEMMs of attention itself — ``Q K^T`` ``(H, L, D) @ (H, D, L)`` and ``P V``
+    ``(H, L, L) @ (H, L, D)`` — skipping those whose ``(H, L, L)`` float32 scores exceed ``max_bytes``.
+
+    Example:
+        >>> [s["name"] for s in matmul_shapes(H=2, D=8, lengths=(16,))]
+        ['mm 2048', 'QK^T H=2 L=16 D=8', 'PV H=2 L=16 D=8']
+    """
+    shapes = [{"name": "mm 2048", "batch": 1, "m": 2048, "k": 2048, "n": 2048}]
+    for L in sorted(set(lengths)):
+        if H * L * L * 4 > max_bytes:
+            continue
+        shapes.append({"name": f"QK^T H={H} L={L} D={D}", "batch": H, "m": L, "k": D, "n": L})
+        shapes.append({"name": f"PV H={H} L={L} D={D}", "batch": H, "m": L, "k": L, "n": D})
+    return shapes
+
+
+def measure_matmul(shapes: list[dict] | None = None, threads: int = 2, min_time: float = 1.0, n: int = 2048) -> dict:
+    """This machine's float32 matmul rate in GFLOP/s: the **best** run over all ``shapes``.
+
+    ``% mm`` must be a ceiling for attention: its useful FLOPs are exactly those of
+    its two GEMMs, so no implementation can beat the GEMMs themselves run alone.
+    A median of one brief square ``mm`` is not such a ceiling: on a shared machine
+    it lands in a busy moment while a case lands in a quiet one (``--quick`` once
+    showed 127 %), and a square GEMM is not the shape attention multiplies. So each
+    shape (see :func:`matmul_shapes`; default: the square ``n x n`` only) is timed
+    adaptively after a warm-up, the fastest run counts (the machine's best moment),
+    and the rate is the maximum over shapes. The runner measures it before and after
+    the cases and keeps the maximum of both.
+    """
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    c = torch.empty(n, n)
-    step = lambda: torch.mm(a, b, out=c)  # noqa: E731
-    step(), step()  # warm-up
-    times = time_runs(step, min_time=min_time)
-    med = median(times)
-    return {"status": "ok", "n": n, "threads": threads, "median_ms": med * 1e3, "gflops": 2 * n**3 / med / 1e9}
+    shapes = shapes or [{"name": f"mm {n}", "batch": 1, "m": n, "k": n, "n": n}]
+    rows = []
+    for s in shapes:
+        a, b = torch.randn(s["batch"], s["m"], s["k"]), torch.randn(s["batch"], s["k"], s["n"])
+        c = torch.empty(s["batch"], s["m"], s["n"])
+
+        def step(a=a, b=b, c=c):
+            return torch.bmm(a, b, out=c)  # (batch, m, k) @ (batch, k, n) -> (batch, m, n)
+
+        step(), step()  # warm-up
+        times = time_runs(step, min_time=min_time)
+        flops = 2 * s["batch"] * s["m"] * s["k"] * s["n"]
+        rows.append({**s, "runs": len(times), "best_ms": min(times) * 1e3, "median_ms": median(times) * 1e3,
+                     "gflops": flops / min(times) / 1e9, "median_gflops": flops / median(times) / 1e9})  # fmt: skip
+    best = max(rows, key=lambda r: r["gflops"])
+    return {"status": "ok", "threads": threads, "gflops": best["gflops"], "best_shape": best["name"], "shapes": rows}
 
 
 def run_request(request: dict) -> dict:
@@ -238,7 +281,10 @@ def run_request(request: dict) -> dict:
         if mode == "case":
             return run_case(Case.from_json(request["case"]))
         if mode == "matmul":
-            return measure_matmul(request.get("n", 2048), request.get("threads", 2), request.get("min_time", 1.0))
+            return measure_matmul(request.get("shapes"), request.get("threads", 2), request.get("min_time", 1.0),
+                                  request.get("n", 2048))  # fmt: skip
+        if mode == "batch":  # several requests in this one process, one result line each (run_batch)
+            return _run_batch(request["requests"])
         if mode == "overhead":
             from .overhead import measure_overhead
 
@@ -250,6 +296,37 @@ def run_request(request: dict) -> dict:
         raise ValueError(f"worker: mode must be 'case', 'matmul', 'overhead' or 'models', got {mode!r}")
     except Exception as e:  # a failing case is a result, not a crash
         return {"status": "error", "error": _one_line(e), "traceback": traceback.format_exc()[-4000:]}
+
+
+_RESULT_FD: int | None = None  # the real stdout, where batch mode streams its result lines
+
+
+def _run_batch(requests: list[dict]) -> dict:
+    """Run ``requests`` in order in this process, writing each result as a line as soon as it is known.
+
+    An implementation that raises ``NotImplementedError`` gets its later cases of that pass
+    skipped, as :func:`~attnkit.bench.runner.run_cases` does across processes.
+    """
+    unsupported: dict[tuple[str, str], str] = {}
+    for request in requests:
+        case = request.get("case") or {}
+        key = (str(case.get("impl")), str(case.get("pass")))
+        if request.get("mode") == "case" and key in unsupported:
+            result = {"status": "skipped", "reason": f"{key[0]} failed earlier on {key[1]}: {unsupported[key]}"}
+        else:
+            result = run_request(request)
+            if result.get("error", "").startswith("NotImplementedError"):
+                unsupported[key] = result["error"]
+            if request.get("mode") == "case" and result.get("status") == "ok":
+                result["process"] = "shared"  # memory figures: see benchmarks/README.md (--quick)
+        _write_line(_finite(result))
+        gc.collect()
+    return {"status": "ok", "done": len(requests)}
+
+
+def _write_line(result: dict) -> None:
+    line = (json.dumps(result, allow_nan=False) + "\n").encode()
+    os.write(1 if _RESULT_FD is None else _RESULT_FD, line)
 
 
 def _one_line(e: Exception) -> str:
@@ -270,7 +347,8 @@ def _finite(obj):
 
 
 def main() -> int:
-    result_fd = os.dup(1)
+    global _RESULT_FD
+    result_fd = _RESULT_FD = os.dup(1)
     os.dup2(2, 1)  # library prints (Python or C) go to stderr; fd result_fd keeps the real stdout
     sys.stdout = sys.stderr
     try:
@@ -278,6 +356,7 @@ def main() -> int:
     except json.JSONDecodeError as e:
         request = {"mode": f"<unreadable request: {e}>"}
     result = _finite(run_request(request))
+    _RESULT_FD = None
     with os.fdopen(result_fd, "w") as out:
         out.write(json.dumps(result, allow_nan=False) + "\n")
     return 0

@@ -9,6 +9,9 @@ Works with both models of :mod:`attnkit.nn`:
   ``config.pad_id`` (:func:`left_pad` builds the batch; ``prompt_mask`` overrides the
   padding detection); each row then continues exactly as it would alone.
 
+Repetition control (every strategy): ``no_repeat_ngram_size`` blocks repeated n-grams and
+``repetition_penalty`` applies CTRL's penalty (:mod:`~attnkit.generate.repetition`).
+
 Outputs hold only the new tokens. A row stops at ``eos_id`` (default
 ``config.eos_id``; kept in the output) and is filled with ``pad_id`` after it.
 
@@ -99,7 +102,8 @@ def generate(
     if generator is not None and cfg.strategy != "sample":
         raise ValueError(f"{owner}: generator= is only used by strategy='sample', got strategy={cfg.strategy!r}")
     expand = cfg.beam_size if cfg.strategy == "beam" else 1
-    session = Session(owner, model, inputs, expand=expand, src_mask=src_mask, prompt_mask=prompt_mask)
+    session = Session(owner, model, inputs, expand=expand, src_mask=src_mask, prompt_mask=prompt_mask,
+                      no_repeat_ngram_size=cfg.no_repeat_ngram_size, repetition_penalty=cfg.repetition_penalty)
     if cfg.strategy == "greedy":
         return run_greedy(session, cfg, owner)
     if cfg.strategy == "sample":

@@ -29,6 +29,7 @@ from torch import Tensor
 from .. import masks
 from ..masks import Mask
 from ..nn.transformer import Transformer, TransformerLM, key_padding_mask
+from .repetition import History
 
 __all__ = ["Session", "left_pad"]
 
@@ -113,7 +114,8 @@ def _batch_mask(mask: Mask | None, rows: Tensor, S: int) -> Mask | Tensor | None
 class Session:
     """A decoding batch of ``N = B * expand`` rows (row ``b * expand + j`` copies input row ``b``)."""
 
-    def __init__(self, owner: str, model, inputs: Tensor, *, expand: int = 1, src_mask=None, prompt_mask=None):
+    def __init__(self, owner: str, model, inputs: Tensor, *, expand: int = 1, src_mask=None, prompt_mask=None,
+                 no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0):  # fmt: skip
         check_model(owner, model)
         self.model, self.config = model, model.config
         self.is_lm = isinstance(model, TransformerLM)
@@ -136,7 +138,11 @@ class Session:
             self.keep = _prompt_keep(owner, inputs, prompt_mask, self.config.pad_id)[self.rows]  # (N, L)
         else:
             self.src_mask = src_mask
-
+        seen: list[list[int]] = [[]] * self.rows.numel()  # encoder-decoder: only generated tokens count as repeats
+        if self.is_lm and (no_repeat_ngram_size or repetition_penalty != 1.0):
+            seen = [row[keep].tolist() for row, keep in zip(inputs[self.rows], self.keep)]  # real prompt tokens
+        self.history = History(seen, self.vocab_size, no_repeat_ngram_size=no_repeat_ngram_size,
+                               repetition_penalty=repetition_penalty)  # fmt: skip
     @property
     def device(self) -> torch.device:
         return self.inputs.device
@@ -161,6 +167,7 @@ class Session:
     def select(self, index: Tensor) -> None:
         """Keep (and reorder) decoded rows ``index (N,)``: beam search moves hypotheses."""
         self.cache.select_batch(index)
+        self.history.select(index)
         if self.is_lm and self.positions is not None:
             self.keep, self.positions = self.keep[index], self.positions[index]  # (N, K), (N,)
         if not self.is_lm and isinstance(self.memory_mask, Tensor):

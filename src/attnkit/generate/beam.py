@@ -60,13 +60,17 @@ def gnmt_length_penalty(length: int, alpha: float) -> float:
 def beam_search(
     model, inputs: Tensor, *, max_new_tokens: int, beam_size: int = 4, length_penalty: float = 0.6,
     num_return: int = 1, eos_id: int | None = None, ignore_eos: bool = False, src_mask=None,
-    prompt_mask: Tensor | None = None,
+    prompt_mask: Tensor | None = None, no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0,
 ) -> list[list[Hypothesis]]:  # fmt: skip
     """Beam search; returns, per input row, its ``num_return`` best :class:`Hypothesis` (best first).
 
     Inputs as in :func:`~attnkit.generate.greedy`: source ids ``(B, S)`` for a
     ``Transformer``, left-padded prompt ids ``(B, L)`` for a ``TransformerLM``.
     ``length_penalty`` is GNMT's alpha (0 = plain log-probability, larger favours longer outputs).
+    ``no_repeat_ngram_size`` / ``repetition_penalty`` (:mod:`attnkit.generate.repetition`) act on
+    each beam's logits before the softmax, so scores are log-probabilities of the controlled
+    distribution and ``beam_size=1`` stays greedy search. (Hugging Face applies its processors
+    after ``log_softmax``; the n-gram ban is the same, the penalty then scales log-probabilities.)
 
     Example:
         >>> from attnkit.nn import Transformer, TransformerConfig
@@ -80,9 +84,11 @@ def beam_search(
     owner = "beam_search()"
     cfg = GenerationConfig(
         strategy="beam", max_new_tokens=max_new_tokens, beam_size=beam_size, length_penalty=length_penalty,
-        num_return=num_return, eos_id=eos_id, ignore_eos=ignore_eos, _owner=owner,
+        num_return=num_return, eos_id=eos_id, ignore_eos=ignore_eos, no_repeat_ngram_size=no_repeat_ngram_size,
+        repetition_penalty=repetition_penalty, _owner=owner,
     )  # fmt: skip
-    session = Session(owner, model, inputs, expand=beam_size, src_mask=src_mask, prompt_mask=prompt_mask)
+    session = Session(owner, model, inputs, expand=beam_size, src_mask=src_mask, prompt_mask=prompt_mask,
+                      no_repeat_ngram_size=no_repeat_ngram_size, repetition_penalty=repetition_penalty)  # fmt: skip
     return run_beam(session, cfg, owner)
 
 
@@ -97,7 +103,9 @@ def run_beam(session: Session, cfg: GenerationConfig, owner: str) -> list[list[H
         tokens = torch.empty(B * K, 0, dtype=torch.long, device=logits.device)  # (N, t)
         done = [False] * B
         for t in range(1, T + 1):
-            log_probs = torch.log_softmax(logits.to(torch.float64), dim=-1).view(B, K, -1)  # (N, V) -> (B, K, V)
+            logits = session.history.process(logits.to(torch.float64))  # (N, V) repetition control
+            log_probs = torch.log_softmax(logits, dim=-1)  # (N, V)
+            log_probs = log_probs.view(B, K, -1)  # (N, V) -> (B, K, V)
             V = log_probs.shape[-1]
             top, flat = (scores[:, :, None] + log_probs).view(B, K * V).topk(min(2 * K, K * V), dim=1)  # (B, 2K)
             beam, token = flat // V, flat % V  # (B, 2K) source beam and new token of each candidate
@@ -112,6 +120,7 @@ def run_beam(session: Session, cfg: GenerationConfig, owner: str) -> list[list[H
             if t == T or all(done):
                 break
             session.select(rows)
+            session.history.append(token.view(-1))
             logits = session.step(token.view(-1))  # (N,) -> (N, V)
     return [_finalize(store[b], tokens[b * K : (b + 1) * K], scores[b], cfg) for b in range(B)]
 

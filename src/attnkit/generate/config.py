@@ -34,6 +34,8 @@ class GenerationConfig:
     top_k: int | None = None  # sampling: keep only the k most likely tokens; None = all
     top_p: float | None = None  # sampling: nucleus, the smallest set of tokens with mass >= top_p
     seed: int | None = None  # sampling: seed of a private torch.Generator; None = torch's global RNG
+    no_repeat_ngram_size: int = 0  # every strategy: n > 0 forbids any n-gram to occur twice in a row's tokens; 0 = off
+    repetition_penalty: float = 1.0  # every strategy: CTRL penalty theta on tokens already seen (> 1 discourages); 1 = off
     _owner: InitVar[str] = "GenerationConfig"  # name used in error messages (the calling function)
 
     def __post_init__(self, _owner: str) -> None:
@@ -53,6 +55,14 @@ class GenerationConfig:
             _int(_owner, "top_k", self.top_k, 1, "top_k=None keeps every token; top_k=1 is greedy")
         if self.seed is not None:
             _int(_owner, "seed", self.seed, 0, "use a non-negative int, e.g. seed=0")
+        _int(_owner, "no_repeat_ngram_size", self.no_repeat_ngram_size, 0,
+             "0 is off; 3 forbids repeating any three-token sequence (a common choice for summaries)")
+        _float(_owner, "repetition_penalty", self.repetition_penalty, "1.0 is off; 1.2 as in CTRL")
+        if not self.repetition_penalty > 0:
+            raise ValueError(
+                f"{_owner}: repetition_penalty must be > 0, got {self.repetition_penalty!r}; 1.0 is off, values "
+                "above 1 discourage tokens already seen (CTRL uses 1.2), values below 1 favour them"
+            )
         _float(_owner, "temperature", self.temperature, "temperature -> 0 is greedy decoding, use strategy='greedy'")
         _float(_owner, "length_penalty", self.length_penalty, None)
         if not self.temperature > 0:

@@ -28,7 +28,7 @@ __all__ = ["greedy", "sample"]
 
 def greedy(
     model, inputs: Tensor, *, max_new_tokens: int, eos_id: int | None = None, ignore_eos: bool = False,
-    src_mask=None, prompt_mask: Tensor | None = None,
+    src_mask=None, prompt_mask: Tensor | None = None, no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0,
 ) -> Tensor:  # fmt: skip
     """Greedy decoding: the most likely next token at every step.
 
@@ -37,6 +37,8 @@ def greedy(
     :class:`~attnkit.nn.TransformerLM`, left-padded with ``config.pad_id`` when prompts
     differ in length (see :func:`left_pad`). ``eos_id`` defaults to ``config.eos_id``.
     Returns the new tokens ``(B, T)``, ``pad_id`` after each row's EOS.
+    ``no_repeat_ngram_size`` and ``repetition_penalty`` control repetition
+    (:mod:`attnkit.generate.repetition`; off by default).
 
     Example:
         >>> from attnkit.nn import TransformerConfig, TransformerLM
@@ -48,9 +50,11 @@ def greedy(
         torch.Size([1, 4])
     """
     cfg = GenerationConfig(
-        strategy="greedy", max_new_tokens=max_new_tokens, eos_id=eos_id, ignore_eos=ignore_eos, _owner="greedy()"
-    )
-    session = Session("greedy()", model, inputs, src_mask=src_mask, prompt_mask=prompt_mask)
+        strategy="greedy", max_new_tokens=max_new_tokens, eos_id=eos_id, ignore_eos=ignore_eos,
+        no_repeat_ngram_size=no_repeat_ngram_size, repetition_penalty=repetition_penalty, _owner="greedy()",
+    )  # fmt: skip
+    session = Session("greedy()", model, inputs, src_mask=src_mask, prompt_mask=prompt_mask,
+                      no_repeat_ngram_size=no_repeat_ngram_size, repetition_penalty=repetition_penalty)  # fmt: skip
     return run_greedy(session, cfg, "greedy()")
 
 
@@ -58,11 +62,13 @@ def sample(
     model, inputs: Tensor, *, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
     top_p: float | None = None, seed: int | None = None, generator: torch.Generator | None = None,
     eos_id: int | None = None, ignore_eos: bool = False, src_mask=None, prompt_mask: Tensor | None = None,
+    no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0,
 ) -> Tensor:  # fmt: skip
     """Ancestral sampling with temperature, top-k and nucleus (top-p) filtering.
 
     Reproducible with ``seed`` (a private ``torch.Generator``) or your own ``generator``;
-    with neither, torch's global RNG is used. Inputs and outputs as in :func:`greedy`.
+    with neither, torch's global RNG is used. Inputs, outputs and repetition control as in
+    :func:`greedy`; the repetition rules apply before temperature, top-k and top-p.
 
     Example:
         >>> from attnkit.nn import TransformerConfig, TransformerLM
@@ -75,9 +81,11 @@ def sample(
     """
     cfg = GenerationConfig(
         strategy="sample", max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-        seed=seed, eos_id=eos_id, ignore_eos=ignore_eos, _owner="sample()",
+        seed=seed, eos_id=eos_id, ignore_eos=ignore_eos, no_repeat_ngram_size=no_repeat_ngram_size,
+        repetition_penalty=repetition_penalty, _owner="sample()",
     )  # fmt: skip
-    session = Session("sample()", model, inputs, src_mask=src_mask, prompt_mask=prompt_mask)
+    session = Session("sample()", model, inputs, src_mask=src_mask, prompt_mask=prompt_mask,
+                      no_repeat_ngram_size=no_repeat_ngram_size, repetition_penalty=repetition_penalty)  # fmt: skip
     return run_sample(session, cfg, "sample()", generator)
 
 
@@ -136,8 +144,9 @@ def _decode(session: Session, cfg: GenerationConfig, owner: str, choose: Callabl
         done = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)  # (N,)
         out = []
         for step in range(cfg.max_new_tokens):
-            token = torch.where(done, pad, choose(logits))  # (N,)
+            token = torch.where(done, pad, choose(session.history.process(logits)))  # (N,)
             out.append(token)
+            session.history.append(token)
             if eos is not None:
                 done = done | (token == eos)
             if step == cfg.max_new_tokens - 1 or bool(done.all()):

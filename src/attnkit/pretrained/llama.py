@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 from ..nn import TransformerConfig, TransformerLM
+from ._meta import empty_model, materialize_buffers
 from .gguf_reader import GGUFFile, default_gguf_path
 
 __all__ = ["load_llama_gguf", "llama_config_from_gguf", "llama_state_dict_from_gguf", "unpermute_rows"]
@@ -149,24 +150,15 @@ def load_llama_gguf(
         gguf_file = GGUFFile(default_gguf_path() if path is None else path)
     config = llama_config_from_gguf(gguf_file)
     state = llama_state_dict_from_gguf(gguf_file, config)
-    with torch.device("meta"):
-        model = TransformerLM(config)  # no random init of 100M+ parameters: load_state_dict assigns them
+    model = empty_model(TransformerLM, config)  # no random init of 100M+ parameters: load_state_dict assigns them
     try:
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as error:  # missing layers or shapes that contradict the metadata
         raise ValueError(f"load_llama_gguf(): {gguf_file.path.name} does not fit its own metadata: {error}") from error
     if config.tie_embeddings:
         model.lm_head.weight = model.embed.tokens.weight  # assign=True replaced both; tie them again
-    _materialize_buffers(model)
+    materialize_buffers(model)
     return model.to(dtype).eval()
-
-
-def _materialize_buffers(model: torch.nn.Module) -> None:
-    """Non-persistent buffers built on the meta device (RoPE cos/sin caches) become empty CPU ones."""
-    for module in model.modules():
-        for name, buffer in list(module.named_buffers(recurse=False)):
-            if buffer is not None and buffer.is_meta:
-                module.register_buffer(name, torch.empty(0, *buffer.shape[1:]), persistent=False)  # refilled on use
 
 
 def _check_architecture(gguf_file: GGUFFile) -> None:

@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser, action: str | None = None) ->
         add("--distractors", type=nonnegative_int, default=4, metavar="N", help="distractor documents per question")
         add("--closed-book", action="store_true", help=f"also ask {SMOLLM2} without context (twice the time)")
     else:
-        add("question", help="the question (quote it)")
+        add("question", nargs="?",
+            help="the question (quote it); without it, every line of standard input is a question (a question> "
+                 "prompt on a terminal), the models loaded once")
         add("--context", action="append", metavar="FILE",
             help="a UTF-8 text file to answer from ('-' = stdin); repeat for several: --context a.txt --context "
                  "b.txt (default: none, the model answers closed-book)")
@@ -49,39 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser, action: str | None = None) ->
 def run(args: argparse.Namespace) -> int:
     if args.action == "eval":
         return _run_eval(args)
-    from ..summarize.text import read_text
-    from .core import answer
+    from .ask import ask
 
-    contexts = {path: read_text(path, what="context file") for path in args.context or []}
-    retrieving = f"retrieving from {len(contexts)} file(s) with all-MiniLM-L6-v2, " if contexts else ""
-    with status(f"qa: loading the models, {retrieving}generating up to {args.max_new_tokens} tokens with {SMOLLM2}"):
-        result = answer(args.question, contexts or None, top_k=args.top_k, max_new_tokens=args.max_new_tokens)
-    if args.json:
-        print_json(result.to_dict())
-        return 0
-    table = _evidence_table(result) if result.evidence else None
-    console = stdout_console(*([table] if table else []))
-    console.print(literal(result.text or "(no answer)", "bold"))
-    if result.reply and result.reply != result.text:
-        console.print(literal(f"reply: {result.reply}", "dim"))
-    console.print(literal(f"{result.mode}, {result.model}, {result.prompt_tokens} prompt tokens", "dim"))
-    if table:
-        console.print(table)
-    return 0
-
-
-def _evidence_table(result):
-    from rich.table import Table
-
-    table = Table(title="supporting sentences (MiniLM cosine to the question)", title_justify="left")
-    for name in ("#", "score"):
-        table.add_column(name, justify="right")
-    for name in ("source", "sentence"):
-        table.add_column(name, justify="left")
-    for rank, e in enumerate(result.evidence, 1):
-        table.add_row(str(rank), f"{e.score:.3f}", literal(f"{e.passage.source}:{e.passage.index}"),
-                      literal(e.passage.text))  # fmt: skip
-    return table
+    return ask(args)
 
 
 def _run_eval(args: argparse.Namespace) -> int:

@@ -22,12 +22,12 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from .reply import short_answer
-from .retrieval import Evidence, retrieve, split_passages
+from .retrieval import Evidence, PassageIndex, split_passages
 
-__all__ = ["Answer", "answer", "messages", "SYSTEM_GROUNDED", "SYSTEM_CLOSED_BOOK"]
+__all__ = ["Answer", "answer", "answer_many", "messages", "SYSTEM_GROUNDED", "SYSTEM_CLOSED_BOOK"]
 
 SYSTEM_GROUNDED = ("You answer questions using only the given context. Reply with the answer alone: "
                    "a name, number or short phrase, not a sentence.")  # fmt: skip
@@ -44,8 +44,8 @@ class Answer:
     """An answer and what it was grounded in."""
 
     question: str  # the question asked
-    text: str  # the short answer: the reply without the restated question (see reply.py)
-    reply: str  # the model's whole reply
+    text: str  # the short answer, for scoring: the reply's first line without the restated question (reply.py)
+    reply: str  # the model's answer as it wrote it (stripped): what `attnkit qa` prints
     evidence: tuple[Evidence, ...]  # the sentences given to the model, best first; () when closed-book
     mode: str  # "retrieval-augmented" or "closed-book"
     model: str  # the model that answered
@@ -53,8 +53,9 @@ class Answer:
 
     def to_dict(self) -> dict:
         """Plain types, ready for ``json.dumps``."""
-        return {"question": self.question, "answer": self.text, "reply": self.reply, "mode": self.mode, "model": self.model,
-                "prompt_tokens": self.prompt_tokens, "evidence": [e.to_dict() for e in self.evidence]}  # fmt: skip
+        return {"question": self.question, "answer": self.reply, "short_answer": self.text, "mode": self.mode,
+                "model": self.model, "prompt_tokens": self.prompt_tokens,
+                "evidence": [e.to_dict() for e in self.evidence]}  # fmt: skip
 
 
 def messages(question: str, evidence: Sequence[Evidence] = ()) -> list[dict[str, str]]:
@@ -96,21 +97,50 @@ def answer(
         max_new_tokens: length limit of the answer.
         encoder, chat: models to use instead of the packaged MiniLM and SmolLM2.
     """
+    _check_arguments(question, top_k, max_new_tokens)
+    return next(answer_many([question], contexts, top_k=top_k, max_new_tokens=max_new_tokens, encoder=encoder,
+                            chat=chat))  # fmt: skip
+
+
+def answer_many(
+    questions: Iterable[str],
+    contexts: Sequence[str] | Mapping[str, str] | str | None = None,
+    *,
+    top_k: int = 3,
+    max_new_tokens: int = 24,
+    encoder=None,
+    chat=None,
+) -> Iterator[Answer]:
+    """Answer each question as it comes (a lazy iterable: lines of standard input, a prompt).
+
+    The models are loaded and the contexts split and embedded once, before the first
+    question; every question then costs one question embedding and one generation.
+    Arguments as in :func:`answer`; a bad question raises when its turn comes.
+
+    Example:
+        >>> answers = answer_many(["Capital of Italy?", "Capital of France?"], ["Rome is the capital of Italy."])  # doctest: +SKIP
+        >>> [a.text for a in answers]  # doctest: +SKIP
+        ['Rome', 'Paris']
+    """
     from ..summarize.models import SMOLLM2, chat_model
 
-    _check_arguments(question, top_k, max_new_tokens)
+    _check_arguments("?", top_k, max_new_tokens)
     chat = chat or chat_model()
-    check_question_fits(chat, question)
-    evidence: list[Evidence] = []
+    index = None
     if contexts:
         passages = split_passages(contexts)
         if not passages:
             raise ValueError("answer(): the contexts hold no sentences; give documents with some text")
-        evidence = retrieve(question, passages, k=top_k, encoder=encoder)
-    evidence, prompt_ids = _fit(chat, question, evidence)
-    reply = chat.tokenizer.decode(chat.generate_ids(prompt_ids, max_new_tokens=max_new_tokens), skip_special_tokens=True)
-    mode = "retrieval-augmented" if contexts else "closed-book"
-    return Answer(question, short_answer(reply, question), reply.strip(), tuple(evidence), mode, SMOLLM2, len(prompt_ids))
+        index = PassageIndex(passages, encoder=encoder)
+    for question in questions:
+        _check_arguments(question, top_k, max_new_tokens)
+        check_question_fits(chat, question)
+        evidence = index.search(question, k=top_k) if index is not None else []
+        evidence, prompt_ids = _fit(chat, question, evidence)
+        ids = chat.generate_ids(prompt_ids, max_new_tokens=max_new_tokens)
+        reply = chat.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        mode = "retrieval-augmented" if index is not None else "closed-book"
+        yield Answer(question, short_answer(reply, question), reply, tuple(evidence), mode, SMOLLM2, len(prompt_ids))
 
 
 def check_question_fits(chat, question: str) -> None:

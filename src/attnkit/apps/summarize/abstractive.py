@@ -7,6 +7,15 @@ per requested sentence. The 135M model often writes more sentences than asked (o
 copies the text): the reply is cut to the requested number of sentences, and a
 last sentence left unfinished by the budget is dropped.
 
+**Repetition.** Plain greedy decoding of the 135M model falls into loops: it wrote
+"The above is a simplified version of the above." three times, or the same clause
+until the token budget ran out, which is also why a summary took the whole budget
+(144 tokens for 3 sentences) instead of stopping at the end of its turn. Decoding
+therefore blocks repeated 3-grams (``no_repeat_ngram_size=3``, as fairseq and
+Hugging Face use for summarization, :mod:`attnkit.generate.repetition`) over the
+prompt and the reply: no phrase of three tokens occurs twice, so no sentence is
+repeated and long verbatim copies of the text are impossible.
+
 Example:
     >>> messages("The cat sat. It purred.", sentences=1)[1]["content"].splitlines()[0]
     'Summarize the following text in 1 sentence.'
@@ -14,8 +23,9 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["messages", "generate_summary", "SYSTEM_PROMPT"]
+__all__ = ["messages", "generate_summary", "SYSTEM_PROMPT", "NO_REPEAT_NGRAM_SIZE"]
 
+NO_REPEAT_NGRAM_SIZE = 3  #: n-gram blocking during decoding (see the module docstring)
 SYSTEM_PROMPT = "You are a helpful assistant that writes short, faithful summaries in plain sentences."
 _TOKENS_PER_SENTENCE = 48  # generation budget per requested sentence
 
@@ -31,7 +41,7 @@ def messages(text: str, *, sentences: int) -> list[dict[str, str]]:
 
 
 def generate_summary(chat, text: str, *, sentences: int, max_new_tokens: int | None = None) -> str:
-    """The model's summary of ``text`` (greedy decoding), stripped.
+    """The model's summary of ``text`` (greedy decoding, no repeated 3-grams), stripped.
 
     Raises ``ValueError`` when the prompt does not fit the model's context.
     """
@@ -43,7 +53,8 @@ def generate_summary(chat, text: str, *, sentences: int, max_new_tokens: int | N
             f"summarize(): the text is {n_prompt} tokens with the instruction, but {type(chat).__name__} reads at "
             f"most {context}; use method='extractive' (--extractive), or summarize a shorter part"
         )
-    reply = chat.generate(prompt, max_new_tokens=min(budget, context - n_prompt)).strip()
+    reply = chat.generate(prompt, max_new_tokens=min(budget, context - n_prompt),
+                          no_repeat_ngram_size=NO_REPEAT_NGRAM_SIZE).strip()  # fmt: skip
     return " ".join(_first_sentences(reply, sentences))
 
 

@@ -36,8 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser, action: str | None = None) ->
         add("--limit", type=positive_int, default=50, metavar="N", help="examples per corpus")
         add("--seed", type=int, default=0, metavar="S", help="sampling and random-baseline seed")
         add("--split", choices=("test", "dev", "all"), default="test", help="which split")
+        add("--abstractive", action="store_true",
+            help=f"also score one-sentence summaries written by {SMOLLM2} (one generation per example)")
     else:
-        add("target", metavar="FILE", help="a UTF-8 text file, or '-' for standard input")
+        add("target", metavar="FILE", nargs="+",
+            help="UTF-8 text files, one summary each with the model loaded once; '-' for standard input")
         add("--sentences", type=positive_int, default=3, metavar="N", help="sentences in the summary")
         add("--ratio", type=open_unit_interval, metavar="R",
             help="instead of --sentences: this fraction of the sentences, e.g. 0.2")
@@ -50,20 +53,40 @@ def add_arguments(parser: argparse.ArgumentParser, action: str | None = None) ->
 def run(args: argparse.Namespace) -> int:
     if args.action == "eval":
         return _run_eval(args)
+    return summarize_files(args)
+
+
+def summarize_files(args: argparse.Namespace) -> int:
+    """One summary per file of ``args.target``, the models loaded once; JSON: an object, or a list for several."""
     from .core import summarize
     from .text import read_text
 
-    text = read_text(args.target)
+    texts = {path: read_text(path) for path in args.target}  # every file is checked before the first model runs
     method = "abstractive" if args.abstractive else "extractive"
     doing = f"writing a summary with {SMOLLM2}" if args.abstractive else "picking sentences with all-MiniLM-L6-v2"
-    with status(f"summarize: loading the model and {doing}"):
-        summary = summarize(text, sentences=args.sentences, ratio=args.ratio, method=method,
-                            diversity=args.diversity)  # fmt: skip
+    results: list = []
+    for n, (path, text) in enumerate(texts.items(), 1):
+        where = f" ({n} of {len(texts)}: {path})" if len(texts) > 1 else ""
+        with status(f"summarize: loading the model and {doing}{where}"):
+            summary = summarize(text, sentences=args.sentences, ratio=args.ratio, method=method,
+                                diversity=args.diversity)  # fmt: skip
+        if args.json:
+            results.append(summary.to_dict() | ({"file": path} if len(texts) > 1 else {}))
+        else:
+            if len(texts) > 1:
+                _print_heading(path, first=not results)
+            _print_summary(summary)
+            results.append(summary)
     if args.json:
-        print_json(summary.to_dict())
-    else:
-        _print_summary(summary)
+        print_json(results if len(texts) > 1 else results[0])
     return 0
+
+
+def _print_heading(path: str, *, first: bool) -> None:
+    console = stdout_console()
+    if not first:
+        console.print()
+    console.print(literal(f"==> {path} <==", "bold"))  # as head(1) and tail(1) name several files
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -73,7 +96,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     for corpus in args.corpus or CORPUS_NAMES:
         with progress_bar(f"summarize eval {corpus}") as update:
             split = None if args.split == "all" else args.split
-            reports.append(evaluate(corpus, limit=args.limit, seed=args.seed, split=split, progress=update))
+            reports.append(evaluate(corpus, limit=args.limit, seed=args.seed, split=split, progress=update,
+                                    abstractive=args.abstractive))  # fmt: skip
     if args.json:
         print_json([r.to_dict() for r in reports])
     else:
@@ -87,8 +111,8 @@ def _print_summary(summary) -> None:
     console = stdout_console()
     console.print(literal(summary.text))
     if summary.method != "extractive":
-        console.print(literal(f"written by {summary.model} (greedy decoding) from {summary.source_sentences} "
-                              "sentences", "dim"))  # fmt: skip
+        console.print(literal(f"written by {summary.model} (greedy decoding, no repeated 3-grams) from "
+                              f"{summary.source_sentences} sentences", "dim"))  # fmt: skip
         return
     table = Table(title=literal(f"picked {len(summary.sentences)} of {summary.source_sentences} sentences "
                                 f"({summary.model}: centrality + lead prior + MMR)"), title_justify="left")  # fmt: skip
@@ -109,7 +133,8 @@ def _print_reports(reports) -> None:
         for name in ("system", "ROUGE-1", "ROUGE-2", "ROUGE-L"):
             table.add_column(name, justify="left" if name == "system" else "right")
         for s in r.systems:
-            label = {"oracle": "oracle (ceiling)", "attnkit": "attnkit (MiniLM)"}.get(s.name, s.name)
+            label = {"oracle": "oracle (ceiling)", "attnkit": "attnkit (MiniLM)",
+                     "abstractive": f"abstractive ({SMOLLM2}, no repeated 3-grams)"}.get(s.name, s.name)  # fmt: skip
             table.add_row(label, f"{100 * s.rouge1:.1f}", f"{100 * s.rouge2:.1f}", f"{100 * s.rougeL:.1f}")
         title = (f"[bold]{r.corpus}[/]: ROUGE F1 x 100 of one-sentence summaries, N={r.n} "
                  f"({r.split or 'all'} split, seed {r.seed}, Porter stemming)")  # fmt: skip

@@ -8,7 +8,10 @@ pick one candidate sentence (``MIN_WORDS`` words or more) of the document:
 * ``attnkit`` — :func:`~attnkit.apps.summarize.core.extract` (MiniLM centrality, lead
   prior, MMR) with one sentence;
 * ``oracle`` — the candidate with the best mean ROUGE F1 against the reference: the
-  ceiling of any one-sentence extractive system on this data.
+  ceiling of any one-sentence extractive system on this data;
+* ``abstractive`` (with ``abstractive=True``) — one sentence written by SmolLM2-135M-Instruct
+  (:func:`~attnkit.apps.summarize.abstractive.generate_summary`: greedy, no repeated 3-grams),
+  not limited to the document's sentences.
 
 Scores are ROUGE-1/2/L F1 (``rouge-score``, Porter stemming), averaged over examples.
 References are one line, so one extracted sentence is the fair length.
@@ -30,7 +33,7 @@ from .corpora import Example, load_corpus
 
 __all__ = ["evaluate", "EvalReport", "SystemScore", "rouge_scorer", "SYSTEMS"]
 
-SYSTEMS = ("lead", "random", "attnkit", "oracle")
+SYSTEMS = ("lead", "random", "attnkit", "oracle")  #: always scored; "abstractive" is added on request
 _ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 
@@ -38,7 +41,7 @@ _ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 class SystemScore:
     """Mean ROUGE F1 of one system over the examples (0..1)."""
 
-    name: str  # "lead", "random", "attnkit" or "oracle"
+    name: str  # "lead", "random", "attnkit", "oracle" or "abstractive"
     rouge1: float  # unigram overlap F1
     rouge2: float  # bigram overlap F1
     rougeL: float  # longest-common-subsequence F1
@@ -79,6 +82,8 @@ def evaluate(
     encoder=None,
     settings: dict | None = None,
     progress: Callable[[int, int], None] | None = None,
+    abstractive: bool = False,
+    chat=None,
 ) -> EvalReport:
     """Score lead, random, attnkit and oracle one-sentence summaries on ``limit`` examples.
 
@@ -91,6 +96,8 @@ def evaluate(
         settings: extractive options (``kind``, ``position_weight``, ``diversity``); defaults
             :data:`~attnkit.apps.summarize.core.DEFAULTS`.
         progress: called as ``progress(done, total)`` after each example.
+        abstractive: also score SmolLM2's one-sentence summaries (one generation per example).
+        chat: the :class:`~attnkit.pretrained.ChatModel` for ``abstractive`` (default: packaged SmolLM2).
     """
     settings = DEFAULTS | (settings or {})
     unknown = set(settings) - set(DEFAULTS)
@@ -98,10 +105,17 @@ def evaluate(
         raise ValueError(f"evaluate(): unknown settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     examples = load_corpus(corpus, limit=limit, seed=seed, split=split)
     scorer, rng = rouge_scorer(), random.Random(seed)
-    totals = {name: dict.fromkeys(_ROUGE_TYPES, 0.0) for name in SYSTEMS}
+    names = SYSTEMS + (("abstractive",) if abstractive else ())
+    if abstractive and chat is None:
+        from .models import chat_model
+
+        chat = chat_model()
+    totals = {name: dict.fromkeys(_ROUGE_TYPES, 0.0) for name in names}
     picks = []
     for done, example in enumerate(examples, 1):
         chosen = _pick(example, rng, scorer, encoder, settings)
+        if abstractive:
+            chosen["abstractive"] = _write(chat, example)
         for name, sentence in chosen.items():
             for kind, value in _f1(scorer, example.reference, sentence).items():
                 totals[name][kind] += value
@@ -109,7 +123,7 @@ def evaluate(
         if progress:
             progress(done, len(examples))
     n = max(len(examples), 1)
-    systems = tuple(SystemScore(name, *(totals[name][k] / n for k in _ROUGE_TYPES)) for name in SYSTEMS)
+    systems = tuple(SystemScore(name, *(totals[name][k] / n for k in _ROUGE_TYPES)) for name in names)
     return EvalReport(corpus, split, seed, len(examples), systems, settings, tuple(picks))
 
 
@@ -121,6 +135,16 @@ def _pick(example: Example, rng: random.Random, scorer, encoder, settings: dict)
     oracle = max(pool, key=lambda i: sum(_f1(scorer, example.reference, sentences[i]).values()))
     return {"lead": sentences[pool[0]], "random": sentences[rng.choice(pool)], "attnkit": ours,
             "oracle": sentences[oracle]}  # fmt: skip
+
+
+def _write(chat, example: Example) -> str:
+    """SmolLM2's one-sentence summary of the example's document ("" if the document does not fit)."""
+    from .abstractive import generate_summary
+
+    try:
+        return generate_summary(chat, example.document, sentences=1)
+    except ValueError:  # longer than the model's context: scored as an empty summary
+        return ""
 
 
 def _f1(scorer, reference: str, candidate: str) -> dict[str, float]:

@@ -3,6 +3,7 @@
 * :func:`read_text` — a file path or ``"-"`` (stdin) to a ``str``: UTF-8 only, decoded
   strictly; empty, binary and otherwise-encoded inputs raise a ``ValueError`` that
   says what was found and how to fix it.
+* :func:`sentence_lines` — the 1-based line of the text on which each sentence starts;
 * :func:`split_sentences` — a rule-based splitter (no model, no download): paragraphs
   at blank lines and list bullets, sentences at ``.``/``!``/``?`` followed by a space
   and a character that can start a sentence, except after known abbreviations
@@ -15,12 +16,13 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import sys
 from pathlib import Path
 
-__all__ = ["read_text", "split_sentences", "words"]
+__all__ = ["read_text", "split_sentences", "sentence_lines", "words"]
 
 _SNIFF_BYTES = 8192  # look for NUL bytes in this many leading bytes
 _ABBREVIATIONS = frozenset(
@@ -93,6 +95,34 @@ def split_sentences(text: str) -> list[str]:
     for block in _blocks(text):
         out.extend(_split_block(block))
     return out
+
+
+def sentence_lines(text: str, sentences: list[str] | None = None) -> list[int]:
+    """The 1-based line number on which each sentence of ``text`` starts (as an editor counts lines).
+
+    ``sentences`` defaults to ``split_sentences(text)``. A sentence is found again in the
+    text word by word (the splitter only normalizes whitespace and drops list bullets),
+    so a sentence wrapped over several lines gets the line of its first word.
+
+    Example:
+        >>> sentence_lines("Title\\n\\nFirst sentence. Second\\nsentence wraps.\\n- an item")
+        [1, 3, 3, 5]
+    """
+    sentences = split_sentences(text) if sentences is None else sentences
+    starts = [0]  # offset where each line starts, with splitlines()' idea of a line break
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    lines, cursor = [], 0
+    for sentence in sentences:
+        first = None
+        for token in sentence.split():
+            found = text.find(token, cursor)
+            if found < 0:  # cannot happen for split_sentences' output; keep the last position
+                break
+            first = found if first is None else first
+            cursor = found + len(token)
+        lines.append(bisect.bisect_right(starts, first if first is not None else cursor) if starts else 1)
+    return lines
 
 
 def words(text: str) -> list[str]:
