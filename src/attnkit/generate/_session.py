@@ -21,7 +21,7 @@ L prompt length, S source length, K cached keys, V vocabulary size.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -140,7 +140,8 @@ class Session:
             self.src_mask = src_mask
         seen: list[list[int]] = [[]] * self.rows.numel()  # encoder-decoder: only generated tokens count as repeats
         if self.is_lm and (no_repeat_ngram_size or repetition_penalty != 1.0):
-            seen = [row[keep].tolist() for row, keep in zip(inputs[self.rows], self.keep)]  # real prompt tokens
+            prompts = zip(inputs[self.rows], self.keep, strict=True)
+            seen = [row[keep].tolist() for row, keep in prompts]  # real prompt tokens
         self.history = History(seen, self.vocab_size, no_repeat_ngram_size=no_repeat_ngram_size,
                                repetition_penalty=repetition_penalty)  # fmt: skip
     @property

