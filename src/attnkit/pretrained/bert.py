@@ -316,7 +316,9 @@ def attnkit_to_hf(key: str) -> str:
     """Hugging Face name of an attnkit BertModel key (for messages)."""
     m = _AK_LAYER.fullmatch(key)
     part = _LAYER_TABLE_INVERSE.get(m[2]) if m else None
-    return f"encoder.layer.{m[1]}.{part}.{m[3]}" if part else key
+    if m is None or not part:
+        return key
+    return f"encoder.layer.{m[1]}.{part}.{m[3]}"
 
 
 def convert_hf_state_dict(tensors: Mapping[str, Tensor], *, ignore: Sequence[str] = ()) -> dict[str, Tensor]:
@@ -326,7 +328,9 @@ def convert_hf_state_dict(tensors: Mapping[str, Tensor], *, ignore: Sequence[str
         >>> convert_hf_state_dict({"bert.encoder.layer.3.attention.self.query.weight": torch.zeros(1)}).keys()
         dict_keys(['encoder.layers.3.self_attn.w_q.weight'])
     """
-    out, origin, unknown = {}, {}, []
+    out: dict[str, Tensor] = {}
+    origin: dict[str, str] = {}  # attnkit key -> the checkpoint name it came from
+    unknown: list[str] = []
     for name, tensor in tensors.items():
         clean = _normalize(name)
         if clean in _DROPPED_BUFFERS or name.startswith(tuple(ignore)) or clean.startswith(tuple(ignore)):

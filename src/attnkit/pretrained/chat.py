@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -173,8 +174,9 @@ class ChatModel:
         ids = _as_prompt(prompt_ids, self.model.config.max_len)  # (1, L)
         keep = torch.ones_like(ids, dtype=torch.bool)  # (1, L): every token is real (no padding detection)
         max_new_tokens = _clip_to_context(max_new_tokens, ids.shape[1], self.model.config.max_len)
-        options = dict(max_new_tokens=max_new_tokens, eos_id=self.eos_id, prompt_mask=keep,
-                       no_repeat_ngram_size=no_repeat_ngram_size, repetition_penalty=repetition_penalty)
+        options: dict[str, Any] = dict(max_new_tokens=max_new_tokens, eos_id=self.eos_id, prompt_mask=keep,
+                                       no_repeat_ngram_size=no_repeat_ngram_size,
+                                       repetition_penalty=repetition_penalty)  # fmt: skip
         if temperature is None and top_k is None and top_p is None:
             if seed is not None:
                 raise ValueError("ChatModel.generate(): seed is for sampling; give temperature/top_k/top_p too")

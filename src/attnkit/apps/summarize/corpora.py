@@ -80,7 +80,7 @@ def load_corpus(name: str, *, limit: int = 100, seed: int = 0, split: str | None
     if not files:
         raise FileNotFoundError(f"load_corpus(): no {name} found on this machine ({_where(name)})")
     random.Random(seed).shuffle(files)
-    out, seen, families = [], set(), Counter()
+    out, seen, families = [], set(), Counter[str]()
     for file in files:
         if families[corpus.family(file)] >= MAX_PER_FAMILY:
             continue
