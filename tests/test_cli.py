@@ -495,8 +495,9 @@ def test_qa_prints_answer_reply_and_evidence_literally(capsys, monkeypatch, tmp_
 
     from attnkit.apps.qa import core
 
-    evidence = tuple(SimpleNamespace(score=0.9, passage=SimpleNamespace(text=t, source="C:\\docs\\[1].txt", index=0, line=1),
-                                     location="C:\\docs\\[1].txt:1") for t in TRICKY)  # fmt: skip
+    source = "C:\\docs\\[1].txt"
+    evidence = tuple(SimpleNamespace(score=0.9, passage=SimpleNamespace(text=t, source=source, index=0, line=1),
+                                     location=source + ":1") for t in TRICKY)  # fmt: skip
     fake = SimpleNamespace(question="Which [server] port?", text="[red]x[/red] a[k]",
                            reply="The answer: [red]x[/red] a[k] \\", evidence=evidence, mode="retrieval-augmented",
                            model="fake", prompt_tokens=9)  # fmt: skip

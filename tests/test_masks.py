@@ -326,7 +326,7 @@ def test_causal_docstring_picture_matches_to_dense():
             if row:
                 assert int(row.group(1)) == len(pictures[side])
                 pictures[side].append([int(x) for x in row.group(2).split()])
-    for (Lq, Lk), picture in zip(sizes, pictures):
+    for (Lq, Lk), picture in zip(sizes, pictures, strict=True):
         assert picture, "the picture has no rows"
         want = brute_force(causal_rule(), 1, Lq, Lk)[0, 0, : len(picture)].astype(int).tolist()
         assert picture == want

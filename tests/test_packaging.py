@@ -15,14 +15,13 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
-import tomllib
 import types
 import venv
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from attnkit import cli
 

@@ -37,7 +37,8 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Sequence, overload
+from collections.abc import Sequence
+from typing import overload
 
 import torch
 from torch import Tensor
@@ -204,7 +205,7 @@ class Mask:
         other = as_mask(other, "other | mask: other")
         return None if other is None else _Or(other, self)
 
-    def __invert__(self) -> "Mask":
+    def __invert__(self) -> Mask:
         return _Not(self)
 
 
@@ -624,7 +625,7 @@ def dense(values: Tensor) -> Mask:
     return _Dense(as_4d(values))  # (Bm, Hm, Lq, Lk)
 
 
-def as_mask(mask: "Mask | Tensor | None", name: str = "mask") -> "Mask | None":
+def as_mask(mask: Mask | Tensor | None, name: str = "mask") -> Mask | None:
     """Accept a Mask, a bool tensor (wrapped with :func:`dense`) or None."""
     if mask is None or isinstance(mask, Mask):
         return mask

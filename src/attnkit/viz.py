@@ -30,6 +30,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -109,7 +110,7 @@ _CELL_IN = 0.2  # inches per token in a grid panel
 _PANEL_MIN_IN = 1.6  # smallest panel side, inches (room for a head title)
 
 
-def _figure(figsize: tuple[float, float], *, layout: str | None = "constrained"):
+def _figure(figsize: tuple[float, float], *, layout: Literal["constrained", "tight"] | None = "constrained"):
     from matplotlib.figure import Figure  # imported here: `import attnkit.viz` stays cheap
 
     return Figure(figsize=figsize, layout=layout)

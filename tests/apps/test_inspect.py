@@ -9,6 +9,7 @@ import torch
 
 from attnkit import cli
 from attnkit.apps.inspect import capture, inspect, layer_weights
+from attnkit.apps.inspect.capture import LayerCall
 from attnkit.masks import causal
 from attnkit.nn import MultiHeadAttention
 from attnkit.nn.positional import RotaryEmbedding
@@ -59,6 +60,17 @@ def test_capture_leaves_the_model_output_unchanged_and_removes_hooks():
         during = mha(x)
     assert torch.equal(before, during)
     assert not mha._forward_hooks and not mha._forward_pre_hooks and not mha.w_q._forward_hooks
+
+
+def test_layer_weights_refuses_a_module_that_is_not_multi_head_attention():
+    expected = r"layer_weights\(\): module must be an attnkit.nn.MultiHeadAttention, got Linear"
+    with pytest.raises(TypeError, match=expected):
+        layer_weights(torch.nn.Linear(8, 8), LayerCall())
+
+
+def test_layer_weights_without_a_captured_call_says_so():
+    with pytest.raises(RuntimeError, match="the hooks saw no forward call of this module"):
+        layer_weights(MultiHeadAttention(2, 8), LayerCall())
 
 
 # ---------------------------------------------------------------------- pretrained models

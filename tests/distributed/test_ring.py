@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 import socket
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Callable
 
 import pytest
 import torch
@@ -200,7 +200,7 @@ def _assert_matches_reference(name: str, c: Case, got: dict[str, torch.Tensor]) 
     want = _reference(name, c)
     for n in ("out", "lse", "dq", "dk", "dv"):
         assert not got[n].isnan().any(), f"{name}: ring {n} has NaN"
-        torch.testing.assert_close(got[n], want[n], rtol=1e-10, atol=1e-10, msg=lambda m: f"{name}: {n}: {m}")
+        torch.testing.assert_close(got[n], want[n], rtol=1e-10, atol=1e-10, msg=lambda m, n=n: f"{name}: {n}: {m}")
     for b, i in c.empty_rows:  # rows the mask leaves empty: output and query gradient exactly 0
         assert want["lse"][b, :, i].eq(float("-inf")).all(), f"{name}: case lists ({b}, {i}) as empty but it is not"
         assert got["out"][b, :, i].eq(0).all() and got["dq"][b, :, i].eq(0).all()

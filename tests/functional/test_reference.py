@@ -78,11 +78,12 @@ def mask_cases(B, Lq, Lk):
     """(name, attnkit mask, oracle bool array broadcastable to (B, 1, Lq, Lk))."""
     lengths = [(b * 3 + 2) % (Lk + 1) for b in range(B)]
     dense = randn(B, 1, Lq, Lk, seed=7) > 0
+    lengths_4d = np.array(lengths)[:, None, None, None]  # (B, 1, 1, 1)
     return [
         ("none", None, None),
         ("causal", masks.causal(), loop_mask(lambda a, j: j <= a, Lq, Lk)),
         ("window2", masks.sliding_window(2), loop_mask(lambda a, j: a - 2 < j <= a, Lq, Lk)),
-        ("padding", masks.padding(lengths), np.arange(Lk)[None, None, None, :] < np.array(lengths)[:, None, None, None]),
+        ("padding", masks.padding(lengths), np.arange(Lk)[None, None, None, :] < lengths_4d),
         ("dense", masks.dense(dense), dense.numpy()),
     ]
 
@@ -200,7 +201,8 @@ def test_reference_fully_masked_rows_zero_output_weights_grad(dtype):
     assert (out[0, :, :3] == 0).all() and (out[1] == 0).all()
     assert (weights[0, :, :3] == 0).all() and (weights[1] == 0).all()
     assert torch.isneginf(lse[0, :, :3]).all() and torch.isneginf(lse[1]).all() and torch.isfinite(lse[0, :, 3:]).all()
-    assert (q.grad[0, :, :3] == 0).all() and (q.grad[1] == 0).all() and (k.grad[1] == 0).all() and (v.grad[1] == 0).all()
+    assert (q.grad[0, :, :3] == 0).all() and (q.grad[1] == 0).all()
+    assert (k.grad[1] == 0).all() and (v.grad[1] == 0).all()
     for t in (out, weights, q.grad, k.grad, v.grad):
         assert not torch.isnan(t).any()
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from attnkit import masks
-from attnkit.functional import Alibi, TensorBias, alibi_slopes, attention, attention_weights, explain, tiled_attention
+from attnkit.functional import Alibi, alibi_slopes, attention, attention_weights, explain, tiled_attention
 from attnkit.functional.bias import as_bias
 from attnkit.functional.reference import attention_scores, normalize, reference_attention, weighted_sum
 from attnkit.functional.tiled import TiledCall, dropout_keep_mask
@@ -91,7 +91,7 @@ def assert_matches_reference64(q, k, v, mask, **tiles):
     assert_close64(out, ref_out)
     assert torch.equal(torch.isinf(lse), torch.isinf(ref_lse)) and torch.allclose(lse, ref_lse, atol=1e-10)
     dout = randn(*out.shape, seed=5)
-    for got, want in zip(grads(out, (q, k, v), dout), grads(ref_out, leaves, dout)):
+    for got, want in zip(grads(out, (q, k, v), dout), grads(ref_out, leaves, dout), strict=True):
         assert_close64(got, want)
 
 
@@ -125,7 +125,7 @@ def test_tiled_bias_matches_reference_with_causal_mask(bias_kind):
     assert_close64(out, ref_out)
     assert_close64(lse, ref_lse)
     dout = randn(*out.shape, seed=5)
-    for got, want in zip(grads(out, (q, k, v), dout), grads(ref_out, leaves, dout)):
+    for got, want in zip(grads(out, (q, k, v), dout), grads(ref_out, leaves, dout), strict=True):
         assert_close64(got, want)
 
 
@@ -133,7 +133,7 @@ def test_tiled_gradcheck_with_mask_bias_gqa_and_lse():
     q, k, v = make_qkv(1, 4, 2, 7, 9, 3, 2)
     for mask, bias in [(masks.causal(), Alibi(alibi_slopes(4))),
                        (masks.document([0, 0, 0, 1, 1, 1, 1, 2, 2]), randn(1, 4, 7, 9, seed=8))]:  # fmt: skip
-        def fn(q, k, v):
+        def fn(q, k, v, mask=mask, bias=bias):  # this iteration's mask and bias, bound now
             return tiled_attention(q, k, v, mask, bias=bias, block_q=3, block_k=4)  # (out, lse): both differentiable
 
         assert torch.autograd.gradcheck(fn, (q, k, v), atol=1e-8)
@@ -165,7 +165,9 @@ def test_tiled_lower_precision_within_twice_reference_error(dtype, floor):
     ref_out, _, leaves = reference64(q, k, v, mask)
     assert_rule(out, ref_x, ref_out, floor)
     dout = randn(*out.shape, seed=5)
-    for got, rx, r64 in zip(grads(out, (q, k, v), dout), grads(ref_x, (q, k, v), dout), grads(ref_out, leaves, dout)):
+    for got, rx, r64 in zip(
+        grads(out, (q, k, v), dout), grads(ref_x, (q, k, v), dout), grads(ref_out, leaves, dout), strict=True
+    ):
         assert got.dtype == dtype
         assert_rule(got, rx, r64, floor)
 
@@ -205,7 +207,7 @@ def test_tiled_dropout_is_deterministic_and_matches_reference_with_its_mask():
     ref_out, leaves = reference_with_keep(q, k, v, mask, keep, p)
     assert_close64(out, ref_out)
     dout = randn(*out.shape, seed=5)
-    for got, want in zip(grads(out, (q, k, v), dout), grads(ref_out, leaves, dout)):
+    for got, want in zip(grads(out, (q, k, v), dout), grads(ref_out, leaves, dout), strict=True):
         assert_close64(got, want)
 
 

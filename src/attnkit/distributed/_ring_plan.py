@@ -116,14 +116,13 @@ def plan_steps(mask: Mask | None, layout: Layout, rank: int, lq: int, lk: int, d
     """
     P = layout.world
     Lq, Lk = P * lq, P * lk
-    codes = None if mask is None else _chunk_codes(mask, layout, Lq, Lk, device)  # (Bm, Hm, nc, nc)
+    sources = [(rank - s) % P for s in range(P)]  # step s visits the block of rank - s
+    if mask is None:
+        return tuple(Step(src, True, None) for src in sources)
+    codes = _chunk_codes(mask, layout, Lq, Lk, device)  # (Bm, Hm, nc, nc)
     q_pos = layout.positions(rank, lq, device)  # (lq,)
     steps = []
-    for s in range(P):
-        src = (rank - s) % P
-        if codes is None:
-            steps.append(Step(src, True, None))
-            continue
+    for src in sources:
         tile = codes[:, :, list(layout.chunks(rank))][:, :, :, list(layout.chunks(src))]  # (Bm, Hm, 1|2, 1|2)
         if bool((tile == EMPTY).all()):
             steps.append(Step(src, False, None))

@@ -26,8 +26,9 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -90,15 +91,16 @@ def wrap(model: nn.Module, info: ProcessInfo, *, broadcast_buffers: bool = False
     """
     if not info.distributed:
         return model
-    from torch.nn.parallel import DistributedDataParallel
-
     import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [info.local_rank] if next(model.parameters()).is_cuda else None
     # torch >= 2.13 renames the option (and warns about the old name); both leave the init sync alone
     renamed = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
     name = "forward_sync_buffers" if renamed else "broadcast_buffers"
-    return DistributedDataParallel(model, device_ids=device_ids, **{name: broadcast_buffers})
+    option: dict[str, Any] = {name: broadcast_buffers}  # one keyword whose name depends on the torch version
+    return DistributedDataParallel(model, device_ids=device_ids, **option)
 
 
 def broadcast_object(obj: Any, info: ProcessInfo, *, src: int = 0) -> Any:

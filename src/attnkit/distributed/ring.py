@@ -113,7 +113,7 @@ def _pack(*ts: Tensor) -> Tensor:
 def _unpack(flat: Tensor, *shapes) -> list[Tensor]:
     """Views of ``flat`` with the given shapes (inverse of :func:`_pack`)."""
     sizes = [torch.Size(s).numel() for s in shapes]
-    return [part.view(s) for part, s in zip(flat.split(sizes), shapes)]
+    return [part.view(s) for part, s in zip(flat.split(sizes), shapes, strict=True)]
 
 
 # ---------------------------------------------------------------------- forward
@@ -166,6 +166,8 @@ def ring_backward(
         acc_in = call.ring.shift(acc, _GRAD_TAG)  # after the last step: the finished block goes home
         if kv_in is not None:
             kv = kv_in.wait()
+    if acc_in is None:  # internal invariant: a ring has at least one step
+        raise AssertionError("ring_backward(): no ring steps")
     dk, dv = _unpack(acc_in.wait(), k.shape, v.shape)  # this rank's own block, all contributions summed
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
 
@@ -297,11 +299,11 @@ def gather_sequence(x: Tensor, dim: int, group=None, *, layout: str = "contiguou
         )
     parts = [torch.empty_like(x) for _ in range(lay.world)]
     dist.all_gather(parts, x.detach().contiguous(), group=group)  # P x (..., L / P, ...)
-    chunks = [None] * lay.n_chunks
+    chunks: dict[int, Tensor] = {}  # global chunk index -> its piece
     for rank, part in enumerate(parts):
-        for i, piece in zip(lay.chunks(rank), part.chunk(len(lay.chunks(rank)), dim)):
+        for i, piece in zip(lay.chunks(rank), part.chunk(len(lay.chunks(rank)), dim), strict=True):
             chunks[i] = piece
-    return torch.cat(chunks, dim)  # (..., L, ...)
+    return torch.cat([chunks[i] for i in range(lay.n_chunks)], dim)  # (..., L, ...)
 
 
 # ---------------------------------------------------------------------- validation

@@ -144,7 +144,7 @@ def _check_scalars(fn: str, scale, dropout_p) -> None:
         raise TypeError(f"{fn}(): scale must be a float or None, got {type(scale).__name__}")
     if scale is not None and not math.isfinite(scale):
         raise ValueError(f"{fn}(): scale must be a finite number, got {scale!r}; pass None for 1/sqrt(head_dim)")
-    if isinstance(dropout_p, bool) or not isinstance(dropout_p, numbers.Real) or not 0.0 <= dropout_p < 1.0:
+    if isinstance(dropout_p, bool) or not isinstance(dropout_p, numbers.Real) or not 0.0 <= float(dropout_p) < 1.0:
         raise ValueError(f"{fn}(): dropout_p must be a float in [0, 1), got {dropout_p!r}")
 
 

@@ -117,7 +117,7 @@ class Alibi(Bias):
         return f"Alibi(num_heads={self.slopes.shape[0]}, symmetric={self.symmetric})"
 
 
-def as_bias(bias: "Bias | Tensor | None", fn: str = "attention") -> "Bias | None":
+def as_bias(bias: Bias | Tensor | None, fn: str = "attention") -> Bias | None:
     """Accept a Bias, a float tensor (wrapped in :class:`TensorBias`) or None; errors start with ``fn():``.
 
     Example:

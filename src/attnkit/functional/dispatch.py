@@ -10,9 +10,9 @@ one is a file in ``functional/`` plus one line there.
 the call exactly, except that between ``sdpa`` and ``tiled`` it picks by
 measured thresholds (:data:`TILED_MAX_KEPT`, :data:`TILED_MIN_PAIRS`,
 :data:`DENSE_MASK_BUDGET`): torch's fused kernel for no mask and top-left causal,
-tiled when the mask skips enough tiles or a dense mask would be too large. :func:`explain` returns that choice and, for every other
-backend, the reason it was not chosen. Debug logging (logger
-``attnkit.functional``) prints the same.
+tiled when the mask skips enough tiles or a dense mask would be too large.
+:func:`explain` returns that choice and, for every other backend, the reason it
+was not chosen. Debug logging (logger ``attnkit.functional``) prints the same.
 
 Shape legend: B batch, H query heads, Hkv key/value heads, Lq queries, Lk keys,
 D query/key head dim, Dv value head dim.
@@ -21,8 +21,9 @@ D query/key head dim, Dv value head dim.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Literal, overload
 
 import torch
 from torch import Tensor
@@ -84,14 +85,21 @@ def _run_tiled(q, k, v, p: Problem):
 
 def _tiled_why_not(p: Problem) -> str | None:
     if p.return_weights:
-        return "the tiled backend does not return the (B, H, Lq, Lk) weights; use attention_weights() for chosen heads/rows"
+        return (
+            "the tiled backend does not return the (B, H, Lq, Lk) weights; "
+            "use attention_weights() for chosen heads/rows"
+        )
     return bias_grad_problem(p.bias)
 
 
 BACKENDS: dict[str, Backend] = {
-    "reference": Backend("reference", _run_reference, _reference_why_not, "the three steps of the formula; returns weights"),
+    "reference": Backend(
+        "reference", _run_reference, _reference_why_not, "the three steps of the formula; returns weights"
+    ),
     "sdpa": Backend("sdpa", _run_sdpa, _sdpa_why_not, "torch.nn.functional.scaled_dot_product_attention"),
-    "tiled": Backend("tiled", _run_tiled, _tiled_why_not, "exact tiled FlashAttention-2, O(L) memory, skips masked tiles"),
+    "tiled": Backend(
+        "tiled", _run_tiled, _tiled_why_not, "exact tiled FlashAttention-2, O(L) memory, skips masked tiles"
+    ),
 }
 AUTO_ORDER: tuple[str, ...] = ("sdpa", "tiled", "reference")  #: preference of backend="auto", fastest first
 
@@ -192,6 +200,28 @@ def _choose(p: Problem, backend: str) -> Explanation:
     raise AssertionError("the reference backend runs every call")  # internal invariant
 
 
+# The return type follows the flags: a plain call gives the output tensor, a call asking for
+# weights and/or lse a tuple (out, ...); a flag that is a runtime bool gives the union.
+@overload
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Mask | Tensor | None = None, *,
+              bias: Bias | Tensor | None = None, scale: float | None = None, dropout_p: float = 0.0,
+              return_weights: Literal[False] = False, return_lse: Literal[False] = False,
+              backend: str = "auto") -> Tensor: ...  # fmt: skip
+@overload
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Mask | Tensor | None = None, *,
+              bias: Bias | Tensor | None = None, scale: float | None = None, dropout_p: float = 0.0,
+              return_weights: Literal[True], return_lse: bool = False,
+              backend: str = "auto") -> tuple[Tensor, ...]: ...  # fmt: skip
+@overload
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Mask | Tensor | None = None, *,
+              bias: Bias | Tensor | None = None, scale: float | None = None, dropout_p: float = 0.0,
+              return_weights: bool = False, return_lse: Literal[True],
+              backend: str = "auto") -> tuple[Tensor, ...]: ...  # fmt: skip
+@overload
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Mask | Tensor | None = None, *,
+              bias: Bias | Tensor | None = None, scale: float | None = None, dropout_p: float = 0.0,
+              return_weights: bool = False, return_lse: bool = False,
+              backend: str = "auto") -> Tensor | tuple[Tensor, ...]: ...  # fmt: skip
 def attention(
     q: Tensor,
     k: Tensor,
@@ -261,8 +291,16 @@ def attention(
         out, weights, lse = nan_in_nan_out(q, k, v, out, weights, lse)
     if not (return_weights or return_lse):
         return out
-    extra = ((weights,) if return_weights else ()) + ((lse,) if return_lse else ())
+    extra = [_returned(t, what, choice.backend) for t, what, wanted in
+             ((weights, "weights", return_weights), (lse, "lse", return_lse)) if wanted]  # fmt: skip
     return (out, *extra)
+
+
+def _returned(t: Tensor | None, what: str, backend: str) -> Tensor:
+    """``t``, which the backend chosen for the call must have returned (an internal invariant)."""
+    if t is None:
+        raise AssertionError(f"backend {backend!r} ran a call asking for {what} but returned none")
+    return t
 
 
 def explain(

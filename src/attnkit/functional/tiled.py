@@ -19,9 +19,10 @@ are skipped, FULL tiles get no masking op, PARTIAL tiles get ``mask.evaluate``
 on their indices. Where consecutive query blocks attend equally placed key
 chunks under a shift-invariant mask (a sliding window), the forward pass runs
 them as one *band*: a batched matmul over overlapping key windows, one mask
-tile added to all of them, and a plain softmax (one chunk per block). Batch and key heads are flattened for ``bmm``; the ``G``
-query heads of a key head are folded into the query axis, so K/V are never
-copied per head (grouped-query attention). bf16/fp16 inputs are computed in
+tile added to all of them, and a plain softmax (one chunk per block). Batch
+and key heads are flattened for ``bmm``; the ``G`` query heads of a key head
+are folded into the query axis, so K/V are never copied per head (grouped-query
+attention). bf16/fp16 inputs are computed in
 float32 (these CPUs have no fast half matmul) and returned in their dtype.
 
 Dropout keeps entry ``(b, h, i, j)`` according to a hash of ``(seed, b, h, i, j)``
@@ -58,8 +59,8 @@ of a query block, w keys of a chunk.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -67,8 +68,21 @@ from torch import Tensor
 from .._tensors import as_4d, compute_dtype
 from ..masks import Mask
 from ._autograd import OutLseFunction
-from ._tiles import (Band, TilePlan, bands, bias_rows, bias_tile, block_rows, dropout_keep_tile, flat_kv,
-                     indices_of, make_plan, mask_tile, store_rows, zero_uncovered)  # fmt: skip
+from ._tiles import (
+    Band,
+    TilePlan,
+    bands,
+    bias_rows,
+    bias_tile,
+    block_rows,
+    dropout_keep_tile,
+    flat_kv,
+    indices_of,
+    make_plan,
+    mask_tile,
+    store_rows,
+    zero_uncovered,
+)
 from ._validate import validate
 from .bias import Bias
 from .reference import nan_in_nan_out
@@ -115,7 +129,7 @@ class TiledCall:
 
     @classmethod
     def build(cls, q: Tensor, k: Tensor, mask=None, bias=None, scale=None, dropout_p=0.0, seed=0,
-              block_q=None, block_k=None) -> "TiledCall":  # fmt: skip
+              block_q=None, block_k=None) -> TiledCall:  # fmt: skip
         """Plan a call on validated inputs ``q (B, H, Lq, D)``, ``k (B, Hkv, Lk, D)``.
 
         Tile sizes given as None are chosen: 128 x 128, and for a forward pass made mostly
@@ -163,6 +177,8 @@ def _scores(qb: Tensor, kf: Tensor, grp, blk, ch, call: TiledCall, buf: Tensor) 
     where = (blk.q0, blk.q1, ch.k0, ch.k1, call.Lq, call.Lk, grp.b0, grp.b1, call.Hkv, call.G, s.device)
     if call.bias is not None:
         s5.add_(bias_tile(call.bias, *where))  # (nb, Hkv, tq, G, w) + (nb|1, Hkv|1, tq|1, G|1, w|1)
+    if call.mask is None:  # every tile is FULL: nothing to mask
+        return s
     for a, b in ch.runs:  # only tiles that are not FULL
         allowed = mask_tile(call.mask, blk.q0, blk.q1, a, b, *where[4:])  # (nb|1, Hkv|1, tq|1, G|1, b-a)
         s5[..., a - ch.k0 : b - ch.k0].masked_fill_(~allowed, float("-inf"))
@@ -266,6 +282,7 @@ def _forward_band(q, kf, vf, out, lse, grp, band: Band, call: TiledCall) -> None
         (a, b, _penalty(mask_tile(call.mask, band.q0, band.q0 + tq, band.k0 + a, band.k0 + b, call.Lq, call.Lk,
                                   0, 1, Hkv, G, q.device).reshape(tq, -1, b - a), kf.dtype))
         for a, b in band.runs
+        if call.mask is not None  # a call without a mask has no runs to mask
     ]  # fmt: skip
     k_end = band.k0 + (m - 1) * tq + w  # one past the last key of the band
     for b in range(grp.b0, grp.b1):
@@ -288,7 +305,7 @@ def _band_softmax_pv(qb: Tensor, k_t: Tensor, v_w: Tensor, penalties, dst: Tenso
     ``qb (m, R, D)`` carries scale * log2(e), ``k_t (m, D, w)``, ``v_w (m, w, Dv)``; ``dst`` is
     ``(G, m*tq, Dv)``, a view of the output.
     """
-    m, R, w = qb.shape[0], qb.shape[1], k_t.shape[2]
+    m, w = qb.shape[0], k_t.shape[2]
     s = torch.bmm(qb, k_t)  # (m, R, D) @ (m, D, w) -> (m, R, w), log2 units
     for a, b, penalty in penalties:
         s.view(m, tq, G, w)[..., a:b].add_(penalty)  # (m, tq, G, b-a) + (tq, 1, b-a)
@@ -310,25 +327,30 @@ def _penalty(allowed: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
 
 
+def _chunk_terms(qb, kf, vf, grp, blk, ch, call: TiledCall, buf, m: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """One chunk of the online softmax: the running max ``m_new (n, R, 1)`` (``m`` = the max so far,
+    None on the first chunk), ``l_c = rowsum(exp(S - m_new)) (n, R, 1)`` and ``P V (n, R, Dv)``."""
+    s = _scores(qb, kf, grp, blk, ch, call, buf)  # (n, R, w)
+    lowest = torch.finfo(qb.dtype).min  # stands for the max of an empty row: keeps exp() free of NaN
+    m_new = s.amax(dim=-1, keepdim=True).clamp_min_(lowest)  # (n, R, 1)
+    if m is not None:
+        m_new = torch.maximum(m, m_new)
+    p = _exp_shifted(s, m_new)  # (n, R, w) exp(S - m); masked entries exp(-inf) = 0
+    l_c = p.sum(dim=-1, keepdim=True)  # (n, R, 1), before dropout
+    if call.dropout_p > 0:
+        p.mul_(_keep(call, grp, blk, ch, p))
+    pv = torch.bmm(p, vf[:, ch.k0 : ch.k1])  # (n, R, w) @ (n, w, Dv) -> (n, R, Dv)
+    return m_new, l_c, pv
+
+
 def _forward_block(qb, kf, vf, grp, blk, call: TiledCall, buf) -> tuple[Tensor, Tensor]:
     """Online softmax over the chunks of one query block: ``(o (n, R, Dv), lse (n, R, 1))``."""
-    m = l = o = None
-    lowest = torch.finfo(qb.dtype).min  # stands for the max of an empty row: keeps exp() free of NaN
-    for ch in blk.chunks:
-        s = _scores(qb, kf, grp, blk, ch, call, buf)  # (n, R, w)
-        m_new = s.amax(dim=-1, keepdim=True).clamp_min_(lowest)  # (n, R, 1)
-        if m is not None:
-            m_new = torch.maximum(m, m_new)
-        p = _exp_shifted(s, m_new)  # (n, R, w) exp(S - m); masked entries exp(-inf) = 0
-        l_c = p.sum(dim=-1, keepdim=True)  # (n, R, 1), before dropout
-        if call.dropout_p > 0:
-            p.mul_(_keep(call, grp, blk, ch, p))
-        pv = torch.bmm(p, vf[:, ch.k0 : ch.k1])  # (n, R, w) @ (n, w, Dv) -> (n, R, Dv)
-        if m is None:
-            l, o = l_c, pv
-        else:
-            alpha = torch.exp(m - m_new)  # (n, R, 1) rescales the earlier chunks
-            l, o = l.mul_(alpha).add_(l_c), o.mul_(alpha).add_(pv)
+    first, *rest = blk.chunks  # a planned block has at least one chunk
+    m, l, o = _chunk_terms(qb, kf, vf, grp, blk, first, call, buf, None)
+    for ch in rest:
+        m_new, l_c, pv = _chunk_terms(qb, kf, vf, grp, blk, ch, call, buf, m)
+        alpha = torch.exp(m - m_new)  # (n, R, 1) rescales the earlier chunks
+        l, o = l.mul_(alpha).add_(l_c), o.mul_(alpha).add_(pv)
         m = m_new
     lse = m + torch.log(l)  # (n, R, 1); log(0) = -inf on rows with nothing allowed
     return o.div_(l.clamp_min_(1.0)), lse  # l >= 1 on any row with an allowed key; empty rows stay 0

@@ -250,7 +250,7 @@ class MultiHeadAttention(nn.Module):
             q, k, v, mask, bias=self.alibi if attn_bias is None else attn_bias,
             dropout_p=self.dropout if self.training else 0.0, return_weights=need_weights, backend=self.backend,
         )  # fmt: skip
-        out, weights = result if need_weights else (result, None)  # (B, H, Lq, d_v)
+        out, weights = (result, None) if isinstance(result, Tensor) else result  # (B, H, Lq, d_v), weights or None
         # 3. concatenate heads and project
         out = out.transpose(1, 2).reshape(B, Lq, self.num_heads * self.d_v)  # (B, H, Lq, d_v) -> (B, Lq, H*d_v)
         out = self.w_o(out)  # (B, Lq, H*d_v) -> (B, Lq, d_model)

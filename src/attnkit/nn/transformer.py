@@ -133,6 +133,16 @@ class DecoderLayer(_Layer):
     """Masked self-attention, cross-attention over the encoder memory (optional), feed-forward.
 
     ``cross_attention=False`` gives the decoder-only (GPT/Llama) layer.
+
+    Example:
+        >>> from attnkit import masks
+        >>> layer = DecoderLayer(TransformerConfig(vocab_size=10, d_model=16, num_heads=2, d_ff=32)).eval()
+        >>> x, memory = torch.randn(1, 3, 16), torch.randn(1, 5, 16)  # (B, T, d_model), (B, S, d_model)
+        >>> layer(x, memory, self_mask=masks.causal()).shape
+        torch.Size([1, 3, 16])
+        >>> DecoderLayer(TransformerConfig(vocab_size=10, d_model=16, num_heads=2, d_ff=32),
+        ...              cross_attention=False)(x).shape  # decoder-only: no memory
+        torch.Size([1, 3, 16])
     """
 
     def __init__(self, config: TransformerConfig, rotary: RotaryEmbedding | None = None, *, cross_attention=True):
@@ -222,7 +232,15 @@ class Encoder(_Stack):
 
 
 class Decoder(_Stack):
-    """``num_decoder_layers`` :class:`DecoderLayer` s; with ``cross_attention`` they read an encoder memory."""
+    """``num_decoder_layers`` :class:`DecoderLayer` s; with ``cross_attention`` they read an encoder memory.
+
+    Example:
+        >>> from attnkit import masks
+        >>> dec = Decoder(TransformerConfig(vocab_size=10, d_model=16, num_heads=2, d_ff=32, num_decoder_layers=2))
+        >>> x, memory = torch.randn(1, 3, 16), torch.randn(1, 5, 16)  # (B, T, d_model), (B, S, d_model)
+        >>> dec(x, memory, self_mask=masks.causal()).shape, len(dec.layers)
+        (torch.Size([1, 3, 16]), 2)
+    """
 
     def __init__(self, config: TransformerConfig, rotary: RotaryEmbedding | None = None, *, cross_attention=True):
         super().__init__()

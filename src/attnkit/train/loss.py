@@ -109,6 +109,16 @@ def seq2seq_loss(*, smoothing: float = 0.1, pad_id: int | None = 0) -> LossFn:
     """Loss function ``(model, (src (B, S), tgt (B, T+1))) -> (loss, tokens)`` for a :class:`~attnkit.nn.Transformer`.
 
     Teacher forcing: the decoder reads ``tgt[:, :-1]`` (starting with BOS) and predicts ``tgt[:, 1:]``.
+
+    Example:
+        >>> import torch
+        >>> from attnkit.nn import Transformer, TransformerConfig
+        >>> model = Transformer(TransformerConfig(vocab_size=10, d_model=16, num_heads=2, d_ff=32,
+        ...                                       num_encoder_layers=1, num_decoder_layers=1))
+        >>> src, tgt = torch.tensor([[4, 5, 0]]), torch.tensor([[1, 6, 7, 2, 0]])  # 0 pad, 1 BOS, 2 EOS
+        >>> loss, tokens = seq2seq_loss(smoothing=0.0)(model, (src, tgt))
+        >>> tokens, loss.ndim, bool(loss > 0)  # targets 6, 7, EOS count; the pad does not
+        (3, 0, True)
     """
 
     def loss_fn(model: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:

@@ -6,7 +6,9 @@
   and recompute the weights from the tiled backend's log-sum-exp.
 
 Example:
-    >>> from attnkit.apps.inspect import inspect
+    >>> from attnkit.apps.inspect import MODELS, inspect
+    >>> MODELS  # what inspect() can load
+    ('minilm', 'smollm2')
     >>> inspect("Attention is all you need", model="minilm", layers=[0]).layers[0].weights.shape[0]
     12
 """

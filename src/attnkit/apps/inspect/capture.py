@@ -26,7 +26,9 @@ Example:
     >>> mha = MultiHeadAttention(2, 8, dropout=0.0).eval()
     >>> with capture([mha]) as calls:
     ...     _ = mha(torch.randn(1, 5, 8))
-    >>> w = layer_weights(mha, calls[0])
+    >>> w = layer_weights(mha, calls[0])  # the method weights_method() picks
+    >>> isinstance(w, LayerWeights), w.method == weights_method()[0]
+    (True, True)
     >>> w.weights.shape, bool(w.weights.sum(-1).allclose(torch.ones(2, 5))), w.max_error < 1e-5
     (torch.Size([2, 5, 5]), True, True)
 """
@@ -39,6 +41,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+
+from attnkit.nn import MultiHeadAttention
 
 __all__ = ["capture", "layer_weights", "LayerCall", "LayerWeights", "weights_method"]
 
@@ -113,6 +117,10 @@ def layer_weights(module: nn.Module, call: LayerCall, *, method: str | None = No
     """Weights ``(H, L, L)`` of batch element 0 of ``call``; ``method`` None picks :func:`weights_method`."""
     from attnkit.functional import attention
 
+    if not isinstance(module, MultiHeadAttention):
+        raise TypeError(
+            f"layer_weights(): module must be an attnkit.nn.MultiHeadAttention, got {type(module).__name__}"
+        )
     method = method or weights_method()[0]
     if method not in ("lse", "need_weights"):
         raise ValueError(f"layer_weights(): method must be 'lse' or 'need_weights', got {method!r}")
@@ -130,9 +138,9 @@ def layer_weights(module: nn.Module, call: LayerCall, *, method: str | None = No
     return LayerWeights(weights[0].float(), method, error)
 
 
-def _inputs(module: nn.Module, call: LayerCall):
+def _inputs(module: MultiHeadAttention, call: LayerCall):
     """``q (B, H, L, d_k)``, ``k``, ``v (B, Hkv, L, d)``, mask and bias as the module used them."""
-    if call.q is None or call.k is None or call.output is None:
+    if call.q is None or call.k is None or call.v is None or call.output is None:
         raise RuntimeError("layer_weights(): the hooks saw no forward call of this module")
     if any(call.kwargs.get(name) is not None for name in ("cache", "key", "value", "_positional")):
         raise ValueError("layer_weights(): calls with a KV cache or explicit key/value are not supported; "

@@ -54,7 +54,16 @@ class LayerInspection:
 
 @dataclass(frozen=True)
 class Inspection:
-    """Attention of one model on one text, layer by layer."""
+    """Attention of one model on one text, layer by layer.
+
+    Example (built by hand here; :func:`inspect` makes them from a model):
+        >>> from attnkit.viz import head_statistics
+        >>> w = torch.full((2, 3, 3), 1 / 3)  # (H, L, L): 2 heads, uniform over 3 tokens
+        >>> layer = LayerInspection(0, w, head_statistics(w), max_error=0.0, png=None)
+        >>> r = Inspection("minilm", ("a", "b", "c"), (layer,), "lse", "exp(S - lse)", causal=False)
+        >>> r.to_dict()["layers"][0]["layer"], r.to_dict()["tokens"]
+        (0, ['a', 'b', 'c'])
+    """
 
     model: str  # "minilm" or "smollm2"
     tokens: tuple[str, ...]  # the L tokens (labels of the heatmaps)

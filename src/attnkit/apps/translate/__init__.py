@@ -23,6 +23,18 @@ Example:
     >>> corpus = load_corpus("numbers-dates", "en-fr", size=100)
     >>> corpus.pair, len(corpus.test) > 0
     ('en-fr', True)
+
+    The model presets, and what :func:`demo` (minutes of training, so not run here; see
+    :mod:`~attnkit.apps.translate.demo`) trains and returns:
+
+    >>> import dataclasses, inspect
+    >>> from attnkit.apps.translate import SIZES, DemoResult, demo
+    >>> SIZES  # smallest first
+    ('tiny', 'small', 'base')
+    >>> inspect.signature(demo).parameters["steps"].default, inspect.signature(demo).parameters["size"].default
+    (1400, 'tiny')
+    >>> [f.name for f in dataclasses.fields(DemoResult)]
+    ['pair', 'train', 'evaluation', 'samples', 'alignment_png']
 """
 
 from ..._lazy import lazy_exports

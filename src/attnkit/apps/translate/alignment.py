@@ -17,6 +17,8 @@ Example:
     >>> model = Transformer(TransformerConfig(vocab_size=tok.vocab_size, d_model=16, num_heads=2, d_ff=32,
     ...                                       num_encoder_layers=1, num_decoder_layers=2)).eval()
     >>> a = cross_attention(model, tok, "one two", target="eins zwei")
+    >>> isinstance(a, Alignment)
+    True
     >>> a.weights.shape[:2], a.weights.shape[2:] == (len(a.target_tokens), len(a.source_tokens))
     (torch.Size([2, 2]), True)
     >>> plot_alignment(a, tempfile.mkdtemp() + "/align.png").suffix

@@ -145,13 +145,13 @@ def message_pairs(catalog: dict[str, str]) -> list[Pair]:
 
 
 def _clean_pair(source: str, target: str) -> Pair | None:
-    source, target = clean_message(source), clean_message(target)
-    if source is None or target is None or source.casefold() == target.casefold():
+    src, tgt = clean_message(source), clean_message(target)
+    if src is None or tgt is None or src.casefold() == tgt.casefold():
         return None  # untranslated (or only re-cased, as ISO language names often are)
-    short, long = sorted((len(source), len(target)))
+    short, long = sorted((len(src), len(tgt)))
     if long > MAX_RATIO * short + 10:
         return None
-    return source, target
+    return src, tgt
 
 
 # ---------------------------------------------------------------------- a language's catalogs

@@ -80,7 +80,16 @@ _ACTION_OPTIONS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser, action: str | None = None) -> None:
-    """Declare the options of ``attnkit translate [ACTION]`` on ``parser``."""
+    """Declare the options of ``attnkit translate [ACTION]`` on ``parser``.
+
+    Example:
+        >>> import argparse
+        >>> parser = argparse.ArgumentParser(prog="attnkit translate eval")
+        >>> add_arguments(parser, "eval")
+        >>> args = parser.parse_args(["--model", "out/translate", "--beam", "2"])
+        >>> args.model, args.beam, args.json
+        ('out/translate', 2, False)
+    """
     if action is None:
         parser.usage = ("attnkit translate --model DIR [TEXT ...] [options]    (TEXT, or one sentence per line on "
                         "stdin)\n       attnkit translate {train,eval,demo,data} [options]")  # fmt: skip

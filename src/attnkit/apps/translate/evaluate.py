@@ -33,7 +33,13 @@ __all__ = ["Scores", "EvalReport", "translate_batch", "score", "evaluate", "max_
 
 @dataclass(frozen=True)
 class Scores:
-    """Corpus-level scores of hypotheses against references, in percent."""
+    """Corpus-level scores of hypotheses against references, in percent.
+
+    Example:
+        >>> s = score(["zwei Euro", "drei"], ["zwei Euro", "vier"])
+        >>> isinstance(s, Scores), s.exact_match, s.sentences
+        (True, 50.0, 2)
+    """
 
     bleu: float  # sacrebleu corpus BLEU, 13a tokenization
     chrf: float  # sacrebleu chrF (character n-gram F-score, beta = 2)
@@ -43,7 +49,14 @@ class Scores:
 
 @dataclass(frozen=True)
 class EvalReport:
-    """A model's scores on a split, the copy baseline's, and a few examples."""
+    """A model's scores on a split, the copy baseline's, and a few examples.
+
+    Example:
+        >>> report = EvalReport("test", model=score(["eins"], ["eins"]), copy_baseline=score(["one"], ["eins"]),
+        ...                     decoding="greedy", seconds=0.1, examples=(("one", "eins", "eins"),))
+        >>> report.model.exact_match, report.copy_baseline.exact_match, report.to_dict()["decoding"]
+        (100.0, 0.0, 'greedy')
+    """
 
     split: str  # which pairs were scored, e.g. "test"
     model: Scores  # the model's translations

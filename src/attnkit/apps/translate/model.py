@@ -29,6 +29,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -40,7 +41,7 @@ __all__ = ["SIZES", "model_config", "Translator", "MODEL_DIR", "INFO_NAME", "fin
 SIZES = ("tiny", "small", "base")
 MODEL_DIR = "model"  # the final model inside a training run directory
 INFO_NAME = "translate.json"
-_PRESETS = {
+_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(d_model=64, num_heads=4, d_ff=256, num_encoder_layers=2, num_decoder_layers=2),
     "small": dict(d_model=256, num_heads=4, d_ff=1024, num_encoder_layers=3, num_decoder_layers=3),
 }
@@ -50,7 +51,7 @@ def model_config(size: str, vocab_size: int, *, dropout: float | None = None) ->
     """The :class:`TransformerConfig` of preset ``size`` for a joint vocabulary of ``vocab_size``."""
     if size not in SIZES:
         raise ValueError(f"model_config(): size must be one of {SIZES}, got {size!r}")
-    overrides = {} if dropout is None else {"dropout": dropout}
+    overrides: dict[str, Any] = {} if dropout is None else {"dropout": dropout}
     if size == "base":
         return TransformerConfig.paper_base(vocab_size, **overrides)
     return TransformerConfig(vocab_size=vocab_size, tie_embeddings=True, **{**_PRESETS[size], **overrides})
@@ -135,13 +136,12 @@ class Translator:
     def load(cls, path: str | Path, *, map_location: str | torch.device = "cpu") -> Translator:
         """Load a model directory, or a training run (its final model, else its latest checkpoint)."""
         from ... import checkpoint
+        from ...train.state import latest_checkpoint
 
         directory = find_model_dir(path)
-        if (directory / "latest.json").is_file() and not (directory / "config.json").is_file():
-            from ...train.state import latest_checkpoint
-
-            weights = latest_checkpoint(directory)
-            info_path = directory / "run.json"
+        latest = None if (directory / "config.json").is_file() else latest_checkpoint(directory)
+        if latest is not None:  # a training run without a final model: its latest checkpoint
+            weights, info_path = latest, directory / "run.json"
         else:
             weights, info_path = directory, directory / INFO_NAME
         model = checkpoint.load(weights, map_location=map_location)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 from ...console import literal
+
+if TYPE_CHECKING:  # rich is imported when a bar is shown
+    from rich.progress import Progress, TaskID
 
 __all__ = ["console", "print_corpus", "print_eval", "print_train_result", "print_demo", "stop_note", "TimeBar"]
 
@@ -97,7 +101,16 @@ def print_train_result(result, *, as_json: bool) -> None:
 
 
 def stop_note(result) -> str:
-    """Why training stopped, in words: "1,200 of 1,200 steps", or the time cap and what it means."""
+    """Why training stopped, in words: "1,200 of 1,200 steps", or the time cap and what it means.
+
+    Example:
+        >>> from pathlib import Path
+        >>> from attnkit.apps.translate.train import TrainResult
+        >>> stop_note(TrainResult(Path("run"), Path("run/model"), 1200, "max_steps", 200.0, 1.8, None, 1200))
+        '1,200 of 1,200 steps'
+        >>> stop_note(TrainResult(Path("run"), Path("run/model"), 900, "max_minutes", 60.0, 2.1, None, None))
+        '900 steps (the --minutes budget ran out)'
+    """
     if result.under_trained:
         return (f"{result.steps:,} of {result.planned_steps:,} steps: the --minutes cap stopped training early; "
                 "the model is under-trained (scores below what the full run reaches)")  # fmt: skip
@@ -137,11 +150,12 @@ class TimeBar:
 
     def __init__(self, minutes: float | None, *, enabled: bool = True):
         self.minutes, self.enabled = minutes, enabled and minutes is not None
-        self._bar = self._task = None
-        self._last = None  # (time, tokens) of the previous rate sample
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._last: tuple[float, int] | None = None  # (time, tokens) of the previous rate sample
 
     def __enter__(self) -> TimeBar:
-        if self.enabled:
+        if self.enabled and self.minutes is not None:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self._bar = Progress(
@@ -159,15 +173,15 @@ class TimeBar:
             self._bar = None
 
     def update(self, record: dict) -> None:
-        if self._bar is None:
+        if self._bar is None or self._task is None:
             return
         import time
 
         now = time.monotonic()
         task = self._bar.tasks[0]
-        fields = {"step": f"{record['step']:,}", "loss": f"{record['loss']:.3f}"}
+        fields: dict[str, Any] = {"step": f"{record['step']:,}", "loss": f"{record['loss']:.3f}"}
         if self._last is None or now - self._last[0] >= 2.0:
             if self._last is not None:
                 fields["tps"] = f"{(record['tokens'] - self._last[1]) / (now - self._last[0]):,.0f}"
             self._last = (now, record["tokens"])
-        self._bar.update(self._task, completed=min(task.elapsed or 0.0, task.total), **fields)
+        self._bar.update(self._task, completed=min(task.elapsed or 0.0, task.total or 0.0), **fields)

@@ -14,6 +14,17 @@
       model/                the final model (Translator.save): weights, config, tokenizer, translate.json
 
 Only rank 0 writes. Every file is written atomically (temp file + rename).
+
+Example:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> run_dir = Path(tempfile.mkdtemp())
+    >>> settings = {"corpus": "numbers-dates", "pair": "en-de", "seed": 0, "corpus_size": 100, "vocab_size": 200}
+    >>> prepare_run(run_dir, settings).splits[0].name
+    'train'
+    >>> run = open_run(run_dir)
+    >>> run.info["pair"], len(run.train) > 0, (run_dir / RUN_NAME).is_file()
+    ('en-de', True, True)
 """
 
 from __future__ import annotations

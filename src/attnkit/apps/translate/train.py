@@ -36,6 +36,7 @@ from ...distributed import data_parallel as dp
 from ...nn import Transformer
 from ...train import NoamSchedule, Trainer, TrainerConfig, label_smoothed_cross_entropy
 from ...train.state import latest_checkpoint
+from ...train.trainer import Callback
 from .batching import Batch, TokenBatches
 from .confidence import INFO_KEY as CONFIDENCE_KEY
 from .confidence import calibrate
@@ -104,13 +105,25 @@ class TranslationTrainConfig:
 
     def resolved(self) -> TranslationTrainConfig:
         """A copy with the size-dependent defaults filled in."""
+        max_tokens, warmup_steps = self.tokens_and_warmup()
+        return dataclasses.replace(self, max_tokens=max_tokens, warmup_steps=warmup_steps)
+
+    def tokens_and_warmup(self) -> tuple[int, int]:
+        """``(max_tokens, warmup_steps)``: the values given, else the size's :data:`SIZE_DEFAULTS`."""
         tokens, warmup = SIZE_DEFAULTS[self.size]
-        return dataclasses.replace(self, max_tokens=self.max_tokens or tokens, warmup_steps=self.warmup_steps or warmup)
+        return self.max_tokens or tokens, self.warmup_steps or warmup
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What :func:`train_translation` did."""
+    """What :func:`train_translation` did.
+
+    Example:
+        >>> r = TrainResult(Path("run"), Path("run/model"), steps=600, stop_reason="max_minutes", seconds=60.0,
+        ...                 train_loss=1.9, valid=None, planned_steps=1400)
+        >>> r.under_trained, r.to_dict()["model_dir"]  # the time cap stopped it before the planned steps
+        (True, 'run/model')
+    """
 
     run_dir: Path  # the run directory
     model_dir: Path | None  # the final model (rank 0), None on other ranks
@@ -241,10 +254,11 @@ def _trainer(model, run: RunFiles, settings: TranslationTrainConfig, info, repor
     sources, targets = tok.encode_batch([s for s, _ in run.train]), tok.encode_batch([t for _, t in run.train])
     fits = range(1, settings.max_len + 1)
     examples = [(s, t) for s, t in zip(sources, targets, strict=True) if len(s) in fits and len(t) in fits]
-    batches = TokenBatches(examples, max_tokens=settings.max_tokens, seed=settings.seed, rank=info.rank,
+    max_tokens, warmup_steps = settings.tokens_and_warmup()
+    batches = TokenBatches(examples, max_tokens=max_tokens, seed=settings.seed, rank=info.rank,
                            world_size=info.world_size)  # fmt: skip
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr_scale, betas=(0.9, 0.98), eps=1e-9)
-    schedule = NoamSchedule(optimizer, model.config.d_model, settings.warmup_steps)
+    schedule = NoamSchedule(optimizer, model.config.d_model, warmup_steps)
     steps = _planned_steps(settings) or 10**9
     trainer_config = TrainerConfig(
         max_steps=steps, max_minutes=None if info.distributed else settings.minutes, log_every=settings.log_every,
@@ -254,7 +268,9 @@ def _trainer(model, run: RunFiles, settings: TranslationTrainConfig, info, repor
     forward = dp.wrap(model, info)
     loss_fn = translation_loss(None if forward is model else forward, smoothing=settings.label_smoothing,
                                world_size=info.world_size, pad_id=tok.pad_id)  # fmt: skip
-    callbacks = [_SharedDeadline(settings.minutes, info)] if info.distributed and settings.minutes else []
+    callbacks: list[Callback] = []
+    if info.distributed and settings.minutes:
+        callbacks.append(_SharedDeadline(settings.minutes, info))
     timed = settings.steps is None  # a time budget: the Trainer's bar counts steps, so report steps instead
     if timed and info.is_main:
         callbacks.append(lambda trainer, record: report("step", record))
