@@ -127,6 +127,8 @@ def nan_in_nan_out(q: Tensor, k: Tensor, v: Tensor, *results: Tensor | None) -> 
     bad_q = _nonfinite(q, (-1,))  # (B, H, Lq)
     bad_kv = _nonfinite(k, (-2, -1)) | _nonfinite(v, (-2, -1))  # (B, Hkv)
     bad = bad_q | bad_kv.repeat_interleave(H // k.shape[1], dim=1)[..., None]  # (B, H, Lq)
+    if bad.device.type == "cpu" and not bool(bad.any()):
+        return results  # all finite, the usual case: no copy of the results
     out = []
     for r in results:
         if r is not None:
