@@ -89,7 +89,7 @@ def _exhaustive(model, src_or_prompt, vocab, max_len, alpha, eos=EOS):
         seqs = [s for s in itertools.product(range(vocab), repeat=n)
                 if eos not in s[:-1] and (n == max_len or s[-1] == eos)]  # fmt: skip
         log_probs = _log_probs_same_length(model, src_or_prompt, torch.tensor(seqs))
-        scored += [(lp / _gnmt(n, alpha), list(s)) for lp, s in zip(log_probs.tolist(), seqs)]
+        scored += [(lp / _gnmt(n, alpha), list(s)) for lp, s in zip(log_probs.tolist(), seqs, strict=True)]
     return sorted(scored, key=lambda s: -s[0])
 
 
@@ -127,14 +127,14 @@ def test_greedy_lm_left_padded_batch_matches_unpadded_recompute_per_row(position
     prompts = left_pad(_prompts(), PAD)
     out = greedy(model, prompts, max_new_tokens=6, ignore_eos=True)
     assert out.shape == (4, 6)
-    for row, prompt in zip(out.tolist(), _prompts()):
+    for row, prompt in zip(out.tolist(), _prompts(), strict=True):
         assert row == _naive_greedy(model, prompt, 6, eos=None)
 
 
 def test_greedy_seq2seq_with_cache_matches_full_recompute():
     model = _seq2seq()
     out = greedy(model, _src(), max_new_tokens=7, ignore_eos=True)
-    for row, src in zip(out.tolist(), _src().tolist()):
+    for row, src in zip(out.tolist(), _src().tolist(), strict=True):
         assert row == _naive_greedy(model, src, 7, eos=None)
 
 
@@ -167,7 +167,7 @@ def test_beam_search_with_every_hypothesis_in_the_beam_is_exhaustive_search(kind
     inputs = torch.tensor([[3, 4, 5], [PAD, 5, 3]]) if kind == "lm" else torch.tensor([[3, 4, 5], [5, 3, PAD]])
     beam = vocab * (vocab - 1) ** (max_len - 1)  # every extension of every live hypothesis fits in the beam
     result = beam_search(model, inputs, max_new_tokens=max_len, beam_size=beam, length_penalty=alpha, num_return=3)
-    for hyps, row in zip(result, inputs.tolist()):
+    for hyps, row in zip(result, inputs.tolist(), strict=True):
         row = row[row.index(next(t for t in row if t != PAD)) :] if kind == "lm" else row
         best = _exhaustive(model, row, vocab, max_len, alpha)[:3]
         assert [h.tokens.tolist() for h in hyps] == [seq for _, seq in best]
@@ -244,7 +244,7 @@ def _filtered_softmax(logits, temperature=1.0, top_k=None, top_p=None):
     if top_p is not None:
         q = p[kept] / p[kept].sum()
         mass, nucleus = 0.0, []
-        for i, qi in zip(kept, q.tolist()):
+        for i, qi in zip(kept, q.tolist(), strict=True):
             nucleus.append(i)
             mass += qi
             if mass >= top_p:

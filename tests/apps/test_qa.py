@@ -35,8 +35,8 @@ FIXED = [
      "The Eiffel Tower is 330 metres tall."),
     ("Which river flows through Rome?", {"capitals.txt": CAPITALS}, "The Tiber flows through Rome."),
     ("What does the softmax normalize?",
-     {"attention.txt": "Queries are compared with keys by dot products. The softmax normalizes the scores of each query "
-                       "into weights that sum to one. The output mixes the values with those weights."},
+     {"attention.txt": "Queries are compared with keys by dot products. The softmax normalizes the scores of "
+                       "each query into weights that sum to one. The output mixes the values with those weights."},
      "The softmax normalizes the scores of each query into weights that sum to one."),
 ]  # fmt: skip
 
@@ -92,7 +92,8 @@ def test_cldr_questions_are_deterministic_and_supported_by_their_document():
         assert len(q.contexts) == 4 and q.support in q.contexts[q.support_doc]
         assert any(a in q.support for a in q.answers), q.id
         asked = f" {normalize_answer(q.question)} "
-        assert not any(f" {normalize_answer(a)} " in asked for a in q.answers), q.id  # the question does not give it away
+        # the question does not give it away
+        assert not any(f" {normalize_answer(a)} " in asked for a in q.answers), q.id
 
 
 # ---------------------------------------------------------------------- retrieval
@@ -174,8 +175,8 @@ def test_printed_answer_is_the_whole_reply_once(capsys):
     from attnkit.apps.qa.retrieval import Evidence, Passage
 
     reply = "I think the answer is:\n\nThe Tiber [river]"  # first line alone would be wrong; [river] is not markup
-    result = Answer("Which river?", "I think the answer is:", reply, (Evidence(Passage("The Tiber.", "a.txt", 0, 7), 0.5),),
-                    "retrieval-augmented", "m", 10)  # fmt: skip
+    evidence = (Evidence(Passage("The Tiber.", "a.txt", 0, 7), 0.5),)
+    result = Answer("Which river?", "I think the answer is:", reply, evidence, "retrieval-augmented", "m", 10)
     print_answer(result)
     out = capsys.readouterr().out
     assert "The Tiber [river]" in out and out.count("I think the answer is:") == 1 and "reply:" not in out

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from attnkit import cli
-from attnkit.apps.summarize import evaluate, read_text, split_sentences, summarize
-from attnkit.apps.summarize import models
+from attnkit.apps.summarize import evaluate, models, read_text, split_sentences, summarize
 from attnkit.apps.summarize.corpora import load_corpus, split_of
 from attnkit.apps.summarize.extractive import centrality, select
 from attnkit.apps.summarize.roff import name_summary, parse_sections, to_text
@@ -77,7 +76,8 @@ def test_roff_name_and_description_of_man_and_mdoc_pages():
     sections = parse_sections(man)
     assert name_summary(sections["NAME"]) == "list directory contents"
     assert split_sentences(to_text(sections["DESCRIPTION"])) == ["List files.", "-a show all"]
-    mdoc = ".Sh NAME\n.Nm ssh\n.Nd OpenSSH remote login client\n.Sh DESCRIPTION\n.Nm\nconnects to\n.Ar host ,\nsecurely."
+    mdoc = (".Sh NAME\n.Nm ssh\n.Nd OpenSSH remote login client\n"
+            ".Sh DESCRIPTION\n.Nm\nconnects to\n.Ar host ,\nsecurely.")  # fmt: skip
     sections = parse_sections(mdoc)
     assert name_summary(sections["NAME"]) == "OpenSSH remote login client"
     assert " ".join(to_text(sections["DESCRIPTION"], name="ssh").split()) == "ssh connects to host, securely."
@@ -172,7 +172,12 @@ def test_cli_summarize_json_from_file(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "data, message",
-    [(b"", "is empty"), (b"\x00\x01\x02", "looks binary"), (b"\xff\xfe\x00h", "UTF-16"), (b"na\xefve", "not valid UTF-8")],
+    [
+        (b"", "is empty"),
+        (b"\x00\x01\x02", "looks binary"),
+        (b"\xff\xfe\x00h", "UTF-16"),
+        (b"na\xefve", "not valid UTF-8"),
+    ],
 )
 def test_cli_summarize_bad_file_is_one_line_and_exit_2(tmp_path, capsys, data, message):
     path = tmp_path / "bad.txt"

@@ -12,7 +12,7 @@ import torch
 
 from attnkit.bench import command, report, runner
 from attnkit.bench.cases import MASKS, Case, GiB, pairs, useful_flops
-from attnkit.bench.impls import Impl, implementations, skip_reason
+from attnkit.bench.impls import Impl, Inputs, implementations, skip_reason
 from attnkit.bench.models import measure_models, short_sentences
 from attnkit.bench.overhead import measure_overhead
 from attnkit.bench.worker import run_request
@@ -494,3 +494,9 @@ def test_quick_runs_cases_in_one_process_but_once_does_not():
     assert command._shared(_parser().parse_args(["--quick"]))
     assert not command._shared(_parser().parse_args(["--quick", "--once"]))
     assert not command._shared(_parser().parse_args([]))
+
+
+def test_function_impl_refuses_module_inputs_naming_what_is_missing():
+    x = torch.zeros(1, 8, 4)  # (B, L, d_model): a module case's input
+    with pytest.raises(ValueError, match=r"q, k and v must all be set; a module case holds x"):
+        implementations()["naive"].build(Case("naive", "none", L=8, pass_="fwd", H=1, D=4), Inputs(x=x))

@@ -89,7 +89,8 @@ def test_config_reads_llama_metadata(chat):
     assert (cfg.vocab_size, cfg.d_model, cfg.num_decoder_layers, cfg.d_ff) == (49152, 576, 30, 1536)
     assert (cfg.num_heads, cfg.num_kv_heads, cfg.d_head, cfg.rope_base) == (9, 3, 64, 100000.0)
     assert cfg.tie_embeddings and chat.model.lm_head.weight is chat.model.embed.tokens.weight
-    assert (cfg.norm, cfg.activation, cfg.positional, cfg.bias, cfg.num_encoder_layers) == ("rmsnorm", "swiglu", "rotary", False, 0)
+    shape = (cfg.norm, cfg.activation, cfg.positional, cfg.bias, cfg.num_encoder_layers)
+    assert shape == ("rmsnorm", "swiglu", "rotary", False, 0)
     assert cfg.eos_id == chat.eos_id == 2  # <|im_end|> ends an assistant turn
     assert cfg.max_len == 8192 and abs(cfg.norm_eps - 1e-5) < 1e-9
 

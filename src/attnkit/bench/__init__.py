@@ -22,6 +22,36 @@ Example:
     >>> from attnkit.bench import Case, useful_flops
     >>> useful_flops(Case("sdpa", "none", L=1024, pass_="fwdbwd", H=8, D=64)) / 1e9
     7.516192768
+
+    The grid axes, and an implementation of one's own (``build`` returns the timed call):
+
+    >>> from attnkit.bench import MASKS, PASSES, Impl
+    >>> sorted(MASKS), PASSES
+    (['causal', 'document', 'none', 'padding', 'sliding'], ('fwd', 'fwdbwd'))
+    >>> MASKS["causal"].summary
+    'query i sees keys j <= i'
+    >>> double = Impl("double", "2 q (not attention)", build=lambda case, x: lambda: 2 * x.q,
+    ...               memory=lambda case: (0, "no extra memory"))
+    >>> case = Case("double", "causal", L=64, pass_="fwd", H=2, D=8)
+    >>> double.kind, double.why_not(case)
+    ('function', None)
+
+    Running: a case planned with a skip reason is reported, not run; a worker request
+    runs in a fresh process and any failure comes back as a dict:
+
+    >>> from attnkit.bench import derive, run_cases, run_worker
+    >>> [(r["impl"], r["status"], r["reason"]) for r in run_cases([(case, "a demo")])]
+    [('double', 'skipped', 'a demo')]
+    >>> reply = run_worker({"mode": "nonsense"})
+    >>> reply["status"], reply["error"]
+    ('error', "ValueError: worker: mode must be 'case', 'matmul', 'overhead' or 'models', got 'nonsense'")
+
+    ``derive`` adds FLOP rates and the ratio to torch SDPA (the baseline) to measured rows:
+
+    >>> sdpa = dict(Case("sdpa", "causal", L=64, pass_="fwd", H=2, D=8).to_json(), status="ok", median_ms=2.0)
+    >>> naive = dict(Case("naive", "causal", L=64, pass_="fwd", H=2, D=8).to_json(), status="ok", median_ms=4.0)
+    >>> [(r["impl"], r["flops"], r["ratio_sdpa"]) for r in derive([sdpa, naive], matmul_gflops=100.0)]
+    [('sdpa', 133120.0, 1.0), ('naive', 133120.0, 2.0)]
 """
 
 from .._lazy import lazy_exports

@@ -37,7 +37,7 @@ STARTUP_CASES = tuple(c.name for c in startup_cases())  #: names --case accepts
 MASK_NAMES = ("none", "causal", "sliding", "document", "padding")  #: = cases.MASKS (a test checks); no torch for --help
 PASS_NAMES = ("fwd", "fwdbwd")  #: = cases.PASSES
 DEFAULT_LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]  #: the full grid's L axis
-QUICK = {  # --quick: about a minute on a quiet 2-core machine, all cases in one worker process
+QUICK: dict[str, Any] = {  # --quick: about a minute on a quiet 2-core machine, all cases in one worker process
     "impl": ["attnkit-auto", "attnkit-tiled", "sdpa", "naive"],  # those registered
     "mask": ["none", "causal", "sliding"],
     "L": [1024, 4096],
@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.suite == "startup":
         return _run_startup(args, out, err)
-    doc = {
+    doc: dict[str, Any] = {
         "schema": "attnkit.bench/1",
         "machine": machine_info(args.threads),
         "config": {"command": _command_line(args, sel), "B": args.batch, "H": args.heads, "D": args.head_dim,

@@ -58,6 +58,12 @@ class Inputs:
     x: Tensor | None = None  # (B, L, H * D) for module cases
     dout: Tensor | None = None  # gradient of the output (forward + backward only)
 
+    def qkv(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(q, k, v)`` of a function case; ``ValueError`` for module-case inputs (only ``x`` set)."""
+        if self.q is None or self.k is None or self.v is None:
+            raise ValueError("Inputs.qkv(): q, k and v must all be set; a module case holds x instead")
+        return self.q, self.k, self.v
+
 
 @dataclass(frozen=True)
 class Impl:
@@ -147,7 +153,8 @@ def _attnkit_impl(backend: str) -> Impl:
         from ..functional import attention
 
         mask = MASKS[case.mask].build(case.B, case.L)
-        return lambda: attention(x.q, x.k, x.v, mask, backend=backend)
+        q, k, v = x.qkv()
+        return lambda: attention(q, k, v, mask, backend=backend)
 
     def memory(case: Case) -> tuple[int, str]:
         name = resolve_auto(case) if backend == "auto" else backend
@@ -174,22 +181,32 @@ def _sdpa_mask(case: Case) -> tuple[Tensor | None, bool]:
     if case.mask == "padding":
         lengths = torch.tensor(padding_lengths(case.B, case.L))
         return (torch.arange(case.L) < lengths[:, None])[:, None, None, :], False  # (B, 1, 1, L)
-    return MASKS[case.mask].build(case.B, case.L).to_dense(case.L, case.L).contiguous(), False  # (1, 1, L, L)
+    return _allowed_dense(case).contiguous(), False  # (1, 1, L, L)
+
+
+def _allowed_dense(case: Case) -> Tensor:
+    """The case's mask as a dense boolean tensor (Bm, 1, L, L); True = may attend. Only for a masked case."""
+    mask = MASKS[case.mask].build(case.B, case.L)
+    if mask is None:
+        raise ValueError(f"mask {case.mask!r} builds no mask; the caller must handle the unmasked case")
+    return mask.to_dense(case.L, case.L)
 
 
 def _build_sdpa(case: Case, x: Inputs) -> Callable[[], Tensor]:
     mask, is_causal = _sdpa_mask(case)
-    return lambda: F.scaled_dot_product_attention(x.q, x.k, x.v, attn_mask=mask, is_causal=is_causal)
+    q, k, v = x.qkv()
+    return lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
 
 
 def _build_sdpa_math(case: Case, x: Inputs) -> Callable[[], Tensor]:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     mask, is_causal = _sdpa_mask(case)
+    q, k, v = x.qkv()
 
     def run() -> Tensor:
         with sdpa_kernel(SDPBackend.MATH):
-            return F.scaled_dot_product_attention(x.q, x.k, x.v, attn_mask=mask, is_causal=is_causal)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
 
     return run
 
@@ -199,12 +216,13 @@ def _build_naive(case: Case, x: Inputs) -> Callable[[], Tensor]:
     m = MASKS[case.mask].build(case.B, case.L)
     forbidden = None if m is None else ~m.to_dense(case.L, case.L)  # (Bm, 1, L, L), prepared once
     scale = 1.0 / math.sqrt(case.D)
+    q, k, v = x.qkv()
 
     def run() -> Tensor:
-        s = (x.q @ x.k.transpose(-2, -1)) * scale  # (B, H, L, D) @ (B, H, D, L) -> (B, H, L, L)
+        s = (q @ k.transpose(-2, -1)) * scale  # (B, H, L, D) @ (B, H, D, L) -> (B, H, L, L)
         if forbidden is not None:
             s = s.masked_fill(forbidden, float("-inf"))
-        return torch.softmax(s, dim=-1) @ x.v  # (B, H, L, L) @ (B, H, L, D) -> (B, H, L, D)
+        return torch.softmax(s, dim=-1) @ v  # (B, H, L, L) @ (B, H, L, D) -> (B, H, L, D)
 
     return run
 
@@ -219,7 +237,7 @@ def _build_mha(case: Case, x: Inputs) -> Callable[[], Tensor]:
         lengths = torch.tensor(padding_lengths(case.B, case.L))
         kw["key_padding_mask"] = torch.arange(case.L) >= lengths[:, None]  # (B, L), True = padding (torch polarity)
     elif case.mask != "none":
-        allowed = MASKS[case.mask].build(case.B, case.L).to_dense(case.L, case.L)[0, 0]  # (L, L)
+        allowed = _allowed_dense(case)[0, 0]  # (L, L)
         kw["attn_mask"] = ~allowed  # torch's MHA: True = may NOT attend
         kw["is_causal"] = case.mask == "causal"
     return lambda: mha(x.x, x.x, x.x, **kw)[0]  # (B, L, E)
@@ -243,12 +261,13 @@ def _mask_mod(case: Case):
 def _build_flex(case: Case, x: Inputs) -> Callable[[], Tensor]:
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
+    q, k, v = x.qkv()
     block_mask = None
     if case.mask != "none":
         B = case.B if case.mask == "padding" else None
-        block_mask = create_block_mask(_mask_mod(case), B, None, case.L, case.L, device=x.q.device)
+        block_mask = create_block_mask(_mask_mod(case), B, None, case.L, case.L, device=q.device)
     compiled = torch.compile(flex_attention)
-    return lambda: compiled(x.q, x.k, x.v, block_mask=block_mask)
+    return lambda: compiled(q, k, v, block_mask=block_mask)
 
 
 # ---------------------------------------------------------------------- registry

@@ -23,6 +23,7 @@ import json
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -377,12 +378,13 @@ def write_plot(results: list[dict], path: str | os.PathLike) -> Path:
         for mi, mask in enumerate(masks):
             _draw_panel(axes[2 * pi][mi], ok, impls, mask, pass_, "median_ms", "ms")
             _draw_panel(axes[2 * pi + 1][mi], ok, impls, mask, pass_, "peak_mib", "peak MiB")
-    handles = {}
+    handles: dict[str, Any] = {}  # label -> matplotlib Artist, first panel wins
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(lab, h)
     if handles:
-        fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(6, len(handles)), fontsize=8)
+        labels, artists = list(handles), list(handles.values())
+        fig.legend(artists, labels, loc="lower center", ncol=min(6, len(handles)), fontsize=8)
     else:
         fig.text(0.5, 0.5, "no successful results to plot", ha="center")
     fig.tight_layout(rect=(0, 0.06, 1, 1))

@@ -93,30 +93,30 @@ def make_inputs(case: Case, kind: str) -> Inputs:
     torch.manual_seed(case.seed)
     grad = case.pass_ == "fwdbwd"
     if kind == "module":
-        shape = (case.B, case.L, case.H * case.D)  # (B, L, d_model)
-        x = torch.randn(shape, requires_grad=grad)
-        return Inputs(x=x, dout=torch.randn(shape) if grad else None)
-    shape = (case.B, case.H, case.L, case.D)  # (B, H, L, D)
-    q, k, v = (torch.randn(shape, requires_grad=grad) for _ in range(3))
-    return Inputs(q=q, k=k, v=v, dout=torch.randn(shape) if grad else None)
+        x_shape = (case.B, case.L, case.H * case.D)  # (B, L, d_model)
+        x = torch.randn(x_shape, requires_grad=grad)
+        return Inputs(x=x, dout=torch.randn(x_shape) if grad else None)
+    qkv_shape = (case.B, case.H, case.L, case.D)  # (B, H, L, D)
+    q, k, v = (torch.randn(qkv_shape, requires_grad=grad) for _ in range(3))
+    return Inputs(q=q, k=k, v=v, dout=torch.randn(qkv_shape) if grad else None)
 
 
 def _step(fn, inputs: Inputs, pass_: str):
     """One timed unit: a forward without autograd, or a forward and a backward."""
     if pass_ == "fwd":
 
-        def step():
+        def forward():
             with torch.no_grad():
                 return fn()
 
-        return step
+        return forward
 
-    def step():  # gradients accumulate in place after the first call: no reallocation
+    def forward_backward():  # gradients accumulate in place after the first call: no reallocation
         out = fn()
         out.backward(inputs.dout)
         return out
 
-    return step
+    return forward_backward
 
 
 def _warm_runtime(case: Case, impl) -> None:
@@ -221,7 +221,7 @@ def _auto_backend(case: Case, inputs: Inputs) -> str:
     from ..functional import explain
     from .cases import MASKS
 
-    return explain(inputs.q, inputs.k, inputs.v, MASKS[case.mask].build(case.B, case.L)).backend
+    return explain(*inputs.qkv(), MASKS[case.mask].build(case.B, case.L)).backend
 
 
 def matmul_shapes(H: int = 8, D: int = 64, lengths=(1024,), max_bytes: int = 1 << 30) -> list[dict]:

@@ -23,6 +23,15 @@ strategy       function                               returns
 ``"beam"``     :func:`beam_search` (GNMT penalty)     ``list[list[Hypothesis]]`` (tokens + score)
 =============  =====================================  ==========================================
 
+A :class:`Hypothesis` is one beam-search result; ``score`` is ``log_prob`` divided by the
+GNMT length penalty of its length:
+
+    >>> import torch
+    >>> from attnkit.generate import Hypothesis, gnmt_length_penalty
+    >>> h = Hypothesis(torch.tensor([5, 7, 2]), score=-1.2 / gnmt_length_penalty(3, 0.6), log_prob=-1.2, finished=True)
+    >>> round(h.score, 4), h.tokens.tolist(), h.finished
+    (-1.0098, [5, 7, 2], True)
+
 :func:`generate` is the single front door (``(B * num_return, T)`` ids for every
 strategy), configured by a :class:`GenerationConfig` and/or keyword options.
 

@@ -21,7 +21,7 @@ L prompt length, S source length, K cached keys, V vocabulary size.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -114,6 +114,11 @@ def _batch_mask(mask: Mask | None, rows: Tensor, S: int) -> Mask | Tensor | None
 class Session:
     """A decoding batch of ``N = B * expand`` rows (row ``b * expand + j`` copies input row ``b``)."""
 
+    keep: Tensor  # TransformerLM: (N, K) bool, True = a real (not padding) key so far
+    positions: Tensor | None  # TransformerLM: (N,) next position of each row; None when no row is padded
+    src_mask: Mask | None  # encoder-decoder: the caller's source key mask
+    memory_mask: Mask | Tensor | None  # encoder-decoder: source key mask, or (N, Hm, 1, S) bool once beams copy it
+
     def __init__(self, owner: str, model, inputs: Tensor, *, expand: int = 1, src_mask=None, prompt_mask=None,
                  no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0):  # fmt: skip
         check_model(owner, model)
@@ -140,7 +145,8 @@ class Session:
             self.src_mask = src_mask
         seen: list[list[int]] = [[]] * self.rows.numel()  # encoder-decoder: only generated tokens count as repeats
         if self.is_lm and (no_repeat_ngram_size or repetition_penalty != 1.0):
-            seen = [row[keep].tolist() for row, keep in zip(inputs[self.rows], self.keep)]  # real prompt tokens
+            prompts = zip(inputs[self.rows], self.keep, strict=True)
+            seen = [row[keep].tolist() for row, keep in prompts]  # real prompt tokens
         self.history = History(seen, self.vocab_size, no_repeat_ngram_size=no_repeat_ngram_size,
                                repetition_penalty=repetition_penalty)  # fmt: skip
     @property
@@ -185,11 +191,11 @@ class Session:
 
     def _start_decoder(self) -> Tensor:
         src_mask = self.src_mask
-        memory_mask = key_padding_mask(self.inputs, self.config.pad_id) if src_mask is None else src_mask
-        memory = self.model.encode(self.inputs, memory_mask)[self.rows]  # (B, S, d_model) -> (N, S, d_model)
+        source_mask = key_padding_mask(self.inputs, self.config.pad_id) if src_mask is None else src_mask
+        memory = self.model.encode(self.inputs, source_mask)[self.rows]  # (B, S, d_model) -> (N, S, d_model)
+        self.memory_mask = source_mask
         if self.rows.numel() != self.batch_size:  # beams: one copy of the source mask per hypothesis
-            memory_mask = _batch_mask(memory_mask, self.rows, self.inputs.shape[1])  # (N, Hm, 1, S)
-        self.memory_mask = memory_mask
+            self.memory_mask = _batch_mask(source_mask, self.rows, self.inputs.shape[1])  # (N, Hm, 1, S)
         bos = torch.full((self.rows.numel(), 1), self.config.bos_id, dtype=torch.long, device=self.device)  # (N, 1)
         logits = self.model.decode(bos, memory, memory_mask=self._memory_mask(), cache=self.cache)  # (N, 1, V)
         return logits[:, -1]  # (N, V)

@@ -159,7 +159,7 @@ def _cannot_improve(hypotheses: list[Hypothesis], scores: Tensor, cfg: Generatio
 def _finalize(hypotheses: list[Hypothesis], tokens: Tensor, scores: Tensor, cfg: GenerationConfig) -> list[Hypothesis]:
     """Add the live beams (tokens (K, t), scores (K,)) cut at the length limit; best num_return first."""
     penalty = gnmt_length_penalty(tokens.shape[1], cfg.length_penalty)
-    for seq, log_prob in zip(tokens, scores.tolist()):
+    for seq, log_prob in zip(tokens, scores.tolist(), strict=True):
         if math.isfinite(log_prob):
             _add(hypotheses, Hypothesis(seq.clone(), log_prob / penalty, log_prob, False), cfg)
     return hypotheses

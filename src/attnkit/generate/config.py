@@ -3,10 +3,10 @@
 Example:
     >>> GenerationConfig(strategy="sample", max_new_tokens=20, top_p=0.9).top_p
     0.9
-    >>> GenerationConfig(strategy="sample", temperature=0.0)
+    >>> GenerationConfig(strategy="sample", temperature=0.0)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: GenerationConfig: temperature must be a float > 0, got 0.0; temperature -> 0 is greedy decoding, use strategy='greedy'
+    ValueError: GenerationConfig: temperature must be a float > 0, got 0.0; temperature -> 0 is greedy decoding, ...
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ class GenerationConfig:
     top_p: float | None = None  # sampling: nucleus, the smallest set of tokens with mass >= top_p
     seed: int | None = None  # sampling: seed of a private torch.Generator; None = torch's global RNG
     no_repeat_ngram_size: int = 0  # every strategy: n > 0 forbids any n-gram to occur twice in a row's tokens; 0 = off
-    repetition_penalty: float = 1.0  # every strategy: CTRL penalty theta on tokens already seen (> 1 discourages); 1 = off
+    # every strategy: CTRL penalty theta on tokens already seen (> 1 discourages); 1 = off
+    repetition_penalty: float = 1.0
     _owner: InitVar[str] = "GenerationConfig"  # name used in error messages (the calling function)
 
     def __post_init__(self, _owner: str) -> None:
@@ -78,7 +79,7 @@ class GenerationConfig:
                     "tokens that together carry 90% of the probability, top_p=1 (or None) keeps all"
                 )
 
-    def replace(self, _owner: str = "GenerationConfig.replace()", **changes) -> "GenerationConfig":
+    def replace(self, _owner: str = "GenerationConfig.replace()", **changes) -> GenerationConfig:
         """A copy with some fields changed (validated again); unknown names raise ``TypeError``."""
         unknown = sorted(set(changes) - set(field_names()))
         if unknown:

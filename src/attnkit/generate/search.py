@@ -15,7 +15,7 @@ Shape legend: B batch, L prompt length, T generated length, V vocabulary size.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

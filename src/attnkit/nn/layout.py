@@ -38,14 +38,18 @@ Example:
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 from torch import nn
 
 __all__ = ["decode_layout"]
 
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
 
 @torch.no_grad()
-def decode_layout(model: nn.Module) -> nn.Module:
+def decode_layout(model: ModuleT) -> ModuleT:
     """Lay the weights out for one-token steps (same values and shapes); return ``model``.
 
     * the bias-free ``W^Q, W^K, W^V`` of each attention layer, and ``W_gate, W_up`` of each

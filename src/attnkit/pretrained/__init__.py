@@ -7,6 +7,17 @@ Example:
     >>> from attnkit.pretrained import SentenceEncoder
     >>> SentenceEncoder.from_pretrained().encode("hello world").shape
     torch.Size([1, 384])
+
+    ``BertModel`` returns a :class:`BertOutput`; the SmolLM2 GGUF file is found (not read)
+    with ``default_gguf_path()``:
+
+    >>> import torch
+    >>> from attnkit.pretrained import BertOutput, default_gguf_path
+    >>> out = BertOutput(last_hidden_state=torch.zeros(2, 5, 384))
+    >>> out.last_hidden_state.shape, out.pooler_output is None
+    (torch.Size([2, 5, 384]), True)
+    >>> default_gguf_path().name
+    'SmolLM2-135M-Instruct.Q4_1.gguf'
 """
 
 from __future__ import annotations

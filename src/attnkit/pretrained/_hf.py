@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Literal, overload
 
 import torch
 from torch import Tensor
@@ -69,6 +70,10 @@ def packaged_model_folder(module: str, pip_name: str) -> Path:
     return resolve_folder(package.get_model_path())
 
 
+@overload
+def read_json(folder: Path, name: str, *, required: Literal[True] = ...) -> dict: ...
+@overload
+def read_json(folder: Path, name: str, *, required: bool) -> dict | None: ...
 def read_json(folder: Path, name: str, *, required: bool = True) -> dict | None:
     """Parse ``folder / name``; None if it is absent and not ``required``."""
     file = folder / name

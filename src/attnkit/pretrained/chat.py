@@ -21,7 +21,8 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -77,7 +78,7 @@ class ChatModel:
     @classmethod
     def from_pretrained(
         cls, path: str | os.PathLike | None = None, *, dtype: torch.dtype = torch.float32, cache: bool = True
-    ) -> "ChatModel":
+    ) -> ChatModel:
         """Load model, tokenizer and chat template from one GGUF file (None: SmolLM2-135M-Instruct Q4_1).
 
         With ``cache=True`` (default) the first load converts the GGUF once to memory-mapped
@@ -101,7 +102,8 @@ class ChatModel:
         else:
             gguf_file = GGUFFile(path)
             model = decode_layout(load_llama_gguf(gguf_file, dtype=dtype))  # faster one-token steps, same values
-            tokenizer, source = tokenizer_from_gguf(gguf_file.metadata), gguf_file.metadata.get("tokenizer.chat_template")
+            tokenizer = tokenizer_from_gguf(gguf_file.metadata)
+            source = gguf_file.metadata.get("tokenizer.chat_template")
         return cls(model, tokenizer, ChatTemplate(source) if source else None)
 
     # ------------------------------------------------------------------ prompts
@@ -172,8 +174,9 @@ class ChatModel:
         ids = _as_prompt(prompt_ids, self.model.config.max_len)  # (1, L)
         keep = torch.ones_like(ids, dtype=torch.bool)  # (1, L): every token is real (no padding detection)
         max_new_tokens = _clip_to_context(max_new_tokens, ids.shape[1], self.model.config.max_len)
-        options = dict(max_new_tokens=max_new_tokens, eos_id=self.eos_id, prompt_mask=keep,
-                       no_repeat_ngram_size=no_repeat_ngram_size, repetition_penalty=repetition_penalty)
+        options: dict[str, Any] = dict(max_new_tokens=max_new_tokens, eos_id=self.eos_id, prompt_mask=keep,
+                                       no_repeat_ngram_size=no_repeat_ngram_size,
+                                       repetition_penalty=repetition_penalty)  # fmt: skip
         if temperature is None and top_k is None and top_p is None:
             if seed is not None:
                 raise ValueError("ChatModel.generate(): seed is for sampling; give temperature/top_k/top_p too")

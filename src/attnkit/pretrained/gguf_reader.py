@@ -66,10 +66,10 @@ class GGUFFile:
         ValueError: the file is not a GGUF (wrong magic bytes) or is corrupt.
 
     Example:
-        >>> GGUFFile("missing.gguf")
+        >>> GGUFFile("missing.gguf")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        FileNotFoundError: GGUFFile(): no file at 'missing.gguf'; pass the path of a .gguf file (e.g. attnkit.pretrained.default_gguf_path())
+        FileNotFoundError: GGUFFile(): no file at 'missing.gguf'; pass the path of a .gguf file (e.g. ...)
     """
 
     def __init__(self, path: str | os.PathLike) -> None:

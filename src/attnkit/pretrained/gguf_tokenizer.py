@@ -100,8 +100,9 @@ def _pre_tokenizer(pre: str | None):
 
 def _add_control_tokens(tokenizer: Tokenizer, tokens: list[str], token_types: list[int]) -> None:
     """Control tokens become special (never split, dropped by ``skip_special_tokens``), user-defined ones added."""
-    control = [AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, token_types) if k == _CONTROL]
-    user = [AddedToken(t, special=False, normalized=False) for t, k in zip(tokens, token_types) if k == _USER_DEFINED]
+    typed = list(zip(tokens, token_types, strict=True))
+    control = [AddedToken(t, special=True, normalized=False) for t, k in typed if k == _CONTROL]
+    user = [AddedToken(t, special=False, normalized=False) for t, k in typed if k == _USER_DEFINED]
     if control:
         tokenizer.add_special_tokens(control)
     if user:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 from ..._argtypes import nonnegative_int, positive_int
-from ...console import literal, print_json, progress_bar, status, stdout_console
+from ...console import print_json, progress_bar, stdout_console
 
 __all__ = ["add_arguments", "run", "ACTIONS"]
 

@@ -14,15 +14,16 @@ would not fit the model's context window, the least similar sentences are droppe
 a question that alone does not fit is an error.
 
 Example:
-    >>> a = answer("What is the capital of Italy?", ["Rome is the capital of Italy. Paris is in France."])  # doctest: +SKIP
+    >>> context = "Rome is the capital of Italy. Paris is in France."
+    >>> a = answer("What is the capital of Italy?", [context])  # doctest: +SKIP
     >>> a.text, a.evidence[0].passage.text  # doctest: +SKIP
     ('Rome', 'Rome is the capital of Italy.')
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence
 
 from .reply import short_answer
 from .retrieval import Evidence, PassageIndex, split_passages
@@ -31,7 +32,8 @@ __all__ = ["Answer", "answer", "answer_many", "messages", "SYSTEM_GROUNDED", "SY
 
 SYSTEM_GROUNDED = ("You answer questions using only the given context. Reply with the answer alone: "
                    "a name, number or short phrase, not a sentence.")  # fmt: skip
-SYSTEM_CLOSED_BOOK = "You answer questions. Reply with the answer alone: a name, number or short phrase, not a sentence."
+SYSTEM_CLOSED_BOOK = ("You answer questions. Reply with the answer alone: "
+                      "a name, number or short phrase, not a sentence.")  # fmt: skip
 # Two worked examples (few-shot) teach the small model the expected form: the answer alone.
 _EXAMPLE_CONTEXT = ("The tallest mountain of Peru is Huascarán.", "Lima is the capital of Peru.",
                     "Peruvians call their currency the sol.")  # fmt: skip
@@ -118,7 +120,8 @@ def answer_many(
     Arguments as in :func:`answer`; a bad question raises when its turn comes.
 
     Example:
-        >>> answers = answer_many(["Capital of Italy?", "Capital of France?"], ["Rome is the capital of Italy."])  # doctest: +SKIP
+        >>> questions = ["Capital of Italy?", "Capital of France?"]
+        >>> answers = answer_many(questions, ["Rome is the capital of Italy."])  # doctest: +SKIP
         >>> [a.text for a in answers]  # doctest: +SKIP
         ['Rome', 'Paris']
     """

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .facts import Question, build_questions
 from .metrics import exact_match, f1_score, normalize_answer
@@ -123,13 +123,14 @@ def _mean(values) -> float:
 def _systems(rows: list[dict], questions: list[Question], closed_book: bool) -> dict[str, Scores]:
     frequent = _most_frequent_answers(questions)
     guess = [frequent[q.relation] for q in questions]
+    guessed = list(zip(guess, questions, strict=True))
     systems = {
         "attnkit": Scores(_mean(r["em"] for r in rows), _mean(r["f1"] for r in rows), _mean(r["r1"] for r in rows),
                           _mean(r["rk"] for r in rows)),
         "attnkit, raw reply": Scores(_mean(r["raw_em"] for r in rows), _mean(r["raw_f1"] for r in rows), None, None),
         "random sentence": Scores(None, None, _mean(r["random"] for r in rows), None),
-        "most frequent answer": Scores(_mean(exact_match(g, q.answers) for g, q in zip(guess, questions)),
-                                       _mean(f1_score(g, q.answers) for g, q in zip(guess, questions)), None, None),
+        "most frequent answer": Scores(_mean(exact_match(g, q.answers) for g, q in guessed),
+                                       _mean(f1_score(g, q.answers) for g, q in guessed), None, None),
     }  # fmt: skip
     if closed_book:
         em, f1 = _mean(r["cb_em"] for r in rows), _mean(r["cb_f1"] for r in rows)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["normalize_answer", "exact_match", "f1_score"]
 

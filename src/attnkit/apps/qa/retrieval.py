@@ -14,8 +14,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from ..summarize.text import sentence_lines, split_sentences
 
@@ -59,7 +59,8 @@ def as_contexts(contexts: Sequence[str] | Mapping[str, str] | str) -> dict[str, 
         named = {f"context {i}": text for i, text in enumerate(contexts)}
     bad = [name for name, text in named.items() if not isinstance(text, str)]
     if bad:
-        raise TypeError(f"contexts must hold strings (document texts), but {bad[0]!r} is {type(named[bad[0]]).__name__}")
+        kind = type(named[bad[0]]).__name__
+        raise TypeError(f"contexts must hold strings (document texts), but {bad[0]!r} is {kind}")
     return named
 
 

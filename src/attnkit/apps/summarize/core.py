@@ -26,7 +26,9 @@ __all__ = ["Summary", "summarize", "candidates", "extract", "MIN_WORDS", "DEFAUL
 
 MIN_WORDS = 4  #: shorter pieces (headings, option names) are never picked
 METHODS = ("extractive", "abstractive")
-DEFAULTS = {"kind": "degree", "position_weight": 0.2, "diversity": 0.3}  #: extractive settings, tuned on the dev split
+_KIND, _POSITION_WEIGHT, _DIVERSITY = "degree", 0.2, 0.3  # typed defaults of the parameters below
+#: extractive settings, tuned on the dev split
+DEFAULTS = {"kind": _KIND, "position_weight": _POSITION_WEIGHT, "diversity": _DIVERSITY}
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def summarize(
     sentences: int = 3,
     ratio: float | None = None,
     method: str = "extractive",
-    diversity: float = DEFAULTS["diversity"],
+    diversity: float = _DIVERSITY,
     encoder=None,
     chat=None,
     max_new_tokens: int | None = None,
@@ -96,8 +98,8 @@ def candidates(sentences: list[str]) -> list[int]:
 
 
 def extract(
-    source: list[str], k: int, *, encoder=None, diversity: float = DEFAULTS["diversity"],
-    kind: str = DEFAULTS["kind"], position_weight: float = DEFAULTS["position_weight"],
+    source: list[str], k: int, *, encoder=None, diversity: float = _DIVERSITY,
+    kind: str = _KIND, position_weight: float = _POSITION_WEIGHT,
 ) -> Summary:  # fmt: skip
     """The extractive :class:`Summary` of the already-split ``source`` sentences."""
     from .models import MINILM, sentence_encoder

@@ -34,9 +34,9 @@ import re
 import sysconfig
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .core import MIN_WORDS
 from .roff import name_summary, parse_sections, to_text
@@ -80,7 +80,7 @@ def load_corpus(name: str, *, limit: int = 100, seed: int = 0, split: str | None
     if not files:
         raise FileNotFoundError(f"load_corpus(): no {name} found on this machine ({_where(name)})")
     random.Random(seed).shuffle(files)
-    out, seen, families = [], set(), Counter()
+    out, seen, families = [], set(), Counter[str]()
     for file in files:
         if families[corpus.family(file)] >= MAX_PER_FAMILY:
             continue

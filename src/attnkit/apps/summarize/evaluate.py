@@ -25,8 +25,8 @@ Example:
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 from .core import DEFAULTS, candidates, extract
 from .corpora import Example, load_corpus

@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["sentence_encoder", "chat_model", "ModelUnavailable", "MINILM", "SMOLLM2"]
 

@@ -137,7 +137,8 @@ def words(text: str) -> list[str]:
 
 def _blocks(text: str) -> list[str]:
     """Paragraphs and list items, each with its lines joined by single spaces."""
-    blocks, current = [], []
+    blocks: list[str] = []
+    current: list[str] = []
     for line in text.splitlines():
         if not line.strip() or _BULLET.match(line):
             if current:
