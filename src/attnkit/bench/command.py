@@ -40,7 +40,7 @@ DEFAULT_LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]  #: the full gri
 QUICK: dict[str, Any] = {  # --quick: about a minute on a quiet 2-core machine, all cases in one worker process
     "impl": ["attnkit-auto", "attnkit-tiled", "sdpa", "naive"],  # those registered
     "mask": ["none", "causal", "sliding"],
-    "L": [1024, 4096],
+    "L": [1024, 2048],  # 4096 cost 101 s at load ~1 (naive alone ~35 s): over the minute
     "pass": ["fwd"],
     "min_time": 0.25,
 }
@@ -114,7 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "models: MiniLM encoding and SmolLM2 decoding vs transformers (dev dependencies); all: the three; "
              "startup: cold and warm wall times of the first commands a user runs (not in 'all')")
     add("--quick", action="store_true",
-        help="a small subset (~1 min on a quiet machine): L 1k,4k; masks none,causal,sliding; fwd; "
+        help="a small subset (~1 min on a quiet machine): L 1k,2k; masks none,causal,sliding; fwd; "
              "attnkit-auto/tiled, sdpa, naive; all in one worker process")
     add("--impl", type=_impl_patterns, action="extend", metavar="NAMES",
         help="implementations, comma-separated or repeated; patterns work, e.g. attnkit-auto,sdpa or 'attnkit-*' "
