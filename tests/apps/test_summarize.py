@@ -244,3 +244,12 @@ def test_eval_scores_the_abstractive_summaries_with_rouge():
     expected = sum(scorer.score(e.reference, "Return the sum of two numbers.")["rouge1"].fmeasure for e in examples) / 4
     assert row.rouge1 == pytest.approx(expected)
     assert [s.name for s in report.systems] == ["lead", "random", "attnkit", "oracle", "abstractive"]
+
+
+def test_cli_summarize_table_numbers_sentences_from_one(tmp_path, capsys):
+    path = tmp_path / "doc.txt"
+    path.write_text("Alpha is first. Beta is second. Gamma is third.", encoding="utf-8")
+    code, out, err = run_cli(capsys, "summarize", str(path), "--sentences", "3")
+    assert code == 0, err
+    rows = [line.split("│")[1:3] for line in out.splitlines() if line.count("│") >= 3]
+    assert [int(n) for n, _ in rows] == [1, 2, 3]  # three sentences, counted as a reader counts

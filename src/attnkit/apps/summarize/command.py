@@ -116,11 +116,11 @@ def _print_summary(summary) -> None:
         return
     table = Table(title=literal(f"picked {len(summary.sentences)} of {summary.source_sentences} sentences "
                                 f"({summary.model}: centrality + lead prior + MMR)"), title_justify="left")  # fmt: skip
-    table.add_column("#", justify="right")
+    table.add_column("sentence no.", justify="right")  # 1-based, as a reader counts (JSON keeps 0-based indices)
     table.add_column("score", justify="right")
     table.add_column("sentence", justify="left")
     for i, s, text in zip(summary.indices, summary.scores, summary.sentences, strict=True):
-        table.add_row(str(i), f"{s:.3f}", literal(text))
+        table.add_row(str(i + 1), f"{s:.3f}", literal(text))
     console.print(table)
 
 
