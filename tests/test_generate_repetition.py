@@ -20,14 +20,6 @@ from transformers import NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsPr
 V = 11
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _lm(seed=0):
     torch.manual_seed(seed)
     cfg = TransformerConfig(vocab_size=V, d_model=16, num_heads=2, d_ff=32, num_encoder_layers=0,
