@@ -479,12 +479,24 @@ def test_trainer_progress_bar_runs(tmp_path):
     assert [r["step"] for r in trainer.fit()] == [1, 2, 3]
 
 
-def test_sigint_during_update_is_deferred_until_update_ends():
+@pytest.fixture
+def sigint_handler():
+    """Install a SIGINT handler for one test, whatever the process started with (a background job of a
+    shell starts with SIGINT ignored), and put the original back afterwards."""
+    import signal
+
+    original = signal.getsignal(signal.SIGINT)
+    yield lambda handler: signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGINT, original)
+
+
+def test_sigint_during_update_is_deferred_until_update_ends(sigint_handler):
     import os
     import signal
 
     from attnkit.train.trainer import _sigint_deferred
 
+    sigint_handler(signal.default_int_handler)
     done = []
     with pytest.raises(KeyboardInterrupt):
         with _sigint_deferred():
@@ -492,6 +504,21 @@ def test_sigint_during_update_is_deferred_until_update_ends():
             done.append("update finished")
     assert done == ["update finished"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sigint_ignored_before_an_update_stays_ignored(sigint_handler):
+    import os
+    import signal
+
+    from attnkit.train.trainer import _sigint_deferred
+
+    sigint_handler(signal.SIG_IGN)
+    done = []
+    with _sigint_deferred():  # no KeyboardInterrupt: the process chose to ignore SIGINT
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append("update finished")
+    assert done == ["update finished"]
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 # ---------------------------------------------------------------------------- trainer state on disk: no pickle

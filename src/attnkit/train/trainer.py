@@ -332,8 +332,12 @@ def _check_args(model, optimizer, loss_fn, config, eval_fn) -> None:
 
 @contextlib.contextmanager
 def _sigint_deferred():
-    """Hold SIGINT (Ctrl-C) until the block ends, so an update is applied whole or not at all."""
-    if threading.current_thread() is not threading.main_thread():
+    """Hold SIGINT (Ctrl-C) until the block ends, so an update is applied whole or not at all.
+
+    Nothing to hold outside the main thread (signals arrive there) or where SIGINT is ignored
+    (e.g. a background job of a shell): an ignored SIGINT stays ignored.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield
         return
     received = []
