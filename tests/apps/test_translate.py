@@ -539,3 +539,12 @@ def test_demo_refuses_to_replace_a_directory_that_is_not_a_run(tmp_path):
     with pytest.raises(FileExistsError, match="is not a translation run"):
         demo(steps=1, out_dir=tmp_path, progress=False)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_translate_console_does_not_wrap_piped_output(capsys):
+    """Piped stdout is not a terminal: rich would hard-wrap sample rows at 80 columns."""
+    from attnkit.apps.translate.render import console
+
+    line = "  three thousand, one hundred and seventy-five  ->  dreitausendeinhundertfünfundsiebzig " * 2
+    console(quiet=False).print(line)
+    assert capsys.readouterr().out == line + "\n"

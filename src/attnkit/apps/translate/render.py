@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
-from ...console import literal
+from ...console import literal, on_terminal
 
 if TYPE_CHECKING:  # rich is imported when a bar is shown
     from rich.progress import Progress, TaskID
@@ -26,10 +27,13 @@ def _mark(text, ok: bool):
 
 
 def console(quiet: bool):
-    """A rich console on stdout; ``quiet`` makes it print nothing (JSON mode, other ranks)."""
+    """A rich console on stdout; ``quiet`` makes it print nothing (JSON mode, other ranks).
+
+    Piped or redirected output is not word-wrapped (a sample translation stays on its line).
+    """
     from rich.console import Console
 
-    return Console(quiet=quiet, highlight=False, emoji=False)
+    return Console(quiet=quiet, highlight=False, emoji=False, soft_wrap=not on_terminal(sys.stdout))
 
 
 def _table(title: str, *columns: str, text: bool = False):
