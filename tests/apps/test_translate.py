@@ -548,3 +548,17 @@ def test_translate_console_does_not_wrap_piped_output(capsys):
     line = "  three thousand, one hundred and seventy-five  ->  dreitausendeinhundertfünfundsiebzig " * 2
     console(quiet=False).print(line)
     assert capsys.readouterr().out == line + "\n"
+
+
+def test_translate_console_keeps_piped_table_cells_whole(capsys):
+    from rich.table import Table
+
+    from attnkit.apps.translate.render import console
+
+    table = Table("source", "translation", "reference")
+    table.add_row("two thousand, one hundred and eighty-seven", "zweitausendeinhundertsiebenundachtzig",
+                  "zweitausendeinhundertsiebenundachtzig")  # fmt: skip
+    console(quiet=False).print(table)
+    out = capsys.readouterr().out
+    assert "two thousand, one hundred and eighty-seven" in out
+    assert out.count("zweitausendeinhundertsiebenundachtzig") == 2

@@ -29,11 +29,13 @@ def _mark(text, ok: bool):
 def console(quiet: bool):
     """A rich console on stdout; ``quiet`` makes it print nothing (JSON mode, other ranks).
 
-    Piped or redirected output is not word-wrapped (a sample translation stays on its line).
+    Piped or redirected output is not word-wrapped (a sample translation stays on its line) and
+    tables get up to 200 columns (rich would squeeze them into 80 and break words).
     """
     from rich.console import Console
 
-    return Console(quiet=quiet, highlight=False, emoji=False, soft_wrap=not on_terminal(sys.stdout))
+    piped = not on_terminal(sys.stdout)
+    return Console(quiet=quiet, highlight=False, emoji=False, soft_wrap=piped, width=200 if piped else None)
 
 
 def _table(title: str, *columns: str, text: bool = False):
