@@ -296,9 +296,13 @@ def test_trainer_keyboard_interrupt_in_data_after_rng_use_resumes_exactly(tmp_pa
     _assert_same_run(reference_random, history, trainer)
 
 
-def test_trainer_sigint_inside_update_applies_it_whole_then_resumes_exactly(tmp_path, reference_random, monkeypatch):
+def test_trainer_sigint_inside_update_applies_it_whole_then_resumes_exactly(
+    tmp_path, reference_random, monkeypatch, sigint_handler
+):
     import os
     import signal
+
+    sigint_handler(signal.default_int_handler)  # Ctrl-C as in a terminal, however this process was started
 
     scheduler_step = NoamSchedule.step
 
