@@ -57,6 +57,8 @@ __all__ = [
     "prefix_lm",
     "dense",
     "as_mask",
+    "aligned",
+    "key_mask",
 ]
 
 EMPTY = 0  #: no (query, key) pair in the tile may attend
@@ -637,3 +639,127 @@ def as_mask(mask: Mask | Tensor | None, name: str = "mask") -> Mask | None:
             )
         return dense(mask)
     raise TypeError(f"{name} must be an attnkit.masks.Mask, a bool tensor or None, got {type(mask).__name__}")
+
+
+# ---------------------------------------------------------------------- alignment and per-key masks
+def _position_leaves_only(mask: Mask) -> bool:
+    """True when ``mask`` is built from causal / sliding-window masks with ``&``, ``|``, ``~`` only."""
+    if isinstance(mask, _And):  # _Or derives from _And
+        return _position_leaves_only(mask.a) and _position_leaves_only(mask.b)
+    if isinstance(mask, _Not):
+        return _position_leaves_only(mask.a)
+    return type(mask) in (_Causal, _SlidingWindow)
+
+
+class _Aligned(Mask):
+    shift_invariant = True
+
+    def __init__(self, inner: Mask, offset: int):
+        self.inner, self.offset = inner, offset
+
+    def evaluate(self, q_idx, k_idx, Lq, Lk):
+        # the inner mask puts query i at key position i + (Lk - Lq'); with Lq' = Lk - offset that is i + offset
+        return self.inner.evaluate(q_idx, k_idx, Lk - self.offset, Lk)
+
+    def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
+        nq, nk = math.ceil(Lq / block_q), math.ceil(Lk / block_k)
+        if Lk - self.offset >= Lq:  # classify Lq' = Lk - offset >= Lq queries and keep the first nq rows
+            codes = as_4d(self.inner.classify_tiles(Lk - self.offset, Lk, block_q, block_k, device=device))
+            return codes[:, :, :nq]  # (1, 1, nq, nk)
+        # else classify Lk' = Lq + offset > Lk keys and keep the first nk columns; either way a last tile
+        # that was cut short is a subset of the tile classified, so EMPTY and FULL stay true for it
+        codes = as_4d(self.inner.classify_tiles(Lq, Lq + self.offset, block_q, block_k, device=device))
+        return codes[..., :nk]  # (1, 1, nq, nk)
+
+    def __repr__(self):
+        return f"aligned({self.inner!r}, offset={self.offset})"
+
+
+def aligned(mask: Mask, offset: int) -> Mask:
+    """Re-align a causal or sliding-window mask: query ``i`` sits at key position ``i + offset``.
+
+    Every position mask here aligns bottom-right (``offset = Lk - Lq``: the last query sees the
+    last key, as in KV-cache decoding). ``offset=0`` is top-left, the alignment of SDPA's
+    ``is_causal=True`` and of a Hugging Face static cache at prefill (queries ``0..Lq-1`` over a
+    cache of ``Lk`` slots, the unused slots masked as padding). ``mask`` is built from
+    :func:`causal` and :func:`sliding_window` with ``&``, ``|``, ``~``; tiles are still
+    classified in closed form.
+
+    ::
+
+        aligned(causal(), 0), Lq=2, Lk=5      causal() (offset Lk - Lq = 3)
+        keys  0 1 2 3 4                         keys  0 1 2 3 4
+        q0    1 0 0 0 0                         q0    1 1 1 1 0
+        q1    1 1 0 0 0                         q1    1 1 1 1 1
+
+    Example:
+        >>> aligned(causal(), 0).to_dense(2, 5)[0, 0].int()
+        tensor([[1, 0, 0, 0, 0],
+                [1, 1, 0, 0, 0]], dtype=torch.int32)
+        >>> aligned(sliding_window(2), 1).to_dense(2, 4)[0, 0].int()
+        tensor([[1, 1, 0, 0],
+                [0, 1, 1, 0]], dtype=torch.int32)
+    """
+    if not isinstance(mask, Mask) or not _position_leaves_only(mask):
+        raise TypeError(
+            f"masks.aligned(): mask must be built from masks.causal() and masks.sliding_window() (with &, |, ~), "
+            f"got {mask!r}; per-batch masks (padding, document, dense) have no query alignment to change"
+        )
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise TypeError(f"masks.aligned(): offset must be an int (the key position of query 0), got {offset!r}")
+    return _Aligned(mask, offset)
+
+
+class _KeyMask(Mask):
+    def __init__(self, allowed: Tensor):
+        self.allowed = allowed  # (B, Lk) bool: True = a real key
+
+    def _check(self, Lk: int) -> None:
+        if self.allowed.shape[1] != Lk:
+            raise ValueError(
+                f"masks.key_mask(): the mask covers {self.allowed.shape[1]} keys but the inputs have Lk={Lk}; "
+                "pass one value per key position"
+            )
+
+    def evaluate(self, q_idx, k_idx, Lq, Lk):
+        self._check(Lk)
+        allowed = self.allowed.to(k_idx.device)[:, k_idx[0]]  # (B, tk): the same for every query
+        return allowed[:, None, None, :]  # (B, 1, 1, tk)
+
+    def classify_tiles(self, Lq, Lk, block_q, block_k, *, device=None):
+        self._check(Lk)
+        allowed = self.allowed.to(self._device(device))
+        B, nq, nk = allowed.shape[0], math.ceil(Lq / block_q), math.ceil(Lk / block_k)
+        pad = nk * block_k - Lk
+        any_ = torch.nn.functional.pad(allowed, (0, pad), value=False).view(B, nk, block_k).any(dim=2)  # (B, nk)
+        all_ = torch.nn.functional.pad(allowed, (0, pad), value=True).view(B, nk, block_k).all(dim=2)  # (B, nk)
+        return _status(all_, ~any_)[:, None, None, :].expand(-1, 1, nq, -1)  # (B, 1, nq, nk)
+
+    def batch_size(self):
+        return self.allowed.shape[0]
+
+    def _device(self, device):
+        return self.allowed.device if device is None else device
+
+    def __repr__(self):
+        return f"key_mask(shape={tuple(self.allowed.shape)})"
+
+
+def key_mask(allowed: Tensor) -> Mask:
+    """Per-key padding of any pattern: batch row ``b`` may attend to key ``j`` iff ``allowed[b, j]``.
+
+    ``allowed`` is a bool tensor ``(B, Lk)``, ``True`` on real tokens (attnkit's one polarity;
+    ``nn.MultiheadAttention``'s ``key_padding_mask`` is the opposite). Unlike :func:`padding`,
+    the real tokens may sit anywhere: left padding (as Hugging Face generation pads a batch),
+    holes, a static cache's unused slots. Tiles are classified per key block, in closed form.
+
+    Example:
+        >>> key_mask(torch.tensor([[False, True, True], [True, True, True]])).to_dense(1, 3)[:, 0].int()
+        tensor([[[0, 1, 1]],
+        <BLANKLINE>
+                [[1, 1, 1]]], dtype=torch.int32)
+    """
+    if not isinstance(allowed, Tensor) or allowed.dtype != torch.bool or allowed.dim() != 2:
+        got = f"dtype {allowed.dtype}, shape {tuple(allowed.shape)}" if isinstance(allowed, Tensor) else allowed
+        raise TypeError(f"masks.key_mask(): allowed must be a bool tensor (B, Lk), True = real token; got {got!r}")
+    return _KeyMask(allowed)
