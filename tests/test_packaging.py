@@ -101,7 +101,7 @@ def test_every_import_of_the_package_is_declared_and_every_extra_is_imported():
     src_files = sorted(SRC.rglob("*.py"))
     imported = _distributions(set().union(*map(_imports, src_files)))
     installable = _requirement_names(PYPROJECT["project"]["dependencies"]) | _extra("all")
-    assert imported - installable - {"transformers"} == set()  # transformers: bench --suite models, dev
+    assert imported - installable == set()
     assert _extra("all") - imported == set(), "an extra installs a package that src/attnkit never imports"
 
 
