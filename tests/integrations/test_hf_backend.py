@@ -216,3 +216,19 @@ def test_packaged_minilm_through_automodel_equals_sdpa_on_a_padded_batch():
         with torch.no_grad():
             outs[impl] = model(**inputs).last_hidden_state
     torch.testing.assert_close(outs[ak.NAME], outs["sdpa"], atol=1e-5, rtol=0)
+
+
+def test_mistral_forward_runs_tiled_on_the_structured_sliding_window(caplog):
+    torch.manual_seed(5)
+    config = MistralConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=2, num_key_value_heads=1, sliding_window=64)  # fmt: skip
+    model = MistralForCausalLM(config).eval()
+    model.set_attn_implementation(ak.NAME)
+    ids = torch.randint(1, 96, (1, 1024), generator=torch.Generator().manual_seed(5))
+    with caplog.at_level("DEBUG", logger="attnkit.functional"), torch.no_grad():
+        got = model(ids).logits
+    explained = [r.getMessage() for r in caplog.records if r.name == "attnkit.functional"]
+    assert len(explained) == 1 and "mask=sliding_window(64, causal=True)" in explained[0], explained
+    # 8 x 8 tiles of 128: the diagonal (8) and the one below it (7) hold the window: 15 / 64 = 23%
+    assert "runs on: tiled" in explained[0] and "keeps 23% of 128x128 tiles" in explained[0], explained[0]
+    torch.testing.assert_close(got, run(model, "sdpa", input_ids=ids), atol=1e-5, rtol=0)
