@@ -183,3 +183,29 @@ def test_unrecognized_mask_functions_fall_back_to_transformers_dense_mask_exactl
     mask, _ = both(hf.create_chunked_causal_mask, chunked, 10, 10, inputs_embeds=embeds(2, 10),
                    attention_mask=left_padding(2, 10), cache=None)  # fmt: skip
     assert not structured(mask)
+
+
+# ---------------------------------------------------------------------- compositions, any offsets
+COMPOSITIONS = {
+    "overlay_alone": lambda: hf.sliding_window_overlay(3),
+    "causal_or_overlay": lambda: hf.or_masks(hf.causal_mask_function, hf.sliding_window_overlay(2)),
+    "causal_and_padding": lambda: hf.and_masks(hf.causal_mask_function,
+                                               hf.padding_mask_function((torch.arange(12) % 3 != 0).expand(2, 12))),
+    "bidirectional_window": lambda: hf.sliding_window_bidirectional_mask_function(2),
+    "window_and_causal_reversed": lambda: hf.and_masks(hf.causal_mask_function, hf.sliding_window_overlay(4)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSITIONS))
+@pytest.mark.parametrize("Lq,Lk,q_offset,kv_offset", [(6, 6, 0, 0), (3, 8, 5, 0), (4, 10, 0, 0), (3, 7, 6, 2)])
+def test_structured_mask_equals_sdpa_mask_for_compositions_and_offsets(name, Lq, Lk, q_offset, kv_offset):
+    from attnkit.integrations._hf_masks import structured_mask
+
+    padding = (torch.arange(12)[None] >= torch.tensor([0, 2])[:, None]).long()  # (2, 12) left padding
+    kwargs = dict(batch_size=2, q_length=Lq, kv_length=Lk, q_offset=q_offset, kv_offset=kv_offset,
+                  mask_function=COMPOSITIONS[name](), attention_mask=padding.bool())  # fmt: skip
+    want = hf.sdpa_mask(**kwargs, allow_is_causal_skip=False)  # (2, 1, Lq, Lk)
+    got = structured_mask(**kwargs)
+    assert structured(got)
+    got = torch.ones(1, 1, Lq, Lk, dtype=torch.bool) if got is None else got.to_dense(Lq, Lk)
+    assert torch.equal(got.expand_as(want), want), (got.int(), want.int())
