@@ -144,8 +144,9 @@ def test_greedy_generation_gives_the_same_tokens_as_sdpa(make, cache):
 
 
 # ---------------------------------------------------------------------- weights, dropout, top-left causal
-def test_output_attentions_gives_eager_weights_without_switching_to_eager():
-    model = llama()
+@pytest.mark.parametrize("make", [llama, mistral], ids=["llama", "mistral"])
+def test_output_attentions_gives_eager_weights_without_switching_to_eager(make):
+    model = make()
     ids, padding = batch(2, 13, [13, 7], left=False)
     model.set_attn_implementation("eager")
     with torch.no_grad():
@@ -154,9 +155,26 @@ def test_output_attentions_gives_eager_weights_without_switching_to_eager():
     with torch.no_grad():
         got = model(ids, attention_mask=padding, output_attentions=True).attentions
     assert model.config._attn_implementation == ak.NAME and len(got) == len(want) == 2
+    real = padding.bool()[:, None, :, None].expand(2, 4, 13, 13)  # rows of real queries (see the module docstring)
     for g, w in zip(got, want, strict=True):
         assert g.shape == (2, 4, 13, 13)
-        torch.testing.assert_close(g, w, atol=1e-6, rtol=0)
+        torch.testing.assert_close(g[real], w[real], atol=1e-6, rtol=0)
+
+
+def test_training_gradients_match_sdpa():
+    model = llama()
+    ids, padding = batch(2, 16, [16, 10], left=False)
+    labels = ids.masked_fill(padding == 0, -100)
+    grads = {}
+    for impl in ["sdpa", "attnkit-tiled"]:
+        model.set_attn_implementation(impl)
+        model.train()
+        model.zero_grad()
+        model(ids, attention_mask=padding, labels=labels).loss.backward()
+        grads[impl] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert grads["sdpa"].keys() == grads["attnkit-tiled"].keys() and len(grads["sdpa"]) > 10
+    for name, want in grads["sdpa"].items():
+        torch.testing.assert_close(grads["attnkit-tiled"][name], want, atol=1e-5, rtol=1e-4, msg=name)
 
 
 def test_dropout_applies_in_training_and_is_unbiased():
