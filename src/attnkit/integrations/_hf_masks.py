@@ -82,6 +82,8 @@ def structured_mask(batch_size: int, q_length: int, kv_length: int, q_offset, kv
 def _translate(fn: Callable, frame: _Frame) -> Mask | None:
     """The attnkit mask of one mask function (None = every pair may attend)."""
     if fn is hf.causal_mask_function:  # kv_pos <= q_pos
+        if frame.offset >= frame.Lk - 1:  # every query sits at or past the last key (decoding): every pair
+            return None
         return _aligned(masks.causal(), frame)
     if fn is hf.bidirectional_mask_function:  # q_pos >= 0: every pair
         return None
