@@ -1,0 +1,178 @@
+"""``attnkit cost --measure``: one training step and one decoding step timed here, beside the prediction.
+
+The prediction is FLOPs / this machine's float32 matmul rate, measured first on the
+shapes the model multiplies (:func:`attnkit.bench.worker.measure_matmul`: the best run
+over a square GEMM and the model's largest projection). It is a lower bound on time:
+
+* a **training step** also runs softmax, norms, activations, dropout, the loss and the
+  Adam update (elementwise passes, bound by memory bandwidth, not counted as FLOPs);
+* a **decoding step** multiplies one token: matrix-vector products that stream every
+  weight from memory once per token, far below the matmul rate on a CPU, plus a
+  Python-level call per layer. Its measured/predicted ratio is large by nature.
+
+Example:
+    >>> from attnkit.cost import Architecture
+    >>> tiny = Architecture.preset("paper_base").replace(d_model=32, num_heads=2, d_ff=64, num_encoder_layers=1,
+    ...                                                  num_decoder_layers=1, vocab_size=50)
+    >>> r = measure_steps(tiny, 16, repeats=1, min_time=0.01)
+    >>> sorted(r), r["training"]["predicted_s"] > 0
+    (['L', 'batch', 'decode', 'matmul_gflops', 'threads', 'training'], True)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..bench.measure import median
+from ..bench.worker import measure_matmul
+from .architecture import Architecture
+from .calculator import decode_flops, training_flops_per_token
+
+__all__ = ["build_model", "measure_steps"]
+
+_HF_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}  # attnkit -> BERT config.json
+
+
+def build_model(arch: Architecture) -> nn.Module:
+    """The model attnkit builds for ``arch``, randomly initialized: Transformer, TransformerLM or BertModel.
+
+    Example:
+        >>> from attnkit.cost import Architecture, parameter_count
+        >>> arch = Architecture.preset("minilm", num_encoder_layers=1)
+        >>> sum(p.numel() for p in build_model(arch).parameters()) == parameter_count(arch)
+        True
+    """
+    from ..nn.transformer import Transformer, TransformerLM
+
+    if arch.kind == "encoder-decoder":
+        return Transformer(arch.config)
+    if arch.kind == "decoder-only":
+        return TransformerLM(arch.config)
+    return _bert(arch)
+
+
+def _bert(arch: Architecture) -> nn.Module:
+    from ..nn.attention import MultiHeadAttention
+    from ..pretrained.bert import BertConfig, BertModel
+
+    c = arch.config
+    if c.activation not in _HF_ACTIVATIONS or c.norm != "layernorm" or c.norm_first or c.positional != "learned":
+        raise ValueError(
+            f"build_model(): an encoder-only model is built as BERT (post-LN LayerNorm, learned positions, "
+            f"gelu/relu); got activation={c.activation!r}, norm={c.norm!r}, norm_first={c.norm_first}, "
+            f"positional={c.positional!r}"
+        )
+    config = BertConfig(
+        vocab_size=c.vocab_size, hidden_size=c.d_model, num_attention_heads=c.num_heads,
+        num_hidden_layers=c.num_encoder_layers, intermediate_size=c.d_ff, hidden_act=_HF_ACTIVATIONS[c.activation],
+        layer_norm_eps=c.norm_eps, max_position_embeddings=c.max_len, type_vocab_size=max(arch.token_types, 1),
+        hidden_dropout_prob=c.dropout, attention_probs_dropout_prob=c.attention_dropout, pad_token_id=c.pad_id,
+    )  # fmt: skip
+    model = BertModel(config, add_pooler=arch.pooler)
+    for module in model.modules():  # BertConfig has no backend field: the architecture's choice is applied here
+        if isinstance(module, MultiHeadAttention):
+            module.backend = c.backend
+    return model
+
+
+def _ids(arch: Architecture, batch: int, L: int, vocab: int) -> torch.Tensor:
+    low = 3 if vocab > 3 else 0  # avoid pad/bos/eos so that no padding mask is built
+    return torch.randint(low, vocab, (batch, L))  # (B, L)
+
+
+def _loss(arch: Architecture, model: nn.Module, batch: int, L: int) -> torch.Tensor:
+    c = arch.config
+    if arch.kind == "encoder-only":
+        return model(_ids(arch, batch, L, c.vocab_size)).last_hidden_state.pow(2).mean()
+    if arch.kind == "decoder-only":
+        ids = _ids(arch, batch, L + 1, c.vocab_size)  # (B, L + 1): inputs and next-token targets
+        logits = model(ids[:, :-1])  # (B, L, V)
+        return nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten())
+    src, tgt = _ids(arch, batch, L, c.vocab_size), _ids(arch, batch, L + 1, c.target_vocab_size)
+    logits = model(src, tgt[:, :-1])  # (B, L, V)
+    return nn.functional.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten())
+
+
+def _time(step, repeats: int, min_time: float) -> list[float]:
+    step()  # warm-up: allocations, thread pools, Adam state
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < repeats or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 50:
+            break
+    return times
+
+
+def _training(arch: Architecture, model: nn.Module, batch: int, L: int, repeats: int, min_time: float) -> float:
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=False)
+        _loss(arch, model, batch, L).backward()
+        optimizer.step()
+
+    return median(_time(step, repeats, min_time))
+
+
+@torch.no_grad()
+def _decoding(arch: Architecture, model: Any, batch: int, L: int, steps: int) -> float:
+    """Median seconds of one new token after ``L - 1`` cached ones (``steps`` steps, the cache growing)."""
+    model.eval()
+    c = arch.config
+    cache = model.new_cache()
+    prefix = _ids(arch, batch, L - 1 + steps, c.target_vocab_size)  # (B, L - 1 + steps)
+    if arch.kind == "decoder-only":
+        if L > 1:
+            model(prefix[:, : L - 1], cache=cache, logits_to_keep=1)
+
+        def step(i: int) -> None:
+            model(prefix[:, L - 1 + i : L + i], cache=cache)
+    else:
+        memory = model.encode(_ids(arch, batch, L, c.vocab_size))  # (B, S, d_model)
+        if L > 1:
+            model.decode(prefix[:, : L - 1], memory, cache=cache)  # fills self- and cross-attention caches
+
+        def step(i: int) -> None:
+            model.decode(prefix[:, L - 1 + i : L + i], memory if cache.length == 0 else None, cache=cache)
+
+    times = []
+    for i in range(steps):
+        t0 = time.perf_counter()
+        step(i)
+        times.append(time.perf_counter() - t0)
+    return median(times[1:] if len(times) > 1 else times)  # the first step pays one-off allocations
+
+
+def measure_steps(arch: Architecture, L: int, batch: int = 1, *, repeats: int = 3, min_time: float = 0.5,
+                  decode_steps: int = 8, threads: int | None = None) -> dict:  # fmt: skip
+    """Measured and predicted seconds of a training step (Adam) and a decoding step at length ``L``."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    threads = torch.get_num_threads()
+    c = arch.config
+    shapes = [{"name": "mm 1024", "batch": 1, "m": 1024, "k": 1024, "n": 1024},
+              {"name": f"FFN {batch * L}x{c.d_model}x{c.d_ff}", "batch": 1, "m": min(batch * L, 8192),
+               "k": c.d_model, "n": c.d_ff}]  # fmt: skip
+    rate = measure_matmul(shapes, threads=threads, min_time=min(min_time, 0.5))["gflops"] * 1e9
+    torch.manual_seed(0)
+    model = build_model(arch)
+    train_flops = training_flops_per_token(arch, L).total * batch * L
+    out: dict = {"L": L, "batch": batch, "threads": threads, "matmul_gflops": rate / 1e9}
+    seconds = _training(arch, model, batch, L, repeats, min_time)
+    out["training"] = {"flops": train_flops, "predicted_s": train_flops / rate, "measured_s": seconds,
+                       "ratio": seconds / (train_flops / rate)}  # fmt: skip
+    out["decode"] = None
+    if arch.kind != "encoder-only":
+        step_flops = decode_flops(arch, L).total * batch
+        seconds = _decoding(arch, model, batch, L, decode_steps)
+        out["decode"] = {"flops": step_flops, "predicted_s": step_flops / rate, "measured_s": seconds,
+                         "ratio": seconds / (step_flops / rate)}  # fmt: skip
+    return out
