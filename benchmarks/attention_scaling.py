@@ -14,9 +14,13 @@ Four implementations, forward pass, B=1, H=8, D=64, float32, one thread, through
 Cases run interleaved (round by round, each length in turn, the implementations in a
 rotating order), so that the load of a shared machine falls on all of them alike;
 ``results.json`` is rewritten atomically after each case and ``--resume`` skips cases
-already measured. Slopes are least-squares fits of log(time) and log(peak memory) on
-log(L) over L >= 1024, beside "Attention Is All You Need", table 1: self-attention
-O(n^2 d) per layer, restricted self-attention O(r n d).
+already measured. Each case runs ``attnkit.bench.worker.run_case`` in a child process
+whose timing loop also records the process's **CPU time** per call: on a machine shared
+by other jobs (load average 4-12 on 2 cores while this was written) wall time grows with
+the load, CPU time of a one-thread process much less, so slopes are fitted on CPU time
+(wall time is kept beside it). Slopes are least-squares fits of log(CPU time) and
+log(peak memory) on log(L) over L >= 1024, beside "Attention Is All You Need", table 1:
+self-attention O(n^2 d) per layer, restricted self-attention O(r n d).
 """
 
 from __future__ import annotations
@@ -24,14 +28,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 from attnkit.bench.cases import Case
 from attnkit.bench.report import machine_info
-from attnkit.bench.runner import run_worker
 from attnkit.checkpoint import write_atomic
 
 SERIES = {  # label -> (impl, mask, lengths)
@@ -56,6 +61,44 @@ def planned(rounds: int) -> list[tuple[int, str, int]]:
     return out
 
 
+CHILD = r"""
+import json, statistics, sys, time
+import attnkit.bench.worker as worker
+from attnkit.bench.cases import Case
+
+cpu = []
+wall_runs = worker.time_runs
+
+
+def time_runs(fn, **kwargs):  # the worker's timing loop, each call's CPU time recorded too
+    def timed():
+        c0 = time.process_time()
+        out = fn()
+        cpu.append(time.process_time() - c0)
+        return out
+    return wall_runs(timed, **kwargs)
+
+
+worker.time_runs = time_runs
+result = worker.run_case(Case.from_json(json.loads(sys.argv[1])))
+result["cpu_median_ms"] = statistics.median(cpu) * 1e3
+print(json.dumps(result))
+"""
+
+
+def run_child(case: Case, threads: int, timeout: float = 900) -> dict:
+    """One case in a fresh process (its own peak memory): the worker's result plus ``cpu_median_ms``."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    try:
+        proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(case.to_json())], capture_output=True,
+                              text=True, timeout=timeout, env=env)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout", "error": f"no result after {timeout:g} s"}
+    if proc.returncode != 0:
+        return {"status": "error", "error": proc.stderr.strip()[-500:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def measure(out: Path, rounds: int, threads: int, resume: bool) -> dict:
     path = out / "results.json"
     doc = json.loads(path.read_text()) if resume and path.exists() else {}
@@ -67,14 +110,16 @@ def measure(out: Path, rounds: int, threads: int, resume: bool) -> dict:
     todo = [p for p in planned(rounds) if p not in done]
     for n, (r, label, L) in enumerate(todo, 1):
         impl, mask, _ = SERIES[label]
-        case = Case(impl, mask, L, "fwd", B=1, H=8, D=64, threads=threads, min_time=0.3)
+        repeats = 2 if L >= 4096 else None  # long calls: two timed runs (after a warm-up and a memory call)
+        case = Case(impl, mask, L, "fwd", B=1, H=8, D=64, threads=threads, min_time=0.3, repeats=repeats)
         t0 = time.time()
-        result = run_worker({"mode": "case", "case": case.to_json()}, threads=threads, timeout=600)
+        result = run_child(case, threads)
         rows.append({"round": r, "series": label, "L": L, "impl": impl, "mask": mask, **result,
                      "load": _loadavg(), "wall_s": time.time() - t0})  # fmt: skip
+        nan = float("nan")
         print(f"[{n}/{len(todo)}] round {r} {label} L={L}: {result.get('status')} "
-              f"{result.get('median_ms', float('nan')):.1f} ms, peak {result.get('peak_mib', float('nan')):.1f} MiB",
-              flush=True)  # fmt: skip
+              f"cpu {result.get('cpu_median_ms', nan):.1f} ms, wall {result.get('median_ms', nan):.1f} ms, "
+              f"peak {result.get('peak_mib', nan):.1f} MiB, load {rows[-1]['load']}", flush=True)  # fmt: skip
         doc["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         write_atomic(path, json.dumps(doc, indent=1))
     return doc
@@ -97,9 +142,11 @@ def summarize(doc: dict) -> dict:
             mine = [r for r in ok if r["series"] == label and r["L"] == L]
             if not mine:
                 continue
-            ratios = [r["median_ms"] / s["median_ms"] for r in mine for s in ok
+            ratios = [r["cpu_median_ms"] / s["cpu_median_ms"] for r in mine for s in ok
                       if s["series"] == "torch SDPA" and s["L"] == L and s["round"] == r["round"]]  # fmt: skip
-            points.append({"L": L, "ms": statistics.median(r["median_ms"] for r in mine),
+            cpu = [r["cpu_median_ms"] for r in mine]
+            points.append({"L": L, "ms": statistics.median(cpu), "ms_range": [min(cpu), max(cpu)],
+                           "wall_ms": statistics.median(r["median_ms"] for r in mine),
                            "peak_mib": statistics.median(r["peak_mib"] for r in mine), "rounds": len(mine),
                            "ratio_sdpa": statistics.median(ratios) if ratios else None})  # fmt: skip
         fit = [p for p in points if p["L"] >= FIT_FROM]
@@ -129,7 +176,8 @@ def plot(summary: dict, path: Path) -> None:
         for ax, key, slope in ((axes[0], "ms", "time_slope"), (axes[1], "peak_mib", "memory_slope")):
             fitted = f"{s[slope]:.2f}" if s[slope] is not None else "-"
             ax.plot(L, [p[key] for p in s["points"]], "o-", label=f"{label}: slope {fitted}")
-    for ax, ylabel in ((axes[0], "forward time (ms, median over rounds)"), (axes[1], "peak memory beyond q,k,v (MiB)")):
+    labels = ("forward CPU time per call (ms, median of rounds)", "peak memory beyond q, k, v (MiB)")
+    for ax, ylabel in zip(axes, labels, strict=True):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("sequence length L")

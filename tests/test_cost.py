@@ -276,7 +276,7 @@ def test_cli_json_gives_paper_base_parameters_and_one_row_per_length(capsys):
 def test_cli_tables_show_components_crossover_and_memory(capsys):
     code, out, _ = _cli(capsys, "--preset", "smollm2", "--L", "2k")
     assert code == 0
-    for text in ("134,515,008", "W^K", "crossover", "3,072", "KV cache 45.00 KiB per token", "tiled"):
+    for text in ("134,515,008", "W^K", "crossover", "3,072", "KV cache 45 KiB per token", "tiled"):
         assert text in out
 
 

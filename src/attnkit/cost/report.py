@@ -7,8 +7,8 @@ Example:
     (63082496, [128, 65536])
     >>> round(doc["lengths"][1]["forward_per_token"]["score_share"], 3)   # at 64k, scores are 96% of the work
     0.965
-    >>> human_bytes(3 * 2**30), human_count(63082496), human_flops(3.2e12)
-    ('3.00 GiB', '63.1M', '3.20 TFLOP')
+    >>> human_bytes(3 * 2**30), human_count(63082496), human_flops(3.2e12), human_flops(999.7e9)
+    ('3 GiB', '63.1M', '3.2 TFLOP', '1000 GFLOP')
 """
 
 from __future__ import annotations
@@ -80,10 +80,10 @@ def estimate(arch: Architecture, lengths: Sequence[int], batch: int = 1, dtype: 
 
 # ---------------------------------------------------------------------- formatting
 def human_bytes(n: float) -> str:
-    """``3.00 GiB``: binary units, three significant digits."""
+    """``3 GiB``, ``1.5 MiB``: binary units, three significant digits."""
     for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if abs(n) >= size:
-            return f"{n / size:.3g} {unit}" if n / size >= 100 else f"{n / size:.2f} {unit}"
+            return f"{_three(n / size)} {unit}"
     return f"{int(n)} B"
 
 
@@ -96,11 +96,17 @@ def human_count(n: float) -> str:
 
 
 def human_flops(n: float) -> str:
-    """``3.20 TFLOP``: three significant digits."""
+    """``3.2 TFLOP``: three significant digits."""
     for unit, size in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
         if abs(n) >= size:
-            return f"{n / size:.3g} {unit}" if n / size >= 100 else f"{n / size:.2f} {unit}"
+            return f"{_three(n / size)} {unit}"
     return f"{n:.0f} FLOP"
+
+
+def _three(value: float) -> str:
+    """Three significant digits, never in exponent form (999.7 -> '1000')."""
+    text = f"{value:.3g}"
+    return f"{value:.0f}" if "e" in text else text
 
 
 def cost_tables(doc: dict) -> list:
