@@ -1,6 +1,6 @@
 """The cost report's data: `attnkit cost` for paper_base, table 3's parameter counts, measured steps, a plot.
 
-    python benchmarks/cost_report.py [--out benchmarks/results/cost] [--measure]
+    python benchmarks/cost_report.py [--out benchmarks/results/cost] [--measure | --measured FILE]
 
 Adds to ``OUT/results.json`` (beside the rows of ``attention_scaling.py``):
 
@@ -107,7 +107,8 @@ def plot(doc: dict, path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cost"))
-    parser.add_argument("--measure", action="store_true")
+    parser.add_argument("--measure", action="store_true", help="run the --measure command (minutes)")
+    parser.add_argument("--measured", type=Path, metavar="JSON", help="or take its --json output from this file")
     args = parser.parse_args()
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
@@ -115,9 +116,10 @@ def main() -> int:
     results["cost"] = {"command": "attnkit cost --preset paper_base --json", "estimate": doc,
                        "text": cli("--preset", "paper_base")}  # fmt: skip
     results["table3"] = table3()
-    if args.measure:
-        argv = ["--preset", "paper_base", "--measure", "--L", "128,256,512", "--threads", "1", "--json"]
-        results["measured"] = {"command": "attnkit cost " + " ".join(argv), "result": json.loads(cli(*argv))}
+    argv = ["--preset", "paper_base", "--measure", "--L", "128,256,512", "--threads", "1", "--json"]
+    if args.measure or args.measured:
+        measured = json.loads(args.measured.read_text()) if args.measured else json.loads(cli(*argv))
+        results["measured"] = {"command": "attnkit cost " + " ".join(argv), "result": measured}
     write_atomic(path, json.dumps(results, indent=1))
     plot(doc, args.out / "cost.png")
     print("| row | paper (M) | attnkit | paper - attnkit (M) | vocabulary that would match |\n|---|---|---|---|---|")

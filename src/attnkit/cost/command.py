@@ -162,15 +162,17 @@ def _check_measurable(doc: dict) -> None:
 def _measure_table(rows: list[dict]):
     from rich.table import Table
 
-    table = Table(title="measured here vs predicted from the matmul rate (FLOPs / rate)")
-    for col in ("L", "threads", "matmul GFLOP/s", "training step", "predicted", "x", "decode step", "predicted", "x"):
+    table = Table(title="measured here (wall, and CPU seconds of all threads) vs predicted = FLOPs / matmul rate; "
+                        "x = wall / predicted")  # fmt: skip
+    columns = ("L", "threads", "matmul GFLOP/s", "training step", "CPU", "predicted", "x",
+               "decode step", "CPU", "predicted", "x")  # fmt: skip
+    for col in columns:
         table.add_column(col, justify="right")
     for r in rows:
-        t, d = r["training"], r["decode"]
-        cells = [f"{r['L']:,}", str(r["threads"]), f"{r['matmul_gflops']:.0f}", _seconds(t["measured_s"]),
-                 _seconds(t["predicted_s"]), f"{t['ratio']:.1f}"]  # fmt: skip
-        cells += ["-", "-", "-"] if d is None else [_seconds(d["measured_s"]), _seconds(d["predicted_s"]),
-                                                   f"{d['ratio']:.0f}"]  # fmt: skip
+        cells = [f"{r['L']:,}", str(r["threads"]), f"{r['matmul_gflops']:.0f}"]
+        for step in (r["training"], r["decode"]):
+            cells += ["-"] * 4 if step is None else [_seconds(step["measured_s"]), _seconds(step["cpu_s"]),
+                                                    _seconds(step["predicted_s"]), f"{step['ratio']:.1f}"]  # fmt: skip
         table.add_row(*cells)
     return table
 

@@ -97,20 +97,25 @@ def _loss(arch: Architecture, model: nn.Module, batch: int, L: int) -> torch.Ten
     return nn.functional.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten())
 
 
-def _time(step, repeats: int, min_time: float) -> list[float]:
+def _time(step, repeats: int, min_time: float) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of each call (after one warm-up): ``repeats`` calls and at least ``min_time`` s."""
     step()  # warm-up: allocations, thread pools, Adam state
-    times: list[float] = []
+    wall: list[float] = []
+    cpu: list[float] = []
     start = time.perf_counter()
-    while len(times) < repeats or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
+    while len(wall) < repeats or time.perf_counter() - start < min_time:
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 50:
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        if len(wall) >= 50:
             break
-    return times
+    return wall, cpu
 
 
-def _training(arch: Architecture, model: nn.Module, batch: int, L: int, repeats: int, min_time: float) -> float:
+def _training(arch: Architecture, model: nn.Module, batch: int, L: int, repeats: int,
+              min_time: float) -> tuple[float, float]:  # fmt: skip
+    """Median wall and CPU seconds of a training step: forward, cross-entropy, backward, Adam."""
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
@@ -119,12 +124,13 @@ def _training(arch: Architecture, model: nn.Module, batch: int, L: int, repeats:
         _loss(arch, model, batch, L).backward()
         optimizer.step()
 
-    return median(_time(step, repeats, min_time))
+    wall, cpu = _time(step, repeats, min_time)
+    return median(wall), median(cpu)
 
 
 @torch.no_grad()
-def _decoding(arch: Architecture, model: Any, batch: int, L: int, steps: int) -> float:
-    """Median seconds of one new token after ``L - 1`` cached ones (``steps`` steps, the cache growing)."""
+def _decoding(arch: Architecture, model: Any, batch: int, L: int, steps: int) -> tuple[float, float]:
+    """Median wall and CPU seconds of one new token after ``L - 1`` cached ones (``steps`` steps, the cache growing)."""
     model.eval()
     c = arch.config
     cache = model.new_cache()
@@ -143,17 +149,24 @@ def _decoding(arch: Architecture, model: Any, batch: int, L: int, steps: int) ->
         def step(i: int) -> None:
             model.decode(prefix[:, L - 1 + i : L + i], memory if cache.length == 0 else None, cache=cache)
 
-    times = []
+    wall, cpu = [], []
     for i in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step(i)
-        times.append(time.perf_counter() - t0)
-    return median(times[1:] if len(times) > 1 else times)  # the first step pays one-off allocations
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    if steps > 1:  # the first step pays one-off allocations
+        wall, cpu = wall[1:], cpu[1:]
+    return median(wall), median(cpu)
 
 
 def measure_steps(arch: Architecture, L: int, batch: int = 1, *, repeats: int = 3, min_time: float = 0.5,
                   decode_steps: int = 8, threads: int | None = None) -> dict:  # fmt: skip
-    """Measured and predicted seconds of a training step (Adam) and a decoding step at length ``L``."""
+    """Measured and predicted seconds of a training step (Adam) and a decoding step at length ``L``.
+
+    ``measured_s`` is wall time, ``cpu_s`` the process's CPU time (per thread used, on a machine shared
+    with other jobs CPU time tracks the work better than wall time does).
+    """
     if threads is not None:
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
@@ -166,13 +179,15 @@ def measure_steps(arch: Architecture, L: int, batch: int = 1, *, repeats: int = 
     model = build_model(arch)
     train_flops = training_flops_per_token(arch, L).total * batch * L
     out: dict = {"L": L, "batch": batch, "threads": threads, "matmul_gflops": rate / 1e9}
-    seconds = _training(arch, model, batch, L, repeats, min_time)
-    out["training"] = {"flops": train_flops, "predicted_s": train_flops / rate, "measured_s": seconds,
-                       "ratio": seconds / (train_flops / rate)}  # fmt: skip
+    out["training"] = _compare(train_flops, rate, *_training(arch, model, batch, L, repeats, min_time))
     out["decode"] = None
     if arch.kind != "encoder-only":
         step_flops = decode_flops(arch, L).total * batch
-        seconds = _decoding(arch, model, batch, L, decode_steps)
-        out["decode"] = {"flops": step_flops, "predicted_s": step_flops / rate, "measured_s": seconds,
-                         "ratio": seconds / (step_flops / rate)}  # fmt: skip
+        out["decode"] = _compare(step_flops, rate, *_decoding(arch, model, batch, L, decode_steps))
     return out
+
+
+def _compare(flops: float, rate: float, wall: float, cpu: float) -> dict:
+    """Measured (wall and CPU seconds) beside predicted; ``ratio`` = wall / predicted."""
+    predicted = flops / rate
+    return {"flops": flops, "predicted_s": predicted, "measured_s": wall, "cpu_s": cpu, "ratio": wall / predicted}
