@@ -86,9 +86,10 @@ def plot(doc: dict, path: Path) -> None:
     ax.set_ylabel("forward GFLOP per token")
     ax.set_title("paper_base: FLOPs per token by term", fontsize=9)
     ax = axes[1]
-    for key, label in (("activations_materialized", "activations/layer, L×L kept"),
-                       ("activations_tiled", "activations/layer, tiled"), ("kv_cache", "KV cache (12 layers)")):
-        ax.plot(L, [r["memory"][key] / 2**20 for r in rows], "o-", label=label)
+    for key, label, style in (("activations_materialized", "activations/layer, L×L kept", "o-"),
+                              ("activations_tiled", "activations/layer, tiled", "s--"),
+                              ("kv_cache", "KV cache (6 decoder layers: self + cross)", "^:")):
+        ax.plot(L, [r["memory"][key] / 2**20 for r in rows], style, label=label)
     ax.axhline(doc["lengths"][0]["memory"]["weights"] / 2**20, color="gray", ls=":", lw=1, label="weights")
     ax.set_ylabel("MiB (float32, batch 1)")
     ax.set_title("paper_base: memory vs L", fontsize=9)

@@ -162,17 +162,17 @@ def _check_measurable(doc: dict) -> None:
 def _measure_table(rows: list[dict]):
     from rich.table import Table
 
-    table = Table(title="measured here (wall, and CPU seconds of all threads) vs predicted = FLOPs / matmul rate; "
-                        "x = wall / predicted")  # fmt: skip
-    columns = ("L", "threads", "matmul GFLOP/s", "training step", "CPU", "predicted", "x",
-               "decode step", "CPU", "predicted", "x")  # fmt: skip
+    table = Table(title="measured here vs predicted = FLOPs / matmul rate, in CPU seconds per thread "
+                        "(x = measured / predicted); wall seconds beside")  # fmt: skip
+    columns = ("L", "threads", "matmul GFLOP/s", "training step", "predicted", "x", "wall",
+               "decode step", "predicted", "x", "wall")  # fmt: skip
     for col in columns:
         table.add_column(col, justify="right")
     for r in rows:
         cells = [f"{r['L']:,}", str(r["threads"]), f"{r['matmul_gflops']:.0f}"]
         for step in (r["training"], r["decode"]):
-            cells += ["-"] * 4 if step is None else [_seconds(step["measured_s"]), _seconds(step["cpu_s"]),
-                                                    _seconds(step["predicted_s"]), f"{step['ratio']:.1f}"]  # fmt: skip
+            cells += ["-"] * 4 if step is None else [_seconds(step["cpu_s"]), _seconds(step["predicted_s"]),
+                                                    f"{step['ratio']:.1f}", _seconds(step["wall_s"])]  # fmt: skip
         table.add_row(*cells)
     return table
 

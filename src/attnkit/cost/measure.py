@@ -1,8 +1,12 @@
 """``attnkit cost --measure``: one training step and one decoding step timed here, beside the prediction.
 
 The prediction is FLOPs / this machine's float32 matmul rate, measured first on the
-shapes the model multiplies (:func:`attnkit.bench.worker.measure_matmul`: the best run
-over a square GEMM and the model's largest projection). It is a lower bound on time:
+shapes the model multiplies (a square GEMM and the model's largest projection; the best
+run counts). Time is taken twice: wall seconds, and CPU seconds per thread. On a machine
+shared with other jobs the wall clock also counts the time other processes held the
+cores, so both the rate and the steps are compared in CPU seconds per thread
+(``predicted_s``, ``cpu_s``, ``ratio``); wall seconds are reported beside them
+(``wall_s``; on a quiet machine they agree). The prediction is a lower bound:
 
 * a **training step** also runs softmax, norms, activations, dropout, the loss and the
   Adam update (elementwise passes, bound by memory bandwidth, not counted as FLOPs);
@@ -16,7 +20,7 @@ Example:
     ...                                                  num_decoder_layers=1, vocab_size=50)
     >>> r = measure_steps(tiny, 16, repeats=1, min_time=0.01)
     >>> sorted(r), r["training"]["predicted_s"] > 0
-    (['L', 'batch', 'decode', 'matmul_gflops', 'threads', 'training'], True)
+    (['L', 'batch', 'decode', 'matmul_gflops', 'matmul_gflops_wall', 'threads', 'training'], True)
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import torch
 from torch import nn
 
 from ..bench.measure import median
-from ..bench.worker import measure_matmul
 from .architecture import Architecture
 from .calculator import decode_flops, training_flops_per_token
 
@@ -164,30 +167,46 @@ def measure_steps(arch: Architecture, L: int, batch: int = 1, *, repeats: int = 
                   decode_steps: int = 8, threads: int | None = None) -> dict:  # fmt: skip
     """Measured and predicted seconds of a training step (Adam) and a decoding step at length ``L``.
 
-    ``measured_s`` is wall time, ``cpu_s`` the process's CPU time (per thread used, on a machine shared
-    with other jobs CPU time tracks the work better than wall time does).
+    ``cpu_s`` is CPU seconds per thread, ``wall_s`` wall seconds; ``ratio`` = ``cpu_s / predicted_s``
+    (see the module docstring).
     """
     if threads is not None:
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
     c = arch.config
-    shapes = [{"name": "mm 1024", "batch": 1, "m": 1024, "k": 1024, "n": 1024},
-              {"name": f"FFN {batch * L}x{c.d_model}x{c.d_ff}", "batch": 1, "m": min(batch * L, 8192),
-               "k": c.d_model, "n": c.d_ff}]  # fmt: skip
-    rate = measure_matmul(shapes, threads=threads, min_time=min(min_time, 0.5))["gflops"] * 1e9
+    shapes = [(1024, 1024, 1024), (min(batch * L, 8192), c.d_model, c.d_ff)]  # (m, k, n): square, and the FFN
+    rate_wall, rate_cpu = _matmul_rates(shapes, threads, min(min_time, 0.5))
     torch.manual_seed(0)
     model = build_model(arch)
     train_flops = training_flops_per_token(arch, L).total * batch * L
-    out: dict = {"L": L, "batch": batch, "threads": threads, "matmul_gflops": rate / 1e9}
-    out["training"] = _compare(train_flops, rate, *_training(arch, model, batch, L, repeats, min_time))
+    out: dict = {"L": L, "batch": batch, "threads": threads, "matmul_gflops": rate_cpu / 1e9,
+                 "matmul_gflops_wall": rate_wall / 1e9}  # fmt: skip
+    timed = _training(arch, model, batch, L, repeats, min_time)
+    out["training"] = _compare(train_flops, rate_cpu, rate_wall, threads, *timed)
     out["decode"] = None
     if arch.kind != "encoder-only":
         step_flops = decode_flops(arch, L).total * batch
-        out["decode"] = _compare(step_flops, rate, *_decoding(arch, model, batch, L, decode_steps))
+        timed = _decoding(arch, model, batch, L, decode_steps)
+        out["decode"] = _compare(step_flops, rate_cpu, rate_wall, threads, *timed)
     return out
 
 
-def _compare(flops: float, rate: float, wall: float, cpu: float) -> dict:
-    """Measured (wall and CPU seconds) beside predicted; ``ratio`` = wall / predicted."""
-    predicted = flops / rate
-    return {"flops": flops, "predicted_s": predicted, "measured_s": wall, "cpu_s": cpu, "ratio": wall / predicted}
+def _matmul_rates(shapes: list[tuple[int, int, int]], threads: int, min_time: float) -> tuple[float, float]:
+    """FLOP/s of float32 ``(m, k) @ (k, n)`` here, best run over ``shapes``: by wall and by CPU time per thread."""
+    best_wall = best_cpu = 0.0
+    for m, k, n in shapes:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        out = torch.empty(m, n)
+        torch.mm(a, b, out=out)  # warm-up
+        wall, cpu = _time(lambda a=a, b=b, out=out: torch.mm(a, b, out=out), 3, min_time)
+        flops = 2.0 * m * k * n
+        best_wall = max(best_wall, flops / max(min(wall), 1e-9))
+        best_cpu = max(best_cpu, flops / max(min(cpu) / threads, 1e-9))
+    return best_wall, best_cpu
+
+
+def _compare(flops: float, rate_cpu: float, rate_wall: float, threads: int, wall: float, cpu: float) -> dict:
+    """Measured beside predicted, in CPU seconds per thread (``ratio``) and in wall seconds (``wall_ratio``)."""
+    predicted = flops / rate_cpu
+    return {"flops": flops, "predicted_s": predicted, "cpu_s": cpu / threads, "ratio": cpu / threads / predicted,
+            "wall_s": wall, "predicted_wall_s": flops / rate_wall, "wall_ratio": wall * rate_wall / flops}  # fmt: skip
