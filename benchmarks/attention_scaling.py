@@ -20,7 +20,9 @@ by other jobs (load average 4-12 on 2 cores while this was written) wall time gr
 the load, CPU time of a one-thread process much less, so slopes are fitted on CPU time
 (wall time is kept beside it). Slopes are least-squares fits of log(CPU time) and
 log(peak memory) on log(L) over L >= 1024, beside "Attention Is All You Need", table 1:
-self-attention O(n^2 d) per layer, restricted self-attention O(r n d).
+self-attention O(n^2 d) per layer, restricted self-attention O(r n d). A peak of O(L) memory
+also holds a constant (the allocator, torch's buffers), which flattens its slope at short L;
+``memory_increment_slope`` fits what each doubling of L adds instead, ``peak(L) - peak(L/2)``.
 """
 
 from __future__ import annotations
@@ -150,9 +152,10 @@ def summarize(doc: dict) -> dict:
                            "peak_mib": statistics.median(r["peak_mib"] for r in mine), "rounds": len(mine),
                            "ratio_sdpa": statistics.median(ratios) if ratios else None})  # fmt: skip
         fit = [p for p in points if p["L"] >= FIT_FROM]
+        steps = [(b["L"], b["peak_mib"] - a["peak_mib"]) for a, b in zip(fit[:-1], fit[1:], strict=True)]
         table[label] = {"points": points, "time_slope": _slope([(p["L"], p["ms"]) for p in fit]),
                         "memory_slope": _slope([(p["L"], p["peak_mib"]) for p in fit]),
-                        "table1_exponent": TABLE1[label]}  # fmt: skip
+                        "memory_increment_slope": _slope(steps), "table1_exponent": TABLE1[label]}  # fmt: skip
     return table
 
 
@@ -175,6 +178,8 @@ def plot(summary: dict, path: Path) -> None:
         L = [p["L"] for p in s["points"]]
         for ax, key, slope in ((axes[0], "ms", "time_slope"), (axes[1], "peak_mib", "memory_slope")):
             fitted = f"{s[slope]:.2f}" if s[slope] is not None else "-"
+            if key == "peak_mib" and s["memory_increment_slope"] is not None:
+                fitted += f" (increments {s['memory_increment_slope']:.2f})"
             ax.plot(L, [p[key] for p in s["points"]], "o-", label=f"{label}: slope {fitted}")
     labels = ("forward CPU time per call (ms, median of rounds)", "peak memory beyond q, k, v (MiB)")
     for ax, ylabel in zip(axes, labels, strict=True):
@@ -210,7 +215,8 @@ def main() -> int:
     write_atomic(path, json.dumps(doc, indent=1))
     plot(doc["summary"], args.out / "scaling.png")
     for label, s in doc["summary"].items():
-        print(f"{label}: time slope {s['time_slope']}, memory slope {s['memory_slope']}")
+        print(f"{label}: time slope {s['time_slope']:.2f}, memory slope {s['memory_slope']:.2f}, "
+              f"increment slope {s['memory_increment_slope']:.2f}")
     return 0
 
 
