@@ -30,6 +30,7 @@ from attnkit.cost import (
     activation_bytes_per_layer,
     command,
     crossover_length,
+    decode_bytes,
     decode_flops,
     forward_flops_per_token,
     kv_cache_bytes_per_token,
@@ -199,6 +200,26 @@ def test_decode_step_flops_equal_flop_counter_mode_with_a_filled_cache(kind):
     assert decode_flops(arch, L).total == pytest.approx(counted, rel=1e-9)
 
 
+@pytest.mark.parametrize("kind", ["decoder-only", "encoder-decoder"])
+def test_decode_bytes_are_the_weights_a_step_multiplies_and_the_cache_tensors(kind):
+    arch = Architecture(TransformerConfig(**TINY, num_kv_heads=2, tie_embeddings=kind == "decoder-only"), kind)
+    model, L = build_model(arch).eval(), 9
+    ids = torch.randint(3, 60, (1, L))  # (1, L)
+    cache = model.new_cache()
+    with torch.no_grad():
+        if kind == "decoder-only":
+            model(ids, cache=cache)
+        else:
+            model.decode(ids, model.encode(ids), cache=cache)  # self cache of L tokens, cross cache of L source tokens
+    weights = sum(p.numel() for n, p in model.named_parameters() if n.startswith("decoder.")
+                  and ".cross_attn.w_k." not in n and ".cross_attn.w_v." not in n)  # fmt: skip
+    head = model.lm_head if kind == "decoder-only" else model.generator
+    weights += head.weight.numel() + arch.config.d_model  # the output projection (tied or not), one embedding row
+    caches = cache.self_attn + (cache.cross_attn or [])
+    cached = sum(c.keys.numel() + c.values.numel() for c in caches)
+    assert decode_bytes(arch, L) == 4 * (weights + cached)
+
+
 def test_crossover_is_where_score_flops_equal_projection_flops_and_six_d_for_an_encoder():
     arch = Architecture.preset("minilm")
     L = crossover_length(arch)
@@ -325,6 +346,7 @@ def test_cli_measure_times_a_training_and_a_decoding_step(capsys):
     assert code == 0 and row["L"] == 16 and row["matmul_gflops"] > 0
     for step in ("training", "decode"):
         assert row[step]["cpu_s"] > 0 and row[step]["wall_s"] > 0 and row[step]["predicted_s"] > 0
+    assert row["memory_gbps"] > 0 and row["decode"]["predicted_bandwidth_s"] > 0
 
 
 def test_command_constants_repeat_the_library_ones():

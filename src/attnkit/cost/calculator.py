@@ -61,6 +61,7 @@ __all__ = [
     "forward_flops_per_token",
     "training_flops_per_token",
     "decode_flops",
+    "decode_bytes",
     "crossover_length",
     "Memory",
     "memory",
@@ -228,6 +229,36 @@ def decode_flops(arch: Architecture, context: int, source: int | None = None) ->
         proj += 2 * (weights["W^Q"] + weights["W^O"])
     scores = per_key * (context + (source if arch.cross_attention else 0))
     return Flops(arch.decoder_layers * proj, arch.decoder_layers * scores, 2 * c.d_model * c.target_vocab_size)
+
+
+def decode_bytes(arch: Architecture, context: int, source: int | None = None, dtype_bytes: int = 4) -> int:
+    """Bytes one decoding step reads from memory: each weight it multiplies once, plus the KV cache.
+
+    A step multiplies one token (matrix-vector products), so unlike a training step its time is
+    set by how fast these bytes stream from memory, not by the matmul rate. The weights: every
+    decoder layer (cross-attention without W^K and W^V, whose outputs are cached), the final
+    norm, the output projection (``d x V``, tied or not) and one embedding row.
+
+    Example:
+        >>> lm = Architecture.preset("smollm2")
+        >>> weights = (decode_bytes(lm, 1000) - 1000 * kv_cache_bytes_per_token(lm)) // 4
+        >>> weights == parameter_count(lm) + 576  # tied: the embedding is read whole as the output projection
+        True
+    """
+    _check_length("decode_bytes", context)
+    if arch.kind == "encoder-only":
+        raise ValueError("decode_bytes(): an encoder-only model does not decode; choose a decoder architecture")
+    c = arch.config
+    attention = _attention_weights(arch)
+    per_layer = sum(attention.values()) + _feed_forward_weights(arch)
+    per_norm = c.d_model * (2 if c.norm == "layernorm" else 1)
+    per_layer += (3 if arch.cross_attention else 2) * per_norm
+    if arch.cross_attention:
+        per_layer += attention["W^Q"] + attention["W^O"]  # cross-attention's W^K, W^V ran once, on the memory
+    weights = arch.decoder_layers * per_layer + per_norm * c.norm_first + c.d_model * c.target_vocab_size + c.d_model
+    source = context if source is None else source
+    cached = kv_cache_bytes_per_token(arch, 1, dtype_bytes) * (context + (source if arch.cross_attention else 0))
+    return weights * dtype_bytes + cached
 
 
 def crossover_length(arch: Architecture) -> float:

@@ -1,7 +1,7 @@
 """``attnkit cost``: parameters, FLOPs and memory of a Transformer configuration; ``--measure`` times it here.
 
 The configuration is a preset (``--preset paper_base|paper_big|minilm|smollm2``,
-default ``paper_base``), a saved model (``--model DIR``, see :mod:`attnkit.checkpoint`),
+default ``paper_base``) or a saved model (``--model DIR``, see :mod:`attnkit.checkpoint`),
 either one changed by flags (``--d-model 256 --num-heads 4 ...``). Lengths are a
 comma-separated list (``--L 1k,4k``); by default 128 ... 65536 (powers of two).
 
@@ -163,9 +163,10 @@ def _measure_table(rows: list[dict]):
     from rich.table import Table
 
     table = Table(title="measured here vs predicted = FLOPs / matmul rate, in CPU seconds per thread "
-                        "(x = measured / predicted); wall seconds beside")  # fmt: skip
+                        "(x = measured / predicted; wall seconds beside); decoding also by bytes read / "
+                        "memory rate (GB/s of a matrix-vector product)")  # fmt: skip
     columns = ("L", "threads", "matmul GFLOP/s", "training step", "predicted", "x", "wall",
-               "decode step", "predicted", "x", "wall")  # fmt: skip
+               "decode step", "predicted", "x", "wall", "GB/s", "by bytes", "x")  # fmt: skip
     for col in columns:
         table.add_column(col, justify="right")
     for r in rows:
@@ -173,6 +174,9 @@ def _measure_table(rows: list[dict]):
         for step in (r["training"], r["decode"]):
             cells += ["-"] * 4 if step is None else [_seconds(step["cpu_s"]), _seconds(step["predicted_s"]),
                                                     f"{step['ratio']:.1f}", _seconds(step["wall_s"])]  # fmt: skip
+        d = r["decode"]
+        cells += ["-"] * 3 if d is None else [f"{r['memory_gbps']:.1f}", _seconds(d["predicted_bandwidth_s"]),
+                                              f"{d['bandwidth_ratio']:.1f}"]  # fmt: skip
         table.add_row(*cells)
     return table
 

@@ -12,7 +12,10 @@ cores, so both the rate and the steps are compared in CPU seconds per thread
   Adam update (elementwise passes, bound by memory bandwidth, not counted as FLOPs);
 * a **decoding step** multiplies one token: matrix-vector products that stream every
   weight from memory once per token, far below the matmul rate on a CPU, plus a
-  Python-level call per layer. Its measured/predicted ratio is large by nature.
+  Python-level call per layer. Its FLOP prediction is off by an order of magnitude by
+  nature; a second prediction divides the bytes the step reads (weights and KV cache,
+  :func:`~attnkit.cost.decode_bytes`) by the rate a matrix-vector product reads memory
+  here (``memory_gbps``): ``predicted_bandwidth_s``, ``bandwidth_ratio``.
 
 Example:
     >>> from attnkit.cost import Architecture
@@ -20,7 +23,7 @@ Example:
     ...                                                  num_decoder_layers=1, vocab_size=50)
     >>> r = measure_steps(tiny, 16, repeats=1, min_time=0.01)
     >>> sorted(r), r["training"]["predicted_s"] > 0
-    (['L', 'batch', 'decode', 'matmul_gflops', 'matmul_gflops_wall', 'threads', 'training'], True)
+    (['L', 'batch', 'decode', 'matmul_gflops', 'matmul_gflops_wall', 'memory_gbps', 'threads', 'training'], True)
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from torch import nn
 
 from ..bench.measure import median
 from .architecture import Architecture
-from .calculator import decode_flops, training_flops_per_token
+from .calculator import decode_bytes, decode_flops, training_flops_per_token
 
 __all__ = ["build_model", "measure_steps"]
 
@@ -188,7 +191,20 @@ def measure_steps(arch: Architecture, L: int, batch: int = 1, *, repeats: int = 
         step_flops = decode_flops(arch, L).total * batch
         timed = _decoding(arch, model, batch, L, decode_steps)
         out["decode"] = _compare(step_flops, rate_cpu, rate_wall, threads, *timed)
+        bandwidth = _stream_rate(threads, min(min_time, 0.5))
+        step_bytes = decode_bytes(arch, L) + (batch - 1) * (decode_bytes(arch, L) - decode_bytes(arch, 1))
+        out["memory_gbps"] = bandwidth / 1e9
+        out["decode"].update(bytes=step_bytes, predicted_bandwidth_s=step_bytes / bandwidth,
+                             bandwidth_ratio=out["decode"]["cpu_s"] * bandwidth / step_bytes)  # fmt: skip
     return out
+
+
+def _stream_rate(threads: int, min_time: float) -> float:
+    """Bytes/s at which a matrix-vector product reads a 64 MiB float32 matrix (best run, CPU time per thread)."""
+    w, x = torch.randn(4096, 4096), torch.randn(4096)
+    torch.mv(w, x)  # warm-up
+    _, cpu = _time(lambda: torch.mv(w, x), 3, min_time)
+    return w.numel() * w.element_size() / max(min(cpu) / threads, 1e-9)
 
 
 def _matmul_rates(shapes: list[tuple[int, int, int]], threads: int, min_time: float) -> tuple[float, float]:

@@ -123,7 +123,7 @@ def cost_tables(doc: dict) -> list:
     flops = Table(title=f"FLOPs per token (forward; crossover: scores > projections from L = "
                         f"{doc['crossover_length']:,.0f})")  # fmt: skip
     decoder = any("decode_step" in r for r in doc["lengths"])
-    columns = ["L", "projections", "scores", "logits", "forward", "scores share", "training step"]
+    columns = ["L", "projections", "scores", "logits", "forward", "scores/(proj+scores)", "training step"]
     for col in columns + (["decode step"] if decoder else []):
         flops.add_column(col, justify="right")
     for r in doc["lengths"]:
