@@ -93,14 +93,14 @@ def _ids(arch: Architecture, batch: int, L: int, vocab: int) -> torch.Tensor:
 def _loss(arch: Architecture, model: nn.Module, batch: int, L: int) -> torch.Tensor:
     c = arch.config
     if arch.kind == "encoder-only":
-        return model(_ids(arch, batch, L, c.vocab_size)).last_hidden_state.pow(2).mean()
+        return model(_ids(arch, batch, L, c.vocab_size)).last_hidden_state.pow(2).mean()  # (B, L, d) -> ()
     if arch.kind == "decoder-only":
         ids = _ids(arch, batch, L + 1, c.vocab_size)  # (B, L + 1): inputs and next-token targets
         logits = model(ids[:, :-1])  # (B, L, V)
-        return nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten())
+        return nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten())  # (B*L, V), (B*L,)
     src, tgt = _ids(arch, batch, L, c.vocab_size), _ids(arch, batch, L + 1, c.target_vocab_size)
     logits = model(src, tgt[:, :-1])  # (B, L, V)
-    return nn.functional.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten())
+    return nn.functional.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten())  # (B*L, V), (B*L,)
 
 
 def _time(step, repeats: int, min_time: float) -> tuple[list[float], list[float]]:
@@ -143,10 +143,10 @@ def _decoding(arch: Architecture, model: Any, batch: int, L: int, steps: int) ->
     prefix = _ids(arch, batch, L - 1 + steps, c.target_vocab_size)  # (B, L - 1 + steps)
     if arch.kind == "decoder-only":
         if L > 1:
-            model(prefix[:, : L - 1], cache=cache, logits_to_keep=1)
+            model(prefix[:, : L - 1], cache=cache, logits_to_keep=1)  # fills the cache with L - 1 positions
 
         def step(i: int) -> None:
-            model(prefix[:, L - 1 + i : L + i], cache=cache)
+            model(prefix[:, L - 1 + i : L + i], cache=cache)  # (B, 1) -> (B, 1, V)
     else:
         memory = model.encode(_ids(arch, batch, L, c.vocab_size))  # (B, S, d_model)
         if L > 1:
