@@ -173,7 +173,7 @@ def plot(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.4))
     for label, s in summary.items():
         L = [p["L"] for p in s["points"]]
         for ax, key, slope in ((axes[0], "ms", "time_slope"), (axes[1], "peak_mib", "memory_slope")):
@@ -188,7 +188,7 @@ def plot(summary: dict, path: Path) -> None:
         ax.set_xlabel("sequence length L")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16))  # below: the curves fill the axes
     axes[0].set_title("time: table 1 says n^2 d (slope 2), restricted r n d (slope 1)", fontsize=9)
     axes[1].set_title("memory: L x L kept (slope 2) vs O(L) (slope 1)", fontsize=9)
     fig.suptitle("attention forward, B=1 H=8 D=64 fp32, 1 thread, shared 2-core CPU", fontsize=10)
