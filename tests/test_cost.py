@@ -203,8 +203,8 @@ def test_decode_step_flops_equal_flop_counter_mode_with_a_filled_cache(kind):
 @pytest.mark.parametrize("kind", ["decoder-only", "encoder-decoder"])
 def test_decode_bytes_are_the_weights_a_step_multiplies_and_the_cache_tensors(kind):
     arch = Architecture(TransformerConfig(**TINY, num_kv_heads=2, tie_embeddings=kind == "decoder-only"), kind)
-    model, L = build_model(arch).eval(), 9
-    ids = torch.randint(3, 60, (1, L))  # (1, L)
+    model, B, L = build_model(arch).eval(), 2, 9
+    ids = torch.randint(3, 60, (B, L))  # (B, L)
     cache = model.new_cache()
     with torch.no_grad():
         if kind == "decoder-only":
@@ -217,7 +217,7 @@ def test_decode_bytes_are_the_weights_a_step_multiplies_and_the_cache_tensors(ki
     weights += head.weight.numel() + arch.config.d_model  # the output projection (tied or not), one embedding row
     caches = cache.self_attn + (cache.cross_attn or [])
     cached = sum(c.keys.numel() + c.values.numel() for c in caches)
-    assert decode_bytes(arch, L) == 4 * (weights + cached)
+    assert decode_bytes(arch, L, batch=B) == 4 * (weights + cached)  # weights once, the cache of each sequence
 
 
 def test_crossover_is_where_score_flops_equal_projection_flops_and_six_d_for_an_encoder():

@@ -231,8 +231,11 @@ def decode_flops(arch: Architecture, context: int, source: int | None = None) ->
     return Flops(arch.decoder_layers * proj, arch.decoder_layers * scores, 2 * c.d_model * c.target_vocab_size)
 
 
-def decode_bytes(arch: Architecture, context: int, source: int | None = None, dtype_bytes: int = 4) -> int:
+def decode_bytes(arch: Architecture, context: int, source: int | None = None, dtype_bytes: int = 4,
+                 batch: int = 1) -> int:  # fmt: skip
     """Bytes one decoding step reads from memory: each weight it multiplies once, plus the KV cache.
+
+    With ``batch`` sequences the weights are read once for all of them, the cache of each.
 
     A step multiplies one token (matrix-vector products), so unlike a training step its time is
     set by how fast these bytes stream from memory, not by the matmul rate. The weights: every
@@ -257,7 +260,7 @@ def decode_bytes(arch: Architecture, context: int, source: int | None = None, dt
         per_layer += attention["W^Q"] + attention["W^O"]  # cross-attention's W^K, W^V ran once, on the memory
     weights = arch.decoder_layers * per_layer + per_norm * c.norm_first + c.d_model * c.target_vocab_size + c.d_model
     source = context if source is None else source
-    cached = kv_cache_bytes_per_token(arch, 1, dtype_bytes) * (context + (source if arch.cross_attention else 0))
+    cached = kv_cache_bytes_per_token(arch, batch, dtype_bytes) * (context + (source if arch.cross_attention else 0))
     return weights * dtype_bytes + cached
 
 

@@ -192,7 +192,7 @@ def measure_steps(arch: Architecture, L: int, batch: int = 1, *, repeats: int = 
         timed = _decoding(arch, model, batch, L, decode_steps)
         out["decode"] = _compare(step_flops, rate_cpu, rate_wall, threads, *timed)
         bandwidth = _stream_rate(threads, min(min_time, 0.5))
-        step_bytes = decode_bytes(arch, L) + (batch - 1) * (decode_bytes(arch, L) - decode_bytes(arch, 1))
+        step_bytes = decode_bytes(arch, L, batch=batch)
         out["memory_gbps"] = bandwidth / 1e9
         out["decode"].update(bytes=step_bytes, predicted_bandwidth_s=step_bytes / bandwidth,
                              bandwidth_ratio=out["decode"]["cpu_s"] * bandwidth / step_bytes)  # fmt: skip

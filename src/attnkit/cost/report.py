@@ -19,6 +19,7 @@ from .architecture import Architecture
 from .calculator import (
     SCORE_BACKWARD_RECOMPUTE,
     crossover_length,
+    decode_bytes,
     decode_flops,
     forward_flops_per_token,
     memory,
@@ -62,8 +63,9 @@ def estimate(arch: Architecture, lengths: Sequence[int], batch: int = 1, dtype: 
             "training_step_flops": train.total * batch * L,
             "memory": memory(arch, L, batch, size).to_dict(),
         }
-        if arch.kind != "encoder-only":
-            row["decode_step"] = {**decode_flops(arch, L).to_dict(), "batch": batch}
+        if arch.kind != "encoder-only":  # one new token per sequence after L cached ones
+            step_bytes = decode_bytes(arch, L, dtype_bytes=size, batch=batch)
+            row["decode_step"] = {**decode_flops(arch, L).to_dict(), "batch": batch, "bytes": step_bytes}
         rows.append(row)
     return {
         "schema": SCHEMA,
@@ -144,11 +146,14 @@ def _memory_table(doc: dict):
              f"gradients {human_bytes(first['gradients'])}, Adam {human_bytes(first['adam'])}; "
              f"KV cache {human_bytes(first['kv_cache_per_token'])} per token")  # fmt: skip
     table = Table(title=title)
-    for col in ("L", "activations/layer, L x L kept", "tiled", "ratio", "logits", "KV cache"):
+    decoder = any("decode_step" in r for r in doc["lengths"])
+    columns = ("L", "activations/layer, L x L kept", "tiled", "ratio", "logits", "KV cache")
+    for col in columns + (("decode step reads",) if decoder else ()):
         table.add_column(col, justify="right")
     for r in doc["lengths"]:
         m = r["memory"]
-        table.add_row(f"{r['L']:,}", human_bytes(m["activations_materialized"]), human_bytes(m["activations_tiled"]),
-                      f"{m['activations_materialized'] / m['activations_tiled']:.1f}x", human_bytes(m["logits"]),
-                      human_bytes(m["kv_cache"]) if m["kv_cache"] else "-")  # fmt: skip
+        cells = [f"{r['L']:,}", human_bytes(m["activations_materialized"]), human_bytes(m["activations_tiled"]),
+                 f"{m['activations_materialized'] / m['activations_tiled']:.1f}x", human_bytes(m["logits"]),
+                 human_bytes(m["kv_cache"]) if m["kv_cache"] else "-"]  # fmt: skip
+        table.add_row(*cells, *([human_bytes(r["decode_step"]["bytes"])] if decoder else []))
     return table
