@@ -59,6 +59,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
            "answer a question, grounded in --context files (MiniLM retrieval + SmolLM2); eval"),
     "inspect": ("attnkit.apps.inspect.command", "attention heatmaps per layer and head, distance and entropy per head"),
     "bench": ("attnkit.bench.command", "benchmark attention against its peers on this machine"),
+    "cost": ("attnkit.cost.command", "parameters, FLOPs and memory of a Transformer config; --measure times it here"),
     "translate": ("attnkit.apps.translate.command",
                   "train, evaluate and run a translation Transformer (train|eval|demo|data)"),
 }
