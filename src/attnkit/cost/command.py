@@ -13,7 +13,7 @@ Example:
     >>> add_arguments(parser)
     >>> args = parser.parse_args(["--preset", "smollm2", "--L", "1k,4096", "--num-kv-heads", "1"])
     >>> args.preset, args.L, args.num_kv_heads
-    ('smollm2', [1024, 4096], 1)
+    ('smollm2', [[1024, 4096]], 1)
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a published configuration (default: paper_base): the 2017 base/big Transformer, "
                              "all-MiniLM-L6-v2, SmolLM2-135M")  # fmt: skip
     source.add_argument("--model", type=Path, metavar="DIR", help="a model directory saved by attnkit (config.json)")
-    add("--L", type=_lengths, metavar="LENGTHS",
-        help="sequence lengths, comma-separated, e.g. 512,4k (default: 128..65536 in powers of 2; "
+    add("--L", type=_lengths, nargs="+", metavar="LENGTHS",
+        help="sequence lengths, comma- or space-separated, e.g. 512,4k or 512 4k (default: 128..65536 in powers of 2; "
              f"with --measure: {MEASURE_LENGTH})")
     add("--batch", type=positive_int, default=1, help="sequences per step")
     add("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     from .report import cost_tables, estimate
 
     arch = _architecture(args)
-    lengths = args.L or ([MEASURE_LENGTH] if args.measure else DEFAULT_LENGTHS)
+    lengths = [n for group in args.L for n in group] if args.L else None
+    lengths = lengths or ([MEASURE_LENGTH] if args.measure else DEFAULT_LENGTHS)
     doc = estimate(arch, lengths, args.batch, args.dtype)
     if args.measure:
         from .measure import measure_steps
