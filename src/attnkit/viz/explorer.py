@@ -239,7 +239,7 @@ class Explorer:
 
 
 def _static(name: str) -> str:
-    return resources.files("attnkit.viz").joinpath("static", name).read_text(encoding="utf-8")
+    return resources.files("attnkit.viz").joinpath("static").joinpath(name).read_text(encoding="utf-8")
 
 
 _TEMPLATE = """<!DOCTYPE html>

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...nn import Transformer, TransformerLM
 from ...viz import Explorer, SectionWriter
@@ -47,7 +47,7 @@ class _Group:
     """The attention modules of one section and how to label them."""
 
     name: str
-    modules: list[nn.Module]
+    modules: list  # the MultiHeadAttention modules, one per layer
     layers: list[int]
     query_tokens: Sequence[str]
     key_tokens: Sequence[str]
@@ -66,7 +66,7 @@ def _encode(groups: list[_Group], run: Callable[[], Tensor], method: str | None)
         axes = ("output token (being produced)", "source token (attended to)") if cross else \
             ("query (attending)", "key (attended to)")  # fmt: skip
         writer = SectionWriter(g.name, query_tokens=g.query_tokens, key_tokens=g.key_tokens,
-                               num_layers=len(g.modules), num_heads=g.modules[0].num_heads, causal=g.causal,
+                               num_layers=len(g.modules), num_heads=int(g.modules[0].num_heads), causal=g.causal,
                                prompt_length=g.prompt_length, query_axis=axes[0], key_axis=axes[1])  # fmt: skip
         for module, number in zip(g.modules, g.layers, strict=True):
             found = layer_weights(module, calls[n], method=method)  # (H, Lq, Lk)
