@@ -162,13 +162,14 @@ def test_statistics_table_sorts_and_links_each_row_to_its_heatmap(open_page):
     o.page.click('th[data-key="entropy"]')  # largest first
     rows = [[float(x) for x in r.split("\t")] for r in o.page.eval_on_selector_all(
         ".ax-stats tr[data-layer]", "els => els.map(e => e.innerText.replace(/\\n/g, '\\t'))")]  # fmt: skip
-    expected = sorted(((l, h, page.sections[0].entropy[l][h]) for l in range(2) for h in range(3)), key=lambda r: -r[2])
-    assert [(int(a), int(b)) for a, b, *_ in rows] == [(l, h) for l, h, _ in expected]
+    entropy_of = page.sections[0].entropy  # (N, H)
+    expected = sorted(((n, h, entropy_of[n][h]) for n in range(2) for h in range(3)), key=lambda r: -r[2])
+    assert [(int(a), int(b)) for a, b, *_ in rows] == [(layer, h) for layer, h, _ in expected]
     for (_, _, _, entropy), (_, _, value) in zip(rows, expected, strict=True):
         assert abs(entropy - value) <= 0.5e-3 + 1e-9  # shown with 3 decimals
     oracle = -(w * w.log()).sum(-1).mean(-1)  # (N, H): entropy averaged over the query rows, float64
-    for l, h, value in expected:
-        assert value == pytest.approx(float(oracle[l, h]), abs=1e-4)
+    for layer, h, value in expected:
+        assert value == pytest.approx(float(oracle[layer, h]), abs=1e-4)
     top_layer, top_head, _ = expected[0]
     o.page.click(".ax-stats tr[data-layer]")  # the first row after sorting
     assert f"layer {top_layer}, head {top_head}" in o.page.text_content(".ax-zoom")
