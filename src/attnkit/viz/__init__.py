@@ -19,7 +19,21 @@ PNG files are written atomically (temporary file in the target directory, then
 Positions follow :mod:`attnkit.masks`: when ``Lq != Lk`` query ``i`` sits at key
 position ``i + (Lk - Lq)`` (bottom-right alignment, as in KV-cache decoding).
 
+* :func:`explore` — the interactive, offline HTML explorer (:mod:`attnkit.viz.explorer`):
+  head view, model view, statistics, generation; an :class:`Explorer` saves it or shows
+  it in a notebook; its sections are :class:`AttentionSection` objects.
+
 Shape legend: B batch, H heads, Lq queries, Lk keys.
+
+Example:
+    >>> import torch
+    >>> KEY_AXIS, QUERY_AXIS, WEIGHT_LABEL  # the default axis and colour-bar titles
+    ('key (attended to)', 'query (attending)', 'attention weight')
+    >>> isinstance(head_statistics(torch.full((1, 2, 2), 0.5)), HeadStatistics)
+    True
+    >>> page = explore(torch.full((1, 1, 2, 2), 0.5), tokens=["a", "b"])  # 1 layer, 1 head
+    >>> isinstance(page, Explorer), isinstance(page.sections[0], AttentionSection)
+    (True, True)
 """
 
 from __future__ import annotations

@@ -1,4 +1,13 @@
-"""Argument checks shared by the pictures, the statistics and the explorer (errors that teach)."""
+"""Argument checks shared by the pictures, the statistics and the explorer (errors that teach).
+
+Example:
+    >>> as_matrix_stack("f()", [[0.5, 0.5]], (2,), "(Lq, Lk)").dtype
+    torch.float64
+    >>> check_labels("f()", "tokens", ["a"], 2, "keys")
+    Traceback (most recent call last):
+    ...
+    ValueError: f(): tokens has 1 labels but the weights have 2 keys
+"""
 
 from __future__ import annotations
 

@@ -23,8 +23,7 @@ cross-attention), d_k head width.
 
 Example:
     >>> import torch
-    >>> from attnkit.masks import Mask
-from attnkit.nn import MultiHeadAttention
+    >>> from attnkit.nn import MultiHeadAttention
     >>> mha = MultiHeadAttention(2, 8, dropout=0.0).eval()
     >>> with capture([mha]) as calls:
     ...     _ = mha(torch.randn(1, 5, 8))

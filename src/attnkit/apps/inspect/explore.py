@@ -23,6 +23,8 @@ Example:
     >>> page = explore_model(lm, torch.tensor([[1, 2, 3, 4]]), tokens=list("abcd"))
     >>> [(s.name, s.causal, s.layers) for s in page.sections]
     [('decoder', True, (0, 1))]
+    >>> explore_text("Attention is all you need", model="minilm", layers=[0]).sections[0].num_heads
+    12
 """
 
 from __future__ import annotations
