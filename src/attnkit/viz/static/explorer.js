@@ -249,8 +249,8 @@ var attnkitExplorer = (function () {
         " windowed: queries " + qr[0] + "\u2013" + (qr[1] - 1) + ", keys " + kr[0] + "\u2013" + (kr[1] - 1) +
         " of " + n + " tokens (at most " + WINDOW + " at once); lines to tokens outside the window are not drawn"));
     }
-    var q = this.windowRange(s.Lq), k = this.windowRange(s.Lk), rowH = 20, top = 40, xl = 170, xr = 430;
-    var height = top + Math.max(q[1] - q[0], k[1] - k[0]) * rowH + 10, parts = [svgOpen(600, height, "ax-headview")];
+    var q = this.windowRange(s.Lq), k = this.windowRange(s.Lk), rowH = 20, top = 40, xl = 220, xr = 480;
+    var height = top + Math.max(q[1] - q[0], k[1] - k[0]) * rowH + 10, parts = [svgOpen(720, height, "ax-headview")];
     parts.push('<text x="' + xl + '" y="16" text-anchor="end" font-weight="bold">' + esc(s.raw.q_axis) + "</text>");
     parts.push('<text x="' + xr + '" y="16" font-weight="bold">' + esc(s.raw.k_axis) + "</text>");
     parts.push('<g class="ax-lines"></g><g class="ax-toks">');
@@ -621,6 +621,7 @@ var attnkitExplorer = (function () {
 
   return function (root, doc) {
     root.explorer = new Explorer(root, doc);
+    root.setAttribute("data-ready-ms", performance.now().toFixed(1)); // since navigation start: load + first view
     return root.explorer;
   };
 })();
