@@ -236,6 +236,9 @@ def test_two_thousand_tokens_render_windowed_and_top_k_and_stay_readable(open_pa
     assert len(o.page.query_selector_all(".ax-tok")) == 2 * 120
     o.page.click('.ax-tok[data-side="q"][data-i="10"]')
     assert 0 < len(o.page.query_selector_all(".ax-line")) <= 4 * page.sections[0].top_k
+    o.page.eval_on_selector(".ax-window", "e => { e.value = 1500; e.dispatchEvent(new Event('input')); }")
+    shown = [int(i) for _, i in o.attrs('.ax-tok[data-side="q"]', "data-side", "data-i")]
+    assert shown == list(range(1500, 1620)) and "queries 1500\u20131619" in o.page.inner_text(".ax-controls")
     o.page.click('.ax-tab[data-view="model"]')
     o.page.click('.ax-thumb[data-layer="1"][data-head="3"]')
     box = o.page.query_selector(".ax-raster").bounding_box()

@@ -237,17 +237,25 @@ var attnkitExplorer = (function () {
   };
   P.renderHead = function () {
     var s = this.sec(), self = this, n = Math.max(s.Lq, s.Lk);
+    this.windowNote = null;
     if (n > WINDOW) {
       var box = el("label", {}, "window start ");
       var range = el("input", {type: "range", min: 0, max: n - WINDOW, value: this.st.win, "class": "ax-window"});
-      range.addEventListener("input", function () { self.st.win = Number(range.value); self.renderHead(); });
+      range.addEventListener("input", function () { self.st.win = Number(range.value); self.drawHead(); });
       box.appendChild(range);
-      this.controls.innerHTML = "";
       this.controls.appendChild(box);
+      this.windowNote = el("span", {"class": "ax-window-note"});
+      this.controls.appendChild(this.windowNote);
+    }
+    this.drawHead();
+  };
+  P.drawHead = function () {
+    var s = this.sec(), self = this, n = Math.max(s.Lq, s.Lk);
+    if (this.windowNote) {
       var qr = this.windowRange(s.Lq), kr = this.windowRange(s.Lk);
-      this.controls.appendChild(el("span", {"class": "ax-window-note"},
-        " windowed: queries " + qr[0] + "\u2013" + (qr[1] - 1) + ", keys " + kr[0] + "\u2013" + (kr[1] - 1) +
-        " of " + n + " tokens (at most " + WINDOW + " at once); lines to tokens outside the window are not drawn"));
+      this.windowNote.textContent = " windowed: queries " + qr[0] + "\u2013" + (qr[1] - 1) + ", keys " + kr[0] +
+        "\u2013" + (kr[1] - 1) + " of " + n + " tokens (at most " + WINDOW + " at once); lines to tokens outside " +
+        "the window are not drawn";
     }
     var q = this.windowRange(s.Lq), k = this.windowRange(s.Lk), rowH = 20, top = 40, xl = 220, xr = 480;
     var height = top + Math.max(q[1] - q[0], k[1] - k[0]) * rowH + 10, parts = [svgOpen(720, height, "ax-headview")];
