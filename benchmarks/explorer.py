@@ -75,6 +75,8 @@ def shoot(browser, path: Path, steps: list, pictures: Path, name: str) -> dict:
             timings[f"hover {selector}"] = round(page.evaluate(HOVER, [selector]), 2)
         elif kind == "select":
             page.select_option(".ax-layer", selector)
+        elif kind == "scale":
+            page.select_option(".ax-scale", selector)
         if picture:
             page.locator(".ax-root").screenshot(path=str(pictures / f"{name}-{picture}.png"))
     timings["console_errors"] = errors
@@ -107,9 +109,9 @@ def main() -> None:
                     ("click", '.ax-thumb[data-layer="5"][data-head="1"]', "causal")],
         "translation": [("click", '.ax-sec[data-sec="2"]', None), ("click", '.ax-tok[data-side="q"][data-i="2"]',
                                                                           "cross")],
-        "long": [("click", '.ax-tok[data-side="q"][data-i="60"]', "head"), ("click", '.ax-tab[data-view="model"]',
-                                                                          "model"),
-                 ("click", '.ax-thumb[data-layer="0"][data-head="0"]', "zoom")],
+        "long": [("select", "3", None), ("click", '.ax-tok[data-side="q"][data-i="24"]', "head"),
+                 ("click", '.ax-tab[data-view="model"]', "model"), ("scale", "sqrt", None),
+                 ("click", '.ax-thumb[data-layer="3"][data-head="0"]', "zoom")],
     }  # fmt: skip
     results: dict = {"command": "PYTHONPATH=src python benchmarks/explorer.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None), "pages": {}}

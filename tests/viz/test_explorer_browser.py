@@ -149,6 +149,10 @@ def test_model_view_opens_a_heatmap_whose_cells_are_the_weights_with_the_causal_
     assert worst <= 0.5e-5 + 0.5 / QUANT
     o.page.hover('.ax-cell[data-q="7"][data-k="4"]')
     assert abs(o.readout_value() - float(w[1, 2, 7, 4])) <= ROUND_3
+    linear = o.attrs(".ax-cell", "fill", "data-w")
+    o.page.select_option(".ax-scale", "sqrt")  # the colour scale changes, the values do not
+    root = o.attrs(".ax-cell", "fill", "data-w")
+    assert [v for _, v in root] == [v for _, v in linear] and [f for f, _ in root] != [f for f, _ in linear]
     assert "layer 1, head 2" in o.page.text_content(".ax-zoom")
     o.clean()
 

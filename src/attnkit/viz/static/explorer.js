@@ -28,6 +28,7 @@ var attnkitExplorer = (function () {
     var i = Math.min(Math.floor(x), VIRIDIS.length - 2), f = x - i, a = VIRIDIS[i], b = VIRIDIS[i + 1];
     return [0, 1, 2].map(function (c) { return Math.round(a[c] + f * (b[c] - a[c])); });
   }
+  function tone(x, sqrt) { return sqrt ? Math.sqrt(Math.max(0, x)) : x; } // colour of a weight / max
   function rgb(c) { return "rgb(" + c[0] + "," + c[1] + "," + c[2] + ")"; }
   function headColor(h, H) { return "hsl(" + Math.round((h * 360) / H) + ",70%,45%)"; }
   function fmt(x, d) { return x === null || x === undefined ? "\u2013" : Number(x).toFixed(d); }
@@ -77,7 +78,7 @@ var attnkitExplorer = (function () {
     return m / QUANT;
   };
   /* a (rows x cols) raster of one head, max-pooled, as a PNG data URL; masked bins grey */
-  Section.prototype.raster = function (l, h, rows, cols, scale) {
+  Section.prototype.raster = function (l, h, rows, cols, scale, sqrt) {
     var cv = document.createElement("canvas"), ctx, img, pool = new Float32Array(rows * cols), i, e, r, c, p;
     cv.width = cols; cv.height = rows; ctx = cv.getContext("2d"); img = ctx.createImageData(cols, rows);
     for (i = 0; i < this.Lq; i++) {
@@ -91,7 +92,7 @@ var attnkitExplorer = (function () {
     for (r = 0; r < rows; r++) for (c = 0; c < cols; c++) {
       var iLast = Math.min(this.Lq - 1, Math.floor(((r + 1) * this.Lq - 1) / rows));
       var jFirst = Math.ceil((c * this.Lk) / cols);
-      var color = this.masked(iLast, jFirst) ? [212, 212, 212] : viridis(pool[r * cols + c] / scale);
+      var color = this.masked(iLast, jFirst) ? [212, 212, 212] : viridis(tone(pool[r * cols + c] / scale, sqrt));
       p = 4 * (r * cols + c);
       img.data[p] = color[0]; img.data[p + 1] = color[1]; img.data[p + 2] = color[2]; img.data[p + 3] = 255;
     }
@@ -104,7 +105,7 @@ var attnkitExplorer = (function () {
     this.root = root; this.doc = doc;
     this.sections = doc.sections.map(function (s) { return new Section(s); });
     this.st = {sec: 0, layer: 0, heads: null, view: "head", lock: null, hover: null, zoom: null, win: 0, step: 0,
-               sort: {key: "layer", dir: 1}};
+               sort: {key: "layer", dir: 1}, sqrt: false};
     this.thumbs = {};
     this.build();
     this.setSection(0);
@@ -356,13 +357,24 @@ var attnkitExplorer = (function () {
 
   /* ------------------------------------------------------------------ model view */
   P.thumb = function (l, h, size) {
-    var s = this.sec(), key = this.st.sec + "/" + l + "/" + h + "/" + size;
+    var s = this.sec(), key = this.st.sec + "/" + l + "/" + h + "/" + size + "/" + this.st.sqrt;
     if (!this.thumbs[key]) {
-      this.thumbs[key] = s.raster(l, h, Math.min(size, s.Lq), Math.min(size, s.Lk), Math.max(s.max(l, h), 1e-9));
+      this.thumbs[key] = s.raster(l, h, Math.min(size, s.Lq), Math.min(size, s.Lk), Math.max(s.max(l, h), 1e-9),
+                                  this.st.sqrt);
     }
     return this.thumbs[key];
   };
+  P.scaleControl = function () {
+    var self = this, box = el("label", {}, "colour "), pick = el("select", {"class": "ax-scale"});
+    pick.appendChild(el("option", {value: "linear"}, "linear in the weight"));
+    pick.appendChild(el("option", {value: "sqrt"}, "square root (shows small weights)"));
+    pick.value = this.st.sqrt ? "sqrt" : "linear";
+    pick.addEventListener("change", function () { self.st.sqrt = pick.value === "sqrt"; self.render(); });
+    box.appendChild(pick);
+    this.controls.appendChild(box);
+  };
   P.renderGrid = function () {
+    this.scaleControl();
     var s = this.sec(), self = this, ts = Math.max(24, Math.min(72, Math.floor(880 / s.H) - 8)), gap = 8;
     var left = 64, top = 30, width = left + s.H * (ts + gap), height = top + s.N * (ts + gap) + 4;
     var parts = [svgOpen(width, height, "ax-grid")];
@@ -386,7 +398,8 @@ var attnkitExplorer = (function () {
     parts.push("</svg>");
     this.view.innerHTML = parts.join("");
     this.readout("Layers \u00d7 heads; each heatmap coloured from 0 to its own maximum (rows: queries, columns: " +
-      "keys). Click one to open it full size.");
+      "keys" + (s.Lq > ts || s.Lk > ts ? "; each pixel the largest weight of its block" : "") +
+      "). Click one to open it full size.");
     var svg = this.view.querySelector("svg");
     svg.addEventListener("mouseover", function (ev) {
       var t = ev.target.closest(".ax-thumb");
@@ -409,8 +422,10 @@ var attnkitExplorer = (function () {
     var back = el("button", {"class": "ax-back", type: "button"}, "\u2190 all heads");
     back.addEventListener("click", function () { self.st.zoom = null; self.render(); });
     this.controls.appendChild(back);
+    this.scaleControl();
     var cell = Math.max(1, Math.min(28, Math.floor(560 / n))), labels = cell >= 9, vmax = Math.max(s.max(l, h), 1e-9);
-    var left = labels ? 130 : 50, top = labels ? 110 : 50, W = left + s.Lk * cell + 70, Hh = top + s.Lq * cell + 12;
+    var sq = this.st.sqrt, dw = Math.min(s.Lk * cell, 640), dh = Math.min(s.Lq * cell, 640); // drawn size, pixels
+    var left = labels ? 130 : 50, top = labels ? 110 : 50, W = left + dw + 80, Hh = top + dh + 12;
     var parts = [svgOpen(W, Hh, "ax-zoom")], i, j;
     parts.push('<text x="4" y="16" font-weight="bold">layer ' + s.raw.layers[l] + ", head " + h +
       " \u2014 mean distance " + fmt(s.raw.mean_distance[l][h], 2) + ", entropy " + fmt(s.raw.entropy[l][h], 3) +
@@ -433,21 +448,28 @@ var attnkitExplorer = (function () {
       for (i = 0; i < s.Lq; i++) for (j = 0; j < s.Lk; j++) {
         var w = s.weight(l, h, i, j), m = s.masked(i, j);
         parts.push('<rect class="ax-cell" x="' + (left + j * cell) + '" y="' + (top + i * cell) + '" width="' + cell +
-          '" height="' + cell + '" fill="' + (m ? MASKED : rgb(viridis(w / vmax))) + '" data-q="' + i + '" data-k="' +
+          '" height="' + cell + '" fill="' + (m ? MASKED : rgb(viridis(tone(w / vmax, sq)))) + '" data-q="' + i + '" data-k="' +
           j + '" data-w="' + w.toFixed(5) + '"' + (m ? ' data-masked="1"' : "") + "/>");
       }
       parts.push("</g>");
     } else {
-      parts.push('<image class="ax-raster" x="' + left + '" y="' + top + '" width="' + s.Lk * cell + '" height="' +
-        s.Lq * cell + '" preserveAspectRatio="none" style="image-rendering:pixelated" href="' +
-        s.raster(l, h, s.Lq, s.Lk, vmax) + '"/>');
+      parts.push('<image class="ax-raster" x="' + left + '" y="' + top + '" width="' + dw + '" height="' + dh +
+        '" preserveAspectRatio="none" style="image-rendering:pixelated" href="' +
+        s.raster(l, h, Math.min(s.Lq, dh), Math.min(s.Lk, dw), vmax, sq) + '"/>');
+      if (dw < s.Lk || dh < s.Lq) {
+        parts.push('<text x="' + left + '" y="' + (top - 8) + '" fill="#555">each pixel: the largest of ' +
+          fmt(s.Lq / dh, 1) + " \u00d7 " + fmt(s.Lk / dw, 1) + " weights; hover reads the weight under the cursor" +
+          "</text>");
+      }
     }
-    var bx = left + s.Lk * cell + 16, bh = Math.max(60, Math.min(240, s.Lq * cell));
+    var bx = left + dw + 16, bh = Math.max(60, Math.min(240, dh));
     for (var t = 0; t < 32; t++) {
       parts.push('<rect x="' + bx + '" y="' + (top + (bh * (31 - t)) / 32) + '" width="12" height="' +
         (bh / 32 + 0.5) + '" fill="' + rgb(viridis(t / 31)) + '"/>');
     }
     parts.push('<text x="' + (bx + 16) + '" y="' + (top + 8) + '" font-size="10">' + fmt(vmax, 3) + "</text>");
+    parts.push('<text x="' + (bx + 16) + '" y="' + (top + bh / 2 + 4) + '" font-size="10">' +
+      fmt(sq ? vmax / 4 : vmax / 2, 3) + "</text>");
     parts.push('<text x="' + (bx + 16) + '" y="' + (top + bh) + '" font-size="10">0</text>');
     parts.push("</svg>");
     this.view.innerHTML = parts.join("");
