@@ -425,7 +425,7 @@ var attnkitExplorer = (function () {
     this.scaleControl();
     var cell = Math.max(1, Math.min(28, Math.floor(560 / n))), labels = cell >= 9, vmax = Math.max(s.max(l, h), 1e-9);
     var sq = this.st.sqrt, dw = Math.min(s.Lk * cell, 640), dh = Math.min(s.Lq * cell, 640); // drawn size, pixels
-    var left = labels ? 130 : 50, top = labels ? 110 : 50, W = left + dw + 80, Hh = top + dh + 12;
+    var left = labels ? 130 : 50, top = labels ? 110 : 62, W = left + dw + 80, Hh = top + dh + 12;
     var parts = [svgOpen(W, Hh, "ax-zoom")], i, j;
     parts.push('<text x="4" y="16" font-weight="bold">layer ' + s.raw.layers[l] + ", head " + h +
       " \u2014 mean distance " + fmt(s.raw.mean_distance[l][h], 2) + ", entropy " + fmt(s.raw.entropy[l][h], 3) +
@@ -457,7 +457,7 @@ var attnkitExplorer = (function () {
         '" preserveAspectRatio="none" style="image-rendering:pixelated" href="' +
         s.raster(l, h, Math.min(s.Lq, dh), Math.min(s.Lk, dw), vmax, sq) + '"/>');
       if (dw < s.Lk || dh < s.Lq) {
-        parts.push('<text x="' + left + '" y="' + (top - 8) + '" fill="#555">each pixel: the largest of ' +
+        parts.push('<text x="' + left + '" y="' + (top - 6) + '" fill="#555">each pixel: the largest of ' +
           fmt(s.Lq / dh, 1) + " \u00d7 " + fmt(s.Lk / dw, 1) + " weights; hover reads the weight under the cursor" +
           "</text>");
       }
