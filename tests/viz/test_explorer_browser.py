@@ -211,6 +211,8 @@ def test_generation_view_steps_through_the_attention_of_each_generated_token(ope
         assert abs(float(value) - float(mean[int(i)])) <= 0.5e-5 + 0.5 / QUANT
     assert boxes[-1][1] == ""  # the token being written carries no weight
     assert "step 3 / 4" in o.page.inner_text(".ax-controls")
+    o.page.keyboard.press("ArrowRight")  # the arrow keys step too
+    assert "step 4 / 4" in o.page.inner_text(".ax-controls") and len(o.page.query_selector_all(".ax-gtok")) == L
     o.clean()
 
 

@@ -160,6 +160,12 @@ var attnkitExplorer = (function () {
     this.view = el("div", {"class": "ax-view"});
     root.appendChild(this.view);
     root.appendChild(el("div", {"class": "ax-readout"}, "\u00a0"));
+    root.setAttribute("tabindex", "0"); // arrow keys step through the generation view
+    root.addEventListener("keydown", function (ev) {
+      if (self.st.view !== "gen" || (ev.key !== "ArrowLeft" && ev.key !== "ArrowRight")) return;
+      ev.preventDefault();
+      self.setStep(self.st.step + (ev.key === "ArrowRight" ? 1 : -1));
+    });
   };
 
   P.setSection = function (n) {
@@ -194,7 +200,7 @@ var attnkitExplorer = (function () {
   };
 
   P.render = function () {
-    var s = this.sec(), st = this.st, self = this;
+    var s = this.sec(), st = this.st;
     this.root.querySelectorAll(".ax-sec").forEach(function (b) {
       b.classList.toggle("on", Number(b.getAttribute("data-sec")) === st.sec);
     });
@@ -221,7 +227,6 @@ var attnkitExplorer = (function () {
     else if (st.view === "model") { if (st.zoom) this.renderZoom(); else this.renderGrid(); }
     else if (st.view === "stats") this.renderStats();
     else this.renderGen();
-    void self;
   };
   P.readout = function (text) { this.q(".ax-readout").textContent = text; };
 
@@ -295,7 +300,7 @@ var attnkitExplorer = (function () {
   };
   P.drawLines = function () {
     var s = this.sec(), g = this.geom, st = this.st, l = st.layer, heads = this.selectedHeads();
-    var focus = st.lock || st.hover, parts = [], weightOf = {}, outside = 0, self = this;
+    var focus = st.lock || st.hover, parts = [], weightOf = {}, outside = 0;
     function y(side, i) { return g.top + (i - g[side][0]) * g.rowH - 4; }
     function line(h, i, j, w) {
       parts.push('<line class="ax-line" x1="' + (g.xl + 6) + '" y1="' + y("q", i) + '" x2="' + (g.xr - 8) +
@@ -352,7 +357,6 @@ var attnkitExplorer = (function () {
     this.readout((st.lock ? "locked: " : "") + "\u00ab" + label(tok) + "\u00bb (" + focus.i + ")" + verb +
       " (max over shown heads): " + best.join(", ") + (outside > 0 ? "; largest weight outside the window " +
       fmt(outside, 3) : ""));
-    void self;
   };
 
   /* ------------------------------------------------------------------ model view */
@@ -554,23 +558,31 @@ var attnkitExplorer = (function () {
 
   /* ------------------------------------------------------------------ generation */
   P.renderGen = function () {
-    var s = this.sec(), self = this, p = s.raw.prompt_length, G = s.Lq - p;
+    var s = this.sec(), self = this, p = s.raw.prompt_length, G = s.Lq - p, st = this.st;
     if (p === null || G <= 0) {
       this.view.appendChild(el("p", {}, "No generated tokens in this section."));
       return;
     }
-    var st = this.st, step = Math.max(0, Math.min(st.step, G - 1));
-    st.step = step;
     var prev = el("button", {"class": "ax-prev", type: "button"}, "\u25c0"),
-        next = el("button", {"class": "ax-next", type: "button"}, "\u25b6"),
-        range = el("input", {type: "range", min: 0, max: G - 1, value: step, "class": "ax-step"});
-    prev.addEventListener("click", function () { st.step = Math.max(0, st.step - 1); self.render(); });
-    next.addEventListener("click", function () { st.step = Math.min(G - 1, st.step + 1); self.render(); });
-    range.addEventListener("input", function () { st.step = Number(range.value); self.render(); });
-    this.controls.appendChild(prev); this.controls.appendChild(range); this.controls.appendChild(next);
+        next = el("button", {"class": "ax-next", type: "button"}, "\u25b6");
+    this.stepRange = el("input", {type: "range", min: 0, max: G - 1, value: st.step, "class": "ax-step"});
+    prev.addEventListener("click", function () { self.setStep(st.step - 1); });
+    next.addEventListener("click", function () { self.setStep(st.step + 1); });
+    this.stepRange.addEventListener("input", function () { self.setStep(Number(self.stepRange.value)); });
+    this.stepNote = el("span", {"class": "ax-step-note"});
+    [prev, this.stepRange, next, this.stepNote].forEach(function (e) { self.controls.appendChild(e); });
+    this.drawGen();
+  };
+  /* only the step's picture changes: the controls (and a dragged slider) stay */
+  P.setStep = function (step) { this.st.step = step; this.drawGen(); };
+  P.drawGen = function () {
+    var s = this.sec(), p = s.raw.prompt_length, G = s.Lq - p, st = this.st;
+    var step = Math.max(0, Math.min(st.step, G - 1));
+    st.step = step;
+    this.stepRange.value = String(step);
     var t = p + step, qi = t - 1, heads = this.selectedHeads(), l = st.layer, toks = s.raw.q_tokens;
-    this.controls.appendChild(el("span", {"class": "ax-step-note"}, " step " + (step + 1) + " / " + G +
-      ": the query of \u00ab" + label(toks[qi]) + "\u00bb (position " + qi + ") writes \u00ab" + label(toks[t]) + "\u00bb"));
+    this.stepNote.textContent = " step " + (step + 1) + " / " + G + ": the query of \u00ab" + label(toks[qi]) +
+      "\u00bb (position " + qi + ") writes \u00ab" + label(toks[t]) + "\u00bb";
     var w = [], j, m = 1e-9;
     for (j = 0; j <= qi; j++) {
       var sum = 0;
