@@ -46,7 +46,8 @@ def browser():
     except ImportError:
         _unavailable("the playwright package is not installed (pip install -e '.[dev]')")
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        flags = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]  # root in CI; small /dev/shm
+        b = p.chromium.launch(executable_path=CHROMIUM, args=flags)
         yield b
         b.close()
 
@@ -92,9 +93,9 @@ def open_page(browser, tmp_path):
         o.context.close()
 
 
-def stack(N: int, H: int, Lq: int, Lk: int, *, causal: bool = False, seed: int = 0) -> torch.Tensor:
+def stack(N: int, H: int, Lq: int, Lk: int, *, causal: bool = False, seed: int = 0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
-    s = 2.5 * torch.randn(N, H, Lq, Lk, generator=g, dtype=torch.float64)
+    s = 2.5 * torch.randn(N, H, Lq, Lk, generator=g, dtype=dtype)
     if causal:
         s = s.masked_fill(~torch.ones(Lq, Lk, dtype=torch.bool).tril(Lk - Lq), float("-inf"))
     return torch.softmax(s, dim=-1)
@@ -233,7 +234,7 @@ def test_encoder_decoder_switch_shows_cross_attention_tokens(open_page):
 
 def test_two_thousand_tokens_render_windowed_and_top_k_and_stay_readable(open_page):
     L = 2000
-    w = stack(2, 4, L, L, seed=1).float()  # 32M weights: top-k on the page
+    w = stack(2, 2, L, L, seed=1, dtype=torch.float32)  # 16M weights: top-k on the page
     page = explore(w)
     assert page.sections[0].mode == "topk"
     o = open_page(page)
@@ -241,18 +242,18 @@ def test_two_thousand_tokens_render_windowed_and_top_k_and_stay_readable(open_pa
     assert "windowed" in o.page.inner_text(".ax-controls")
     assert len(o.page.query_selector_all(".ax-tok")) == 2 * 120
     o.page.click('.ax-tok[data-side="q"][data-i="10"]')
-    assert 0 < len(o.page.query_selector_all(".ax-line")) <= 4 * page.sections[0].top_k
+    assert 0 < len(o.page.query_selector_all(".ax-line")) <= 2 * page.sections[0].top_k
     o.page.eval_on_selector(".ax-window", "e => { e.value = 1500; e.dispatchEvent(new Event('input')); }")
     shown = [int(i) for _, i in o.attrs('.ax-tok[data-side="q"]', "data-side", "data-i")]
     assert shown == list(range(1500, 1620)) and "queries 1500\u20131619" in o.page.inner_text(".ax-controls")
     o.page.click('.ax-tab[data-view="model"]')
-    o.page.click('.ax-thumb[data-layer="1"][data-head="3"]')
+    o.page.click('.ax-thumb[data-layer="1"][data-head="1"]')
     box = o.page.query_selector(".ax-raster").bounding_box()
     o.page.mouse.move(box["x"] + box["width"] * 0.5005, box["y"] + box["height"] * 0.2505)  # cell (501, 1001)
     text = o.page.inner_text(".ax-readout")
     i, j = (int(x) for x in re.findall(r"query (\d+) .* key (\d+)", text)[0])
-    kept = torch.topk(w[1, 3, i], page.sections[0].top_k).indices.tolist()
-    assert abs(o.readout_value() - (float(w[1, 3, i, j]) if j in kept else 0.0)) <= ROUND_3
+    kept = torch.topk(w[1, 1, i], page.sections[0].top_k).indices.tolist()
+    assert abs(o.readout_value() - (float(w[1, 1, i, j]) if j in kept else 0.0)) <= ROUND_3
     o.clean()
 
 
