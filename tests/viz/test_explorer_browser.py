@@ -190,6 +190,7 @@ def test_every_view_exports_svg_and_png(open_page):
             o.page.click(".ax-export-svg")
         text = open(svg.value.path(), encoding="utf-8").read()
         assert text.startswith("<svg") and 'xmlns="http://www.w3.org/2000/svg"' in text, view
+        assert "decoder self-attention" in text  # the caption says what was shown
         assert svg.value.suggested_filename.endswith(".svg")
         with o.page.expect_download() as png:
             o.page.click(".ax-export-png")

@@ -637,9 +637,30 @@ var attnkitExplorer = (function () {
     else if (this.st.view !== "stats" && this.st.view !== "model") name += "-layer" + s.raw.layers[this.st.layer];
     return name + "." + ext;
   };
+  /* the view's SVG with a caption above it: what was shown (the page title, section, layer, heads) */
+  P.captioned = function (svg) {
+    var s = this.sec(), st = this.st, out = svg.cloneNode(true), w = Number(svg.getAttribute("width"));
+    var h = Number(svg.getAttribute("height")) + 26, g = document.createElementNS(NS, "g"), t;
+    var heads = this.selectedHeads().length === s.H ? "all heads" : "heads " + this.selectedHeads().join(", ");
+    var what = st.view === "stats" ? "per-head statistics" : st.view === "model" && st.zoom ?
+      "layer " + s.raw.layers[st.zoom.layer] + ", head " + st.zoom.head : st.view === "model" ? "layers \u00d7 heads" :
+      "layer " + s.raw.layers[st.layer] + ", " + heads + (st.view === "gen" ? ", generation step " + (st.step + 1) : "");
+    g.setAttribute("transform", "translate(0,26)");
+    while (out.childNodes.length > 1) g.appendChild(out.childNodes[1]); // all but the background
+    out.appendChild(g);
+    t = document.createElementNS(NS, "text");
+    t.setAttribute("x", "6"); t.setAttribute("y", "17"); t.setAttribute("font-weight", "bold");
+    t.textContent = this.doc.title + " \u2014 " + s.raw.label + ", " + what;
+    out.appendChild(t);
+    w = Math.max(w, Math.ceil(7.5 * t.textContent.length) + 12); // room for the caption (bold, 12 px)
+    out.setAttribute("width", String(w));
+    out.setAttribute("height", String(h)); out.setAttribute("viewBox", "0 0 " + w + " " + h);
+    return out;
+  };
   P.exportView = function (kind) {
-    var svg = this.currentSvg(), self = this;
-    if (!svg) return;
+    var shown = this.currentSvg(), self = this;
+    if (!shown) return;
+    var svg = this.captioned(shown);
     var text = new XMLSerializer().serializeToString(svg);
     var url = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(text);
     if (kind === "svg") { this.download(this.fileName("svg"), url); return; }
