@@ -272,3 +272,15 @@ def test_two_explorers_in_one_notebook_page_do_not_collide(browser, tmp_path):
         o.clean()
     finally:
         o.context.close()
+
+
+def test_without_chromium_the_tests_skip_locally_and_fail_under_ci(monkeypatch):
+    import sys
+
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "UNDER_CI", True)
+    with pytest.raises(pytest.fail.Exception, match="CI=true but no chromium"):
+        _unavailable("no chromium on this machine")
+    monkeypatch.setattr(module, "UNDER_CI", False)
+    with pytest.raises(pytest.skip.Exception, match="no chromium on this machine"):
+        _unavailable("no chromium on this machine")
