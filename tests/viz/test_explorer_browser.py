@@ -284,3 +284,13 @@ def test_without_chromium_the_tests_skip_locally_and_fail_under_ci(monkeypatch):
     monkeypatch.setattr(module, "UNDER_CI", False)
     with pytest.raises(pytest.skip.Exception, match="no chromium on this machine"):
         _unavailable("no chromium on this machine")
+
+
+def test_tokens_are_text_never_markup(open_page):
+    nasty = ["</script><img src=x onerror=alert(1)>", "<b>bold</b>", "a & b", '"quoted"', "\n", "   "]
+    o = open_page(explore(stack(1, 1, 6, 6), tokens=nasty))
+    labels = o.page.eval_on_selector_all('.ax-tok[data-side="q"] text', "els => els.map(e => e.textContent)")
+    assert labels[1:4] == ["<b>bold</b>", "a & b", '"quoted"'] and labels[0].startswith("</script><img")
+    assert labels[4] == "\u21b5" and labels[5] == "\u2423\u2423\u2423"  # a newline and spaces made visible
+    assert o.page.query_selector("img") is None and o.page.query_selector("b") is None
+    o.clean()  # no request: the <img src=x> was never parsed as markup
