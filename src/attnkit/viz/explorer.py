@@ -247,7 +247,8 @@ _TEMPLATE = """<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
 <style>{css}</style></head>
-<body><div class="ax-root" id="{uid}"></div>
+<body><div class="ax-root" id="{uid}"><noscript>This attention explorer needs JavaScript (inlined in this file; it
+loads nothing from the network).</noscript></div>
 <script type="application/json" id="{uid}-data">{data}</script>
 <script>{js}
 attnkitExplorer(document.getElementById("{uid}"), JSON.parse(document.getElementById("{uid}-data").textContent));
