@@ -1,7 +1,7 @@
 """The attention explorer's pages, timed and photographed in headless Chromium (README screenshots, issue 16).
 
-    PYTHONPATH=src python benchmarks/explorer.py --translate-model DIR [--long PAGE.html] \
-        --out benchmarks/results/explorer
+    PYTHONPATH=src python benchmarks/explorer.py --translate-model DIR \
+        [--long-text /usr/share/common-licenses/GPL-3 | --long PAGE.html] --out benchmarks/results/explorer
 
 Builds the pages (MiniLM on the example sentence, SmolLM2 with 8 generated tokens, a
 translation model's encoder/decoder/cross-attention; optionally a prebuilt long page),
@@ -49,7 +49,17 @@ def build_pages(args) -> dict[str, tuple[Path, float]]:
         t = time.perf_counter()
         page = explore_translation(translator.model, translator.tokenizer, "Friday, March 5, 2027")
         out["translation"] = (page.save(args.work / "translation.html"), time.perf_counter() - t)
-    if args.long:
+    if args.long_text:
+        from attnkit.apps.summarize.models import chat_model
+
+        tokenizer = chat_model().tokenizer
+        ids = tokenizer.encode(args.long_text.read_text(encoding="utf-8"), add_special_tokens=False).ids
+        text = tokenizer.decode(ids[: args.long_tokens])
+        t = time.perf_counter()
+        page = explore_text(text, model="smollm2")
+        args.long = page.save(args.work / f"smollm2-{args.long_tokens}.html")
+        out["long"] = (args.long, time.perf_counter() - t)
+    elif args.long:
         out["long"] = (args.long, float("nan"))
     return out
 
@@ -91,6 +101,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/explorer-pages"))
     parser.add_argument("--translate-model", type=Path)
     parser.add_argument("--long", type=Path, help="a prebuilt page of ~2,000 tokens to time and photograph")
+    parser.add_argument("--long-text", type=Path, metavar="FILE",
+                        help="build the long page here: SmolLM2 on the first --long-tokens tokens of FILE "
+                             "(minutes: 209 s for 2,000 tokens at load ~10)")
+    parser.add_argument("--long-tokens", type=int, default=2000)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
