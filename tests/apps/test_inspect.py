@@ -165,3 +165,124 @@ def test_inspect_pictures_name_query_key_axes_colorbar_and_layer(tmp_path, monke
         stats = layer.statistics
         assert head0 == f"head 0: d={float(stats.mean_distance[0]):.1f}  H={float(stats.entropy[0]):.2f}"
     assert seen[0][5] != seen[1][5]  # the reused figure got the second layer's titles
+
+
+# ---------------------------------------------------------------------- the explorer page (--html)
+def page_weights(section) -> torch.Tensor:
+    """The (N, H, Lq, Lk) weights a dense page section carries, decoded from its 16 bits."""
+    import numpy as np
+
+    from attnkit.viz.explorer import QUANT
+
+    assert section.mode == "dense"
+    values = np.frombuffer(section.values, dtype="<u2").astype(np.float64) / QUANT
+    return torch.from_numpy(values.copy()).view(len(section.layers), section.num_heads, len(section.query_tokens),
+                                                len(section.key_tokens))  # fmt: skip
+
+
+class need_weights_oracle:
+    """Make every module return its weights from the reference backend (need_weights=True) and keep them."""
+
+    def __init__(self, modules):
+        self.modules, self.weights, self.handles = modules, {}, []
+
+    def __enter__(self):
+        for n, m in enumerate(self.modules):
+            self.handles.append(m.register_forward_pre_hook(lambda mod, a, kw: (a, {**kw, "need_weights": True}),
+                                                            with_kwargs=True))  # fmt: skip
+            self.handles.append(m.register_forward_hook(self._keep(n)))
+        return self.weights
+
+    def _keep(self, n):
+        def hook(module, args, output):
+            self.weights[n] = output[1][0].double()  # (H, Lq, Lk) of batch 0
+            return output[0]
+
+        return hook
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+
+
+def test_explore_model_lm_weights_are_the_reference_backends_with_rope_and_gqa():
+    from attnkit.apps.inspect import explore_model
+    from attnkit.nn import TransformerConfig, TransformerLM
+
+    torch.manual_seed(0)
+    lm = TransformerLM(TransformerConfig(vocab_size=30, d_model=32, num_heads=4, num_kv_heads=2, d_ff=64,
+                                         num_encoder_layers=0, num_decoder_layers=2, positional="rotary")).eval()
+    ids = torch.randint(0, 30, (1, 11))
+    page = explore_model(lm, ids, prompt_length=6)
+    (section,) = page.sections
+    modules = [layer.self_attn for layer in lm.decoder.layers]
+    with torch.no_grad(), need_weights_oracle(modules) as oracle:
+        lm(ids)
+    expected = torch.stack([oracle[n] for n in range(2)])  # (N, H, L, L)
+    torch.testing.assert_close(page_weights(section), expected, atol=0.5 / 65535 + 2e-6, rtol=0)
+    assert section.causal and section.prompt_length == 6 and section.query_tokens == tuple(map(str, ids[0].tolist()))
+
+
+def test_explore_model_encoder_decoder_has_three_sections_cross_attention_matching_the_reference():
+    from attnkit.apps.inspect import explore_model
+    from attnkit.nn import Transformer, TransformerConfig
+
+    torch.manual_seed(1)
+    model = Transformer(TransformerConfig(vocab_size=25, d_model=16, num_heads=2, d_ff=32, num_encoder_layers=2,
+                                          num_decoder_layers=2)).eval()  # fmt: skip
+    src, tgt = torch.randint(3, 25, (1, 7)), torch.randint(3, 25, (1, 5))
+    page = explore_model(model, src, tgt, tokens=list("abcdefg"), target_tokens=list("vwxyz"))
+    assert [(s.name, len(s.query_tokens), len(s.key_tokens), s.causal) for s in page.sections] == [
+        ("encoder", 7, 7, False), ("decoder", 5, 5, True), ("cross", 5, 7, False)]  # fmt: skip
+    groups = [[x.self_attn for x in model.encoder.layers], [x.self_attn for x in model.decoder.layers],
+              [x.cross_attn for x in model.decoder.layers]]  # fmt: skip
+    for section, modules in zip(page.sections, groups, strict=True):
+        with torch.no_grad(), need_weights_oracle(modules) as oracle:
+            model(src, tgt)
+        expected = torch.stack([oracle[n] for n in range(2)])
+        torch.testing.assert_close(page_weights(section), expected, atol=0.5 / 65535 + 2e-6, rtol=0)
+
+
+def test_layer_weights_reads_a_cross_attention_call_with_a_positional_mask():
+    from attnkit.masks import padding
+
+    mha = MultiHeadAttention(2, 8, dropout=0.0).eval()
+    x, memory = torch.randn(1, 3, 8), torch.randn(1, 5, 8)
+    keep = padding(torch.tensor([[True, True, True, False, False]]))  # the last two source tokens are padding
+    with torch.no_grad(), capture([mha]) as calls:
+        mha(x, memory, memory, keep)
+    found = layer_weights(mha, calls[0])
+    with torch.no_grad():
+        _, expected = mha(x, memory, memory, keep, need_weights=True)
+    assert found.weights.shape == (2, 3, 5) and found.max_error < 1e-5
+    torch.testing.assert_close(found.weights.double(), expected[0].double(), atol=1e-6, rtol=0)
+    assert float(found.weights[..., 3:].abs().max()) == 0.0  # padding gets no weight
+
+
+def test_cli_inspect_html_writes_one_offline_page_with_every_minilm_layer(capsys, tmp_path):
+    out = tmp_path / "page.html"
+    code, stdout, err = run_cli(capsys, "inspect", SENTENCE, "--html", str(out), "--json")
+    doc = json.loads(stdout)
+    assert code == 0 and doc["html"] == str(out) and out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert doc["sections"] == [{"name": "encoder", "queries": 15, "keys": 15, "layers": [0, 1, 2, 3, 4, 5],
+                                "heads": 12, "mode": "dense", "top_k": 15}]  # fmt: skip
+    assert "lse" in doc["note"] and "match the model's" in doc["note"]
+    code, _, err = run_cli(capsys, "inspect", SENTENCE, "--generate", "3", "--html", str(out))
+    assert code == 2 and "--generate needs a decoder" in err
+
+
+def test_explore_text_smollm2_generation_steps_are_the_greedy_kv_cache_tokens():
+    from attnkit.apps.inspect import explore_text
+    from attnkit.apps.summarize.models import chat_model
+
+    page = explore_text("The capital of France is", model="smollm2", generate=4, layers=[0, -1])
+    (section,) = page.sections
+    chat = chat_model()
+    prompt = chat.tokenizer.encode("The capital of France is", add_special_tokens=False).ids
+    new = chat.generate_ids(prompt, max_new_tokens=4)  # the KV-cache decoder, independently
+    assert section.prompt_length == len(prompt) and section.layers == (0, 29) and section.causal
+    assert section.query_tokens == tuple(chat.tokenizer.decode([i]) for i in prompt + new)
+    assert "picks the same token at 4 of 4 steps" in page.note
+    w = page_weights(section)  # (2, 9, L, L)
+    torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1], dtype=torch.float64), atol=2e-3, rtol=0)
+    assert float(w.triu(1).abs().max()) == 0.0  # causal: no weight on later tokens

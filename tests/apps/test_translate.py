@@ -562,3 +562,25 @@ def test_translate_console_keeps_piped_table_cells_whole(capsys):
     out = capsys.readouterr().out
     assert "two thousand, one hundred and eighty-seven" in out
     assert out.count("zweitausendeinhundertsiebenundachtzig") == 2
+
+
+def test_cli_html_explorer_cross_attention_equals_the_alignment_weights(number_words_model, capsys, tmp_path):
+    """--html writes encoder, decoder and cross sections; cross rows are Alignment's (reference backend) to 16 bits."""
+    import numpy as np
+
+    from attnkit.apps.translate import Translator, cross_attention
+    from attnkit.apps.translate.alignment import explore_translation
+
+    out = tmp_path / "page.html"
+    code, stdout, err = run_cli(capsys, "--model", str(number_words_model), "twenty-one", "--html", str(out))
+    assert code == 0 and f"explorer: {out}" in err and out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    t = Translator.load(number_words_model)
+    target = stdout.strip()
+    page = explore_translation(t.model, t.tokenizer, "twenty-one", target=target)
+    alignment = cross_attention(t.model, t.tokenizer, "twenty-one", target=target)  # need_weights: the oracle
+    names = [(s.name, s.query_tokens, s.key_tokens) for s in page.sections]
+    assert [n for n, *_ in names] == ["encoder", "decoder", "cross"]
+    assert names[2][1:] == (alignment.target_tokens, alignment.source_tokens)
+    cross = page.sections[2]
+    values = np.frombuffer(cross.values, dtype="<u2").astype(np.float64).reshape(alignment.weights.shape) / 65535
+    assert np.abs(values - alignment.weights.double().numpy()).max() <= 0.5 / 65535 + 2e-6

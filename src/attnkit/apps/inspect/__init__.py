@@ -2,6 +2,9 @@
 
 * :func:`inspect` — ``inspect(text, model="minilm", out=None) -> Inspection``: weights
   ``(H, L, L)`` per layer, mean attention distance and entropy per head, grid PNGs;
+* :func:`explore_text` / :func:`explore_model` — the interactive HTML explorer page
+  (``attnkit inspect TEXT --html OUT.html``) for MiniLM, SmolLM2 (with generated tokens)
+  or any attnkit ``Transformer`` / ``TransformerLM``;
 * :mod:`~attnkit.apps.inspect.capture` — forward hooks that capture queries and keys
   and recompute the weights from the tiled backend's log-sum-exp.
 
@@ -24,6 +27,8 @@ __all__ = [
     "layer_weights",
     "LayerWeights",
     "weights_method",
+    "explore_text",
+    "explore_model",
 ]
 
 #: public name -> the module that defines it; imported on first use, so `attnkit ... --help` needs no torch
@@ -36,4 +41,6 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "layer_weights": ".capture",
     "LayerWeights": ".capture",
     "weights_method": ".capture",
+    "explore_text": ".explore",
+    "explore_model": ".explore",
 })

@@ -18,7 +18,8 @@ Either way the recomputed attention output, projected by ``W^O``, is compared wi
 what the layer produced (:attr:`LayerWeights.max_error`): the weights shown are the
 ones the model used.
 
-Shape legend: B batch (1 here), H query heads, Hkv key/value heads, L tokens, d_k head width.
+Shape legend: B batch (1 here), H query heads, Hkv key/value heads, L tokens (Lq queries, Lk keys in
+cross-attention), d_k head width.
 
 Example:
     >>> import torch
@@ -42,6 +43,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from attnkit.masks import Mask
 from attnkit.nn import MultiHeadAttention
 
 __all__ = ["capture", "layer_weights", "LayerCall", "LayerWeights", "weights_method"]
@@ -62,7 +64,7 @@ class LayerCall:
 class LayerWeights:
     """Attention weights of one layer, recomputed from the captured queries and keys."""
 
-    weights: Tensor  # (H, L, L) float32, each row sums to 1
+    weights: Tensor  # (H, Lq, Lk) float32, each row sums to 1
     method: str  # "lse" (tiled backend statistics) or "need_weights" (reference backend)
     max_error: float  # max |recomputed output - the layer's output|: ~1e-6 means these are the model's weights
 
@@ -107,14 +109,16 @@ def _remember(call: LayerCall, name: str):
 def _remember_kwargs(call: LayerCall):
     def hook(module, args, kwargs):
         if not call.kwargs:
-            call.kwargs = dict(kwargs) | ({"_positional": args[1:]} if len(args) > 1 else {})
+            call.kwargs = dict(kwargs) | {"_query": args[0] if args else kwargs.get("query")}
+            if len(args) > 1:
+                call.kwargs["_positional"] = args[1:]  # key, value, mask given by position
 
     return hook
 
 
 @torch.no_grad()
 def layer_weights(module: nn.Module, call: LayerCall, *, method: str | None = None) -> LayerWeights:
-    """Weights ``(H, L, L)`` of batch element 0 of ``call``; ``method`` None picks :func:`weights_method`."""
+    """Weights ``(H, Lq, Lk)`` of batch element 0 of ``call``; ``method`` None picks :func:`weights_method`."""
     from attnkit.functional import attention
 
     if not isinstance(module, MultiHeadAttention):
@@ -132,28 +136,45 @@ def layer_weights(module: nn.Module, call: LayerCall, *, method: str | None = No
         weights = attention_weights(q, k, v, mask, bias=bias, lse=lse)  # (B, H, L, L)
     else:
         out, weights = attention(q, k, v, mask, bias=bias, return_weights=True, backend="reference")
-    B, H, L, dv = out.shape
-    projected = module.w_o(out.transpose(1, 2).reshape(B, L, H * dv))  # (B, H, L, d_v) -> (B, L, d_model)
+    B, H, Lq, dv = out.shape
+    projected = module.w_o(out.transpose(1, 2).reshape(B, Lq, H * dv))  # (B, H, Lq, d_v) -> (B, Lq, d_model)
     error = float((projected - call.output).abs().max())
     return LayerWeights(weights[0].float(), method, error)
 
 
 def _inputs(module: MultiHeadAttention, call: LayerCall):
-    """``q (B, H, L, d_k)``, ``k``, ``v (B, Hkv, L, d)``, mask and bias as the module used them."""
+    """``q (B, H, Lq, d_k)``, ``k``, ``v (B, Hkv, Lk, d)``, mask and bias as the module used them.
+
+    Self-attention (``module(x, mask=...)`` or ``module(x, mask)``) and cross-attention
+    (``module(x, memory, memory, mask)``, keys from another sequence: no RoPE) are both
+    read; a call that used a KV cache is refused (its keys were partly computed before).
+    """
     if call.q is None or call.k is None or call.v is None or call.output is None:
         raise RuntimeError("layer_weights(): the hooks saw no forward call of this module")
-    if any(call.kwargs.get(name) is not None for name in ("cache", "key", "value", "_positional")):
-        raise ValueError("layer_weights(): calls with a KV cache or explicit key/value are not supported; "
-                         "inspect a plain self-attention forward pass")  # fmt: skip
-    q = _heads(call.q, module.num_heads, module.d_k)  # (B, L, H*d_k) -> (B, H, L, d_k)
-    k = _heads(call.k, module.num_kv_heads, module.d_k)  # (B, L, Hkv*d_k) -> (B, Hkv, L, d_k)
-    v = _heads(call.v, module.num_kv_heads, module.d_v)  # (B, L, Hkv*d_v) -> (B, Hkv, L, d_v)
+    if call.kwargs.get("cache") is not None:
+        raise ValueError("layer_weights(): calls with a KV cache are not supported (earlier keys were computed in "
+                         "other calls); inspect a plain forward pass, e.g. teacher forcing")  # fmt: skip
+    key, mask = call.kwargs.get("key"), call.kwargs.get("mask")
+    positional = tuple(call.kwargs.get("_positional", ()))
+    if positional and _is_mask(positional[0]):
+        mask = positional[0]  # the classic forward(x, mask) call
+    elif positional:
+        key = positional[0]
+        mask = positional[2] if len(positional) > 2 else mask
+    cross = key is not None and key is not call.kwargs.get("_query")
+    q = _heads(call.q, module.num_heads, module.d_k)  # (B, Lq, H*d_k) -> (B, H, Lq, d_k)
+    k = _heads(call.k, module.num_kv_heads, module.d_k)  # (B, Lk, Hkv*d_k) -> (B, Hkv, Lk, d_k)
+    v = _heads(call.v, module.num_kv_heads, module.d_v)  # (B, Lk, Hkv*d_v) -> (B, Hkv, Lk, d_v)
     positions = call.kwargs.get("positions")
-    if module.rotary is not None:
+    if module.rotary is not None and not cross:  # RoPE acts in self-attention only, as in the module
         q = module.rotary.rotate(q, 0, positions=positions)  # (B, H, L, d_k)
         k = module.rotary.rotate(k, 0, positions=positions)  # (B, Hkv, L, d_k)
     bias = call.kwargs.get("attn_bias")
-    return q, k, v, call.kwargs.get("mask"), module.alibi if bias is None else bias
+    return q, k, v, mask, module.alibi if bias is None else bias
+
+
+def _is_mask(x) -> bool:
+    return isinstance(x, Mask) or (isinstance(x, Tensor) and x.dtype == torch.bool)
 
 
 def _heads(x: Tensor, heads: int, dim: int) -> Tensor:

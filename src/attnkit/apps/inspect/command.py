@@ -1,5 +1,8 @@
 """``attnkit inspect "text"``: heatmaps per layer and head, and per-head distance/entropy tables.
 
+``--html OUT.html`` writes the interactive explorer page instead (head view, model view,
+statistics; with ``--model smollm2`` also the generation view of ``--generate N`` tokens).
+
 Example:
     >>> import argparse
     >>> parser = argparse.ArgumentParser(prog="attnkit inspect")
@@ -24,6 +27,8 @@ DEFAULT_OUT_DIR = Path("out/inspect")  #: relative to the current directory
 #: the same values as .core.MODELS and .core.MAX_TOKENS (a test checks), here so that --help needs no torch
 MODELS = ("minilm", "smollm2")
 MAX_TOKENS = 64
+MAX_HTML_TOKENS = 2048  #: .explore.MAX_HTML_TOKENS: the explorer page stays usable at 2,000 tokens
+GENERATE_HTML = 16  #: tokens SmolLM2 generates for the page's generation view unless --generate says otherwise
 
 
 def _layer_list(text: str) -> list[int]:
@@ -31,6 +36,16 @@ def _layer_list(text: str) -> list[int]:
         return [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected layer numbers like 0,3,-1, got {text!r}") from None
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,13 +60,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--method", choices=("lse", "need_weights"),
         help="lse: weights from the tiled backend's log-sum-exp; need_weights: reference (default: lse where "
              "available)")
-    add("--max-tokens", type=positive_int, default=MAX_TOKENS, metavar="N", help="refuse longer texts")
+    add("--max-tokens", type=positive_int, metavar="N",
+        help=f"refuse longer texts (default: {MAX_TOKENS}; with --html {MAX_HTML_TOKENS}, prompt + generated)")
+    add("--html", type=Path, metavar="OUT.html",
+        help="write the interactive explorer page (one offline file) instead of the PNGs")
+    add("--generate", type=_non_negative, metavar="N",
+        help=f"with --html and --model smollm2: generate N tokens (greedy) and step through their attention "
+             f"(default: {GENERATE_HTML}; 0 = none)")
     add("--json", action="store_true", help="print tokens, per-head statistics and PNG paths as JSON")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.html is not None:
+        return _run_html(args)
+    if args.generate:
+        raise ValueError("--generate needs --html (the generation view is part of the explorer page)")
     from .core import inspect
 
+    args.max_tokens = args.max_tokens or MAX_TOKENS
     drawing = "" if args.no_plots else f" and drawing heatmaps into {args.out}"
     with status(f"inspect: loading {args.model}, running it on the text{drawing}"):
         result = inspect(args.text, model=args.model, out=None if args.no_plots else args.out, layers=args.layers,
@@ -74,6 +100,29 @@ def run(args: argparse.Namespace) -> int:
     for layer in result.layers:
         if layer.png:
             console.print(literal(f"heatmap: {layer.png}"))
+    return 0
+
+
+def _run_html(args: argparse.Namespace) -> int:
+    from .explore import explore_text
+
+    generate = args.generate if args.generate is not None else (GENERATE_HTML if args.model == "smollm2" else 0)
+    if generate and args.model != "smollm2":
+        raise ValueError(f"--generate needs a decoder: use --model smollm2 (got --model {args.model})")
+    doing = f" and generating {generate} tokens" if generate else ""
+    with status(f"inspect: loading {args.model}, running it on the text{doing}, writing {args.html}"):
+        page = explore_text(args.text, model=args.model, generate=generate, layers=args.layers, method=args.method,
+                            max_tokens=args.max_tokens or MAX_HTML_TOKENS)  # fmt: skip
+        path = page.save(args.html)
+    sections = [{"name": s.name, "queries": len(s.query_tokens), "keys": len(s.key_tokens), "layers": list(s.layers),
+                 "heads": s.num_heads, "mode": s.mode, "top_k": s.top_k} for s in page.sections]  # fmt: skip
+    if args.json:
+        print_json({"html": str(path), "title": page.title, "note": page.note, "sections": sections})
+        return 0
+    console = stdout_console()
+    console.print(literal(f"{page.title}: {page.note}"))
+    console.print(literal(f"explorer: {path} ({path.stat().st_size / 1e6:.2f} MB; open it in a browser, no network "
+                          "needed)"))  # fmt: skip
     return 0
 
 

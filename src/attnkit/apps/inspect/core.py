@@ -72,6 +72,26 @@ class Inspection:
     method_note: str  # one sentence on how the weights were obtained
     causal: bool  # True for the decoder (a token sees only earlier tokens)
 
+    def attention_sections(self) -> list:
+        """The page sections of :func:`attnkit.viz.explore`, which accepts an Inspection directly.
+
+        Example:
+            >>> from attnkit.viz import explore, head_statistics
+            >>> w = torch.full((2, 3, 3), 1 / 3)
+            >>> r = Inspection("minilm", ("a", "b", "c"), (LayerInspection(0, w, head_statistics(w), 0.0, None),),
+            ...                "lse", "exp(S - lse)", causal=False)
+            >>> explore(r).sections[0].name, explore(r).sections[0].num_heads
+            ('encoder', 2)
+        """
+        from ...viz import SectionWriter
+
+        writer = SectionWriter("decoder" if self.causal else "encoder", query_tokens=self.tokens,
+                               num_layers=len(self.layers), num_heads=int(self.layers[0].weights.shape[0]),
+                               causal=self.causal)  # fmt: skip
+        for layer in self.layers:
+            writer.add(layer.index, layer.weights)
+        return [writer.finish()]
+
     def to_dict(self) -> dict:
         """Plain types, ready for ``json.dumps`` (weights left out; they are in the PNGs and the API)."""
         layers = [{"layer": x.index, "png": str(x.png) if x.png else None, "max_error": x.max_error,

@@ -23,6 +23,9 @@ Example:
     (torch.Size([2, 2]), True)
     >>> plot_alignment(a, tempfile.mkdtemp() + "/align.png").suffix
     '.png'
+    >>> page = explore_translation(model, tok, "one two", target="eins zwei")  # the interactive page
+    >>> [s.name for s in page.sections], page.sections[2].query_tokens == a.target_tokens
+    (['encoder', 'decoder', 'cross'], True)
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from ...viz import plot_attention_grid
 from .evaluate import translate_batch
 from .tokenizer import SubwordTokenizer
 
-__all__ = ["Alignment", "cross_attention", "plot_alignment", "SOURCE_AXIS", "OUTPUT_AXIS"]
+__all__ = ["Alignment", "cross_attention", "plot_alignment", "explore_translation", "SOURCE_AXIS", "OUTPUT_AXIS"]
 
 SOURCE_AXIS = "source token (attended to)"  #: the keys of cross-attention
 OUTPUT_AXIS = "output token (being produced)"  #: the queries: row t produces target token t
@@ -126,3 +129,26 @@ def plot_alignment(alignment: Alignment, path: str | os.PathLike, *, dpi: int = 
         ncols=H + 1, title=title, path=path, dpi=dpi, x_axis=SOURCE_AXIS, y_axis=OUTPUT_AXIS,
         colorbar_label="cross-attention weight",
     )  # fmt: skip
+
+
+def explore_translation(
+    model: Transformer, tokenizer: SubwordTokenizer, source: str, *, target: str | None = None, beam_size: int = 4
+):
+    """The explorer page (:class:`attnkit.viz.Explorer`) of one sentence pair: encoder, decoder and cross-attention.
+
+    ``target`` None translates ``source`` first (beam search). Weights come from
+    :func:`attnkit.apps.inspect.explore_model` (the tiled backend's log-sum-exp, one
+    teacher-forced pass); cross-attention rows are the tokens they produce, as in :class:`Alignment`.
+    """
+    from ..inspect.explore import explore_model
+
+    if not isinstance(source, str) or not source.strip():
+        raise ValueError(f"explore_translation(): source must be a non-empty sentence, got {source!r}")
+    model.eval()
+    if target is None:
+        target = translate_batch(model, tokenizer, [source], beam_size=beam_size)[0]
+    src_ids = tokenizer.encode(source) + [tokenizer.eos_id]
+    tgt_ids = tokenizer.encode(target) + [tokenizer.eos_id]
+    tgt_in = [tokenizer.bos_id] + tgt_ids[:-1]  # the decoder reads <s> + target
+    return explore_model(model, src_ids, tgt_in, tokens=_labels(tokenizer, src_ids), target_tokens=_labels(
+        tokenizer, tgt_in), output_tokens=_labels(tokenizer, tgt_ids), title=f"translation: {source!r} -> {target!r}")

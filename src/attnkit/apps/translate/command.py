@@ -8,7 +8,7 @@
     attnkit translate demo  [--steps 1400] [--minutes CAP] [--out DIR]
     attnkit translate data  [--corpus ...] [--pair ...]          # the corpus summary, no training
     attnkit translate --model DIR "text" ["text" ...]           # or one sentence per line on stdin
-                            [--beam N] [--plot-attention FILE.png]
+                            [--beam N] [--plot-attention FILE.png] [--html OUT.html]
 
 The first positional word (before or after options) is an action when it is exactly
 ``train``, ``eval``, ``demo`` or ``data`` (a near miss such as ``trian`` is refused with "did you mean");
@@ -65,12 +65,14 @@ def _options() -> dict[str, tuple[tuple[str, ...], dict]]:
         "beam": (("--beam",), dict(type=positive_int, metavar="N", help="beam size, 1 = greedy (default: 4)")),
         "plot_attention": (("--plot-attention",), dict(
             metavar="FILE.png", help="write the cross-attention alignment of the first sentence")),
+        "html": (("--html",), dict(metavar="OUT.html", help="write the interactive attention explorer (encoder, "
+                                   "decoder, cross-attention) of the first sentence: one offline file")),
     }  # fmt: skip
 
 
 #: action (None = translating text) -> its options, in help order
 _ACTION_OPTIONS = {
-    None: ("model", "beam", "plot_attention"),
+    None: ("model", "beam", "plot_attention", "html"),
     "train": ("corpus", "pair", "size", "minutes", "steps", "out", "resume", "seed", "corpus_size", "max_tokens",
               "eval_every"),
     "eval": ("model", "split", "limit", "beam"),
@@ -218,7 +220,7 @@ def _data(args, _texts) -> int:
 
 
 def _translate(args, texts: list[str]) -> int:
-    from .alignment import cross_attention, plot_alignment
+    from .alignment import cross_attention, explore_translation, plot_alignment
     from .model import Translator
 
     model_dir = _require_model(args, "text")
@@ -237,10 +239,16 @@ def _translate(args, texts: list[str]) -> int:
         with status(f"translate: drawing the cross-attention alignment into {args.plot_attention}"):
             alignment = cross_attention(translator.model, translator.tokenizer, texts[0], target=translations[0])
             picture = plot_alignment(alignment, args.plot_attention)
+    explorer = None
+    if args.html:
+        with status(f"translate: writing the attention explorer into {args.html}"):
+            page = explore_translation(translator.model, translator.tokenizer, texts[0], target=translations[0])
+            explorer = page.save(args.html)
     if args.json:
         rows = zip(texts, translations, confidences, strict=True)
         pairs = [{"source": s, "translation": t, **c.to_dict()} for s, t, c in rows]
         doc = {"pair": translator.pair, "beam": beam, "translations": pairs, "alignment_png": picture and str(picture),
+               "html": explorer and str(explorer),
                "confidence_check": _confidence_check(translator.calibration)}  # fmt: skip
         print(json.dumps(doc, indent=2, ensure_ascii=False))
         return 0
@@ -251,6 +259,8 @@ def _translate(args, texts: list[str]) -> int:
             print(f"  ^ {warning}", file=sys.stderr, flush=True)
     if picture:
         print(f"alignment: {picture}", file=sys.stderr)
+    if explorer:
+        print(f"explorer: {explorer}", file=sys.stderr)
     return 0
 
 

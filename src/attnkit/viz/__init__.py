@@ -19,7 +19,21 @@ PNG files are written atomically (temporary file in the target directory, then
 Positions follow :mod:`attnkit.masks`: when ``Lq != Lk`` query ``i`` sits at key
 position ``i + (Lk - Lq)`` (bottom-right alignment, as in KV-cache decoding).
 
+* :func:`explore` — the interactive, offline HTML explorer (:mod:`attnkit.viz.explorer`):
+  head view, model view, statistics, generation; an :class:`Explorer` saves it or shows
+  it in a notebook; its sections are :class:`AttentionSection` objects.
+
 Shape legend: B batch, H heads, Lq queries, Lk keys.
+
+Example:
+    >>> import torch
+    >>> KEY_AXIS, QUERY_AXIS, WEIGHT_LABEL  # the default axis and colour-bar titles
+    ('key (attended to)', 'query (attending)', 'attention weight')
+    >>> isinstance(head_statistics(torch.full((1, 2, 2), 0.5)), HeadStatistics)
+    True
+    >>> page = explore(torch.full((1, 1, 2, 2), 0.5), tokens=["a", "b"])  # 1 layer, 1 head
+    >>> isinstance(page, Explorer), isinstance(page.sections[0], AttentionSection)
+    (True, True)
 """
 
 from __future__ import annotations
@@ -28,65 +42,22 @@ import io
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import torch
 from torch import Tensor
 
-from .checkpoint import write_atomic
+from ..checkpoint import write_atomic
+from ._checks import as_matrix_stack as _as_matrix_stack
+from ._checks import check_labels as _check_labels
+from .explorer import AttentionSection, Explorer, SectionWriter, explore
+from .statistics import HeadStatistics, head_statistics
 
 __all__ = ["plot_attention", "plot_attention_grid", "plot_attention_grids", "attention_figure",
-           "attention_grid_figure", "head_statistics", "HeadStatistics", "KEY_AXIS", "QUERY_AXIS", "WEIGHT_LABEL"]
+           "attention_grid_figure", "head_statistics", "HeadStatistics", "KEY_AXIS", "QUERY_AXIS", "WEIGHT_LABEL",
+           "explore", "Explorer", "AttentionSection", "SectionWriter"]
 
 _ANNOTATE_MAX_CELLS = 256  # write the value in each cell up to 16 x 16 (per head)
-_ROW_SUM_TOLERANCE = 1e-3  # weights rows must sum to 1 (or 0) within this; generous for fp16
-
-
-# ---------------------------------------------------------------------- validation
-def _as_matrix_stack(fn: str, weights, dims: tuple[int, ...], layout: str) -> Tensor:
-    """``weights`` as a finite float64 CPU tensor with ``dims`` dimensions, or a teaching error."""
-    if not isinstance(weights, Tensor):
-        try:
-            weights = torch.as_tensor(weights)
-        except (TypeError, ValueError, RuntimeError) as e:
-            raise TypeError(
-                f"{fn}: weights must be a torch.Tensor or array-like {layout}, got {type(weights).__name__}"
-            ) from e
-    if weights.is_complex() or weights.dtype == torch.bool:
-        raise TypeError(f"{fn}: weights must be real numbers, got dtype {weights.dtype}")
-    if weights.dim() not in dims:
-        hint = ""
-        if weights.dim() == max(dims) + 1:
-            hint = "; select one batch element first, e.g. weights[0]"
-        elif weights.dim() == max(dims) - 1 and fn.startswith("plot_attention_grid"):
-            hint = "; for a single matrix use plot_attention()"
-        raise ValueError(f"{fn}: weights must be {layout}, got shape {tuple(weights.shape)}{hint}")
-    if weights.numel() == 0:
-        raise ValueError(f"{fn}: weights are empty (shape {tuple(weights.shape)}); nothing to show")
-    weights = weights.detach().to("cpu", torch.float64)
-    if not torch.isfinite(weights).all():
-        raise ValueError(
-            f"{fn}: weights contain NaN or inf; pass the normalized weights (step 2), not the "
-            "masked scores (-inf where forbidden)"
-        )
-    return weights
-
-
-def _check_labels(fn: str, name: str, labels: Sequence[str] | None, n: int, axis: str) -> list[str] | None:
-    """``axis`` is plural: "keys", "queries", "heads"."""
-    if labels is None:
-        return None
-    if isinstance(labels, str):
-        raise TypeError(
-            f"{fn}: {name} must be a list of strings, one per entry, got the single string {labels!r}; "
-            f"split it, e.g. {name}=text.split()"
-        )
-    labels = [str(x) for x in labels]
-    if len(labels) != n:
-        raise ValueError(f"{fn}: {name} has {len(labels)} labels but the weights have {n} {axis}")
-    return labels
 
 
 def _check_path(fn: str, path) -> Path:
@@ -444,82 +415,3 @@ def _refill(fig, w: Tensor, title: str | None, head_titles: Sequence[str] | None
         ax.title.set_text(head_titles[h] if head_titles else f"head {h}")
     if title and fig._suptitle is not None:
         fig._suptitle.set_text(title)
-
-
-# ---------------------------------------------------------------------- statistics
-@dataclass(frozen=True)
-class HeadStatistics:
-    """Per-head summaries of attention weights, averaged over batch and query rows.
-
-    Rows whose weights are all zero (queries a mask let attend to nothing) are left
-    out of both averages; a head with no such row at all gets NaN.
-    """
-
-    mean_distance: Tensor  # (H,) float64: average over rows of sum_j p_ij |pos(i) - j|, in positions
-    entropy: Tensor  # (H,) float64: average over rows of -sum_j p_ij log p_ij, in nats (uniform over n keys: log n)
-    rows: Tensor  # (H,) int64: rows that entered the averages (B * Lq minus the empty rows)
-
-    def to_dict(self) -> dict[str, list]:
-        """Plain lists, ready for ``json.dumps`` (NaN becomes None)."""
-
-        def clean(t: Tensor) -> list:
-            return [None if isinstance(x, float) and math.isnan(x) else x for x in t.tolist()]
-
-        return {"mean_distance": clean(self.mean_distance), "entropy": clean(self.entropy), "rows": self.rows.tolist()}
-
-
-def head_statistics(weights) -> HeadStatistics:
-    r"""Mean attention distance and entropy of each head.
-
-    For query row ``i`` with weights ``p_i`` over keys ``j``:
-
-    .. math::
-        \mathrm{dist}_i = \sum_j p_{ij} \, |(i + L_k - L_q) - j|, \qquad
-        \mathrm{H}_i = -\sum_j p_{ij} \log p_{ij} \quad (0 \log 0 = 0)
-
-    (query ``i`` sits at key position ``i + Lk - Lq``: bottom-right alignment), each
-    averaged over the rows that carry weight, across the batch. Distance 0 means
-    every query reads only its own position; entropy 0 means one key per query,
-    ``log Lk`` means uniform attention.
-
-    Args:
-        weights: ``(H, Lq, Lk)`` or ``(B, H, Lq, Lk)``, non-negative, each row summing
-            to 1 (or 0 for a fully masked query) — the normalized weights, not scores.
-
-    Example:
-        >>> import torch
-        >>> stats = head_statistics(torch.stack([torch.eye(3), torch.full((3, 3), 1 / 3)]))
-        >>> stats.entropy  # one-hot rows: 0; uniform over 3 keys: log 3
-        tensor([0.0000, 1.0986], dtype=torch.float64)
-        >>> stats.mean_distance  # identity: 0; uniform: (1 + 2/3 + 1) / 3
-        tensor([0.0000, 0.8889], dtype=torch.float64)
-    """
-    fn = "head_statistics()"
-    w = _as_matrix_stack(fn, weights, (3, 4), "(H, Lq, Lk) or (B, H, Lq, Lk)")
-    if w.dim() == 3:
-        w = w[None]  # (H, Lq, Lk) -> (1, H, Lq, Lk)
-    B, H, Lq, Lk = w.shape
-    if (w < 0).any():
-        raise ValueError(
-            f"{fn}: weights must be non-negative, got a minimum of {float(w.min()):.4g}; pass softmax outputs"
-        )
-    row_sums = w.sum(dim=-1)  # (B, H, Lq)
-    empty = row_sums <= _ROW_SUM_TOLERANCE  # (B, H, Lq) queries that attend to nothing
-    bad = ~empty & ((row_sums - 1.0).abs() > _ROW_SUM_TOLERANCE)
-    if bad.any():
-        raise ValueError(
-            f"{fn}: each row of weights must sum to 1 (or 0 for a fully masked query); row sums range over "
-            f"[{float(row_sums.min()):.4g}, {float(row_sums.max()):.4g}]. Did you pass scores? Apply softmax over "
-            "the last axis first"
-        )
-    q_pos = torch.arange(Lq, dtype=torch.float64)[:, None] + (Lk - Lq)  # (Lq, 1) aligned on the key axis
-    k_pos = torch.arange(Lk, dtype=torch.float64)[None, :]  # (1, Lk)
-    distance = (w * (q_pos - k_pos).abs()).sum(dim=-1)  # (B, H, Lq, Lk) * (Lq, Lk) -> (B, H, Lq)
-    entropy = -torch.xlogy(w, w).sum(dim=-1)  # (B, H, Lq); xlogy(0, 0) = 0
-    keep = (~empty).to(torch.float64)  # (B, H, Lq)
-    rows = keep.sum(dim=(0, 2))  # (H,)
-
-    def per_head(t: Tensor) -> Tensor:
-        return (t * keep).sum(dim=(0, 2)) / rows  # (B, H, Lq) -> (H,); 0 / 0 = NaN for a head of empty rows
-
-    return HeadStatistics(per_head(distance), per_head(entropy), rows.to(torch.int64))
