@@ -431,10 +431,10 @@ def test_mean_token_log_probs_match_a_per_sentence_oracle(number_words_model):
 
 
 def test_cli_flags_an_out_of_domain_input_and_not_an_in_domain_one(number_words_model, capsys):
-    code, out, err = run_cli(capsys, "--model", str(number_words_model), "twenty-one", "The cat sat on the mat.")
+    code, out, err = run_cli(capsys, "--model", str(number_words_model), "twenty-one", "Where is the railway station, please?")
     assert code == 0 and len(out.strip().splitlines()) == 2  # stdout: the translations only
-    assert "'The cat sat on the mat.'" in err and "low confidence" in err and "'twenty-one'" not in err
-    code, out, _ = run_cli(capsys, "--model", str(number_words_model), "twenty-one", "The cat sat on the mat.",
+    assert "'Where is the railway station, please?'" in err and "low confidence" in err and "'twenty-one'" not in err
+    code, out, _ = run_cli(capsys, "--model", str(number_words_model), "twenty-one", "Where is the railway station, please?",
                            "--json")  # fmt: skip
     doc = json.loads(out)
     assert [t["out_of_domain"] for t in doc["translations"]] == [False, True]
@@ -450,11 +450,11 @@ def test_cli_loads_a_model_saved_before_calibration_and_says_the_check_is_absent
     info = json.loads((old / "translate.json").read_text())
     del info["confidence"]
     (old / "translate.json").write_text(json.dumps(info))
-    code, out, err = run_cli(capsys, "--model", str(old), "The cat sat on the mat.", "--json")
+    code, out, err = run_cli(capsys, "--model", str(old), "Where is the railway station, please?", "--json")
     doc = json.loads(out)
     assert code == 0 and doc["translations"][0]["out_of_domain"] is None and doc["translations"][0]["score"] < 0
     assert doc["confidence_check"]["available"] is False and "retrain" in doc["confidence_check"]["reason"]
-    code, out, err = run_cli(capsys, "--model", str(old), "The cat sat on the mat.")
+    code, out, err = run_cli(capsys, "--model", str(old), "Where is the railway station, please?")
     assert code == 0 and out.strip() and "warning" not in err
 
 
