@@ -30,6 +30,7 @@ from torch import Tensor
 
 from .. import masks as _masks
 from ..masks import Mask
+from ._tile_runs import kept_fraction
 from ._validate import Problem, fast_check, leaves, validate
 from .bias import Bias
 from .reference import nan_in_nan_out, reference_attention
@@ -135,8 +136,15 @@ def _sdpa_or_tiled(p: Problem) -> tuple[str, str]:
         return "tiled", "the mask is a dense tensor already: sdpa reads it in one fused call"
     if p.Lq * p.Lk < TILED_MIN_PAIRS:
         return "tiled", f"Lq*Lk = {p.Lq * p.Lk} < {TILED_MIN_PAIRS}: tiled's per-tile overhead dominates"
-    tiles = p.mask.classify_tiles(p.Lq, p.Lk, 128, 128)  # on the mask's own device (CPU for index-only masks)
-    kept = float((tiles != _masks.EMPTY).float().mean())
+    kept = kept_fraction(p.mask, p.Lq, p.Lk, 128, 128)  # position masks: from integers alone
+    if kept is None and torch.compiler.is_compiling():
+        return "tiled", (
+            f"under torch.compile the tiles of {p.mask!r} follow from tensor values, which a graph cannot read "
+            "without a break; sdpa runs the dense mask in one fused call"
+        )
+    if kept is None:
+        tiles = p.mask.classify_tiles(p.Lq, p.Lk, 128, 128)  # on the mask's own device (CPU for index-only masks)
+        kept = float((tiles != _masks.EMPTY).float().mean())
     if kept <= TILED_MAX_KEPT:
         return "sdpa", (
             f"the mask keeps {kept:.0%} of 128x128 tiles (<= {TILED_MAX_KEPT:.0%}): tiled skips the rest, "
@@ -278,13 +286,13 @@ def attention(
         and (mask is None or type(mask) is _masks._Causal)
         and fast_check(q, k, v, scale, dropout_p)
         and (mask is None or q.shape[2] == k.shape[2])
-        and not logger.isEnabledFor(logging.DEBUG)
+        and not _debug()
     ):
         out = sdpa_attention(q, k, v, mask, scale=scale, dropout_p=dropout_p)  # fused kernel; nothing to choose
         return nan_in_nan_out(q, k, v, out)[0]
     p = validate("attention", q, k, v, mask, bias, scale, dropout_p, return_weights, return_lse)
     choice = _choose(p, backend)
-    if logger.isEnabledFor(logging.DEBUG):
+    if _debug():
         logger.debug("%s", choice)
     out, weights, lse = BACKENDS[choice.backend].run(q, k, v, p)
     if choice.backend != "reference":  # the reference applies the rule itself
@@ -294,6 +302,12 @@ def attention(
     extra = [_returned(t, what, choice.backend) for t, what, wanted in
              ((weights, "weights", return_weights), (lse, "lse", return_lse)) if wanted]  # fmt: skip
     return (out, *extra)
+
+
+def _debug() -> bool:
+    """Debug logging is on, outside of ``torch.compile``/``torch.export`` tracing (a graph cannot hold a
+    ``logging`` call: it would break the graph, and the choice is the same on every call it traces)."""
+    return not torch.compiler.is_compiling() and logger.isEnabledFor(logging.DEBUG)
 
 
 def _returned(t: Tensor | None, what: str, backend: str) -> Tensor:

@@ -122,10 +122,20 @@ class TiledCall:
     plan: TilePlan  # which tiles to compute and which to mask (forward)
     plan_backward: Callable[[], TilePlan]  # makes the backward pass's plan (any tiling gives the same gradients)
 
-    @functools.cached_property
+    @property
     def backward_plan(self) -> TilePlan:
-        """The backward pass's tiles, planned on first use (a call without autograd never needs them)."""
-        return self.plan_backward()
+        """The backward pass's tiles, planned on first use (a call without autograd never needs them).
+
+        Kept in the instance's ``__dict__`` by hand: ``functools.cached_property`` takes a lock on
+        Python < 3.12, which ``torch.compile`` cannot trace. A traced call plans it once into its graph.
+        """
+        if torch.compiler.is_compiling():
+            return self.plan_backward()
+        plan = self.__dict__.get("_backward_plan")
+        if plan is None:
+            plan = self.plan_backward()
+            object.__setattr__(self, "_backward_plan", plan)  # a frozen dataclass: bypass its __setattr__
+        return plan
 
     @classmethod
     def build(cls, q: Tensor, k: Tensor, mask=None, bias=None, scale=None, dropout_p=0.0, seed=0,
@@ -289,14 +299,23 @@ def _forward_band(q, kf, vf, out, lse, grp, band: Band, call: TiledCall) -> None
         for h in range(Hkv):
             n, heads = b * Hkv + h, slice(h * G, (h + 1) * G)
             rows = q[b, heads, band.q0 : band.q1]  # (G, m*tq, D)
-            qb = torch.empty(m, R, q.shape[3], dtype=kf.dtype, device=q.device)  # scaled copy in folded rows
-            torch.mul(rows.transpose(0, 1).unflatten(0, (m, tq)), call.scale * LOG2E,
-                      out=qb.view(m, tq, G, -1))  # (m, tq, G, D), row i*G + g  # fmt: skip
+            qb = _band_queries(rows, m, tq, call.scale * LOG2E, kf.dtype)  # (m, R, D), row i*G + g
             k_t = kf[n, band.k0 : k_end].unfold(0, w, tq)  # (m, D, w): overlapping key windows, a view
             v_w = vf[n, band.k0 : k_end].unfold(0, w, tq).transpose(1, 2)  # (m, w, Dv), a view
             dst = out[b, heads, band.q0 : band.q1]  # (G, m*tq, Dv)
             lse_b = _band_softmax_pv(qb, k_t, v_w, penalties, dst, tq, G)  # (m, R, 1)
             lse[b, heads, band.q0 : band.q1] = lse_b.view(m * tq, G).transpose(0, 1)  # (G, m*tq)
+
+
+def _band_queries(rows: Tensor, m: int, tq: int, factor: float, dtype: torch.dtype) -> Tensor:
+    """Queries ``rows (G, m*tq, D)`` times ``factor``, folded to ``(m, tq*G, D)`` (row ``i*G + g``) in one pass."""
+    G, _, D = rows.shape
+    folded = rows.transpose(0, 1).unflatten(0, (m, tq))  # (m*tq, G, D) -> (m, tq, G, D), a view
+    if torch.compiler.is_compiling():  # a traced out= into a view loses its layout (functionalization)
+        return (folded * factor).to(dtype).reshape(m, tq * G, D)  # (m, tq, G, D) -> (m, R, D)
+    qb = torch.empty(m, tq * G, D, dtype=dtype, device=rows.device)
+    torch.mul(folded, factor, out=qb.view(m, tq, G, D))  # written in the folded layout, no second copy
+    return qb
 
 
 def _band_softmax_pv(qb: Tensor, k_t: Tensor, v_w: Tensor, penalties, dst: Tensor, tq: int, G: int) -> Tensor:
