@@ -356,10 +356,11 @@ class _KeyPrefix(Mask):
 class _Padding(Mask):
     def __init__(self, lengths: Tensor):
         self.lengths = lengths  # (B,) number of real keys per batch row
-        self.longest = int(lengths.max()) if lengths.numel() else 0  # read once here, checked against Lk later
+        # read once here, checked against Lk later; None inside torch.compile/export (a value a graph cannot read)
+        self.longest = None if torch.compiler.is_compiling() else int(lengths.max()) if lengths.numel() else 0
 
     def _check(self, Lk: int) -> None:
-        if self.longest > Lk:
+        if self.longest is not None and self.longest > Lk:
             raise ValueError(
                 f"masks.padding(): lengths count the real keys of each batch row, at most Lk={Lk}, got a length "
                 f"of {self.longest} (lengths={self.lengths.tolist()}); pass the lengths of these keys"
@@ -537,7 +538,10 @@ def padding(lengths_or_mask: Tensor | Sequence[int]) -> Mask:
                 f"masks.padding(): a bool mask must be (B, Lk) with True on real tokens, got shape {tuple(t.shape)}"
             )
         lengths = t.sum(dim=1)
-        if not torch.equal(t, torch.arange(t.shape[1], device=t.device)[None] < lengths[:, None]):
+        right_padded = torch.compiler.is_compiling() or torch.equal(  # (an eager check: a graph cannot branch on it)
+            t, torch.arange(t.shape[1], device=t.device)[None] < lengths[:, None]
+        )
+        if not right_padded:
             raise ValueError(
                 "masks.padding(): the bool mask has padding before real tokens; only right padding is a "
                 "padding mask — use masks.dense(...) for arbitrary patterns"
@@ -548,7 +552,7 @@ def padding(lengths_or_mask: Tensor | Sequence[int]) -> Mask:
             f"masks.padding(): expected lengths as a 1-D integer tensor (B,) or a bool mask (B, Lk), "
             f"got dtype {t.dtype} and shape {tuple(t.shape)}"
         )
-    if (t < 0).any():
+    if not torch.compiler.is_compiling() and (t < 0).any():  # an eager check: a traced graph cannot branch on values
         raise ValueError(f"masks.padding(): lengths must be >= 0, got {t.tolist()}")
     return _Padding(t.long())
 

@@ -19,8 +19,11 @@ return None: their tiles follow from data, not from integers.
 
 Example:
     >>> from attnkit import masks
-    >>> tile_runs(masks.causal(), Lq=4, Lk=4, block_q=2, block_k=2)  # (nonempty, full) per query block
-    (((0, 1),), ((0, 2),)), (((0, 1),), ((0, 1),)))
+    >>> blocks = tile_runs(masks.causal(), Lq=4, Lk=4, block_q=2, block_k=2)  # (nonempty, full) per query block
+    >>> blocks[0]  # queries 0-1: key block 0 is seen, but only in part (the diagonal)
+    (((0, 1),), ())
+    >>> blocks[1]  # queries 2-3: key blocks 0-1 are seen, block 0 in full
+    (((0, 2),), ((0, 1),))
 """
 
 from __future__ import annotations

@@ -138,6 +138,7 @@ def make_plan(
     if runs is not None:
         nonempty, masked = [r[0] for r in runs], [complement(r[1], nk) for r in runs]
         return _finish((_group(nonempty, masked, 0, B, H, Lq, Lk, block_q, block_k, budget),), H, block_q)
+    assert mask is not None  # tile_runs plans the call without a mask
     codes = _tile_codes(mask, Lq, Lk, block_q, block_k, device)  # (Bm, Hm, nq, nk) on the CPU
     union = (_group_of_codes(codes.flatten(0, 1), 0, B, H, Lq, Lk, block_q, block_k, budget),)
     if codes.shape[0] == 1:

@@ -85,6 +85,11 @@ def _run_tiled(q, k, v, p: Problem):
 
 
 def _tiled_why_not(p: Problem) -> str | None:
+    if torch.compiler.is_exporting() and not _static_lengths(p):
+        return (
+            "the tiled backend plans its tiles from the sequence lengths in Python, so torch.export needs them "
+            "static; export with a static length, or use backend='auto' (sdpa at a dynamic length)"
+        )
     if p.return_weights:
         return (
             "the tiled backend does not return the (B, H, Lq, Lk) weights; "
@@ -115,8 +120,18 @@ TILED_MIN_PAIRS = 512 * 512  #: ... and Lq * Lk is at least this (smaller calls 
 DENSE_MASK_BUDGET = 1 << 30  #: bytes a dense mask/bias for SDPA may take before tiled runs regardless
 
 
+def _static_lengths(p: Problem) -> bool:
+    """Lq and Lk are plain ints, not the symbolic lengths of a traced graph with dynamic shapes."""
+    return type(p.Lq) is int and type(p.Lk) is int
+
+
 def _sdpa_or_tiled(p: Problem) -> tuple[str, str]:
     """Which of sdpa/tiled is slower for this call, and why (both can run it)."""
+    if not _static_lengths(p):
+        return "tiled", (
+            "the sequence length is symbolic (torch.compile/torch.export with dynamic shapes): tiled's "
+            "plan follows from the length, sdpa's graph serves every length"
+        )
     if p.mask is None and p.bias is None:
         return "tiled", "sdpa runs unmasked attention in torch's fused kernel, the fastest exact path here"
     if p.bias is None and isinstance(p.mask, _masks._Causal) and p.Lq == p.Lk:

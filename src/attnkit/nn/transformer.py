@@ -55,8 +55,12 @@ def key_padding_mask(ids: Tensor, pad_id: int) -> Mask | None:
 
     Right padding gives a structured :func:`masks.padding` (tiles past the end are
     skipped by the tiled backend); any other layout a dense ``(B, 1, 1, L)`` mask.
+    Inside ``torch.compile``/``torch.export`` the mask is always the dense one: which
+    case applies depends on the ids' values, which a traced graph cannot branch on.
     """
     real = ids != pad_id  # (B, L)
+    if torch.compiler.is_compiling():
+        return masks.dense(real[:, None, None, :])  # (B, L) -> (B, 1, 1, L)
     if bool(real.all()):
         return None
     lengths = real.sum(dim=1)  # (B,)
