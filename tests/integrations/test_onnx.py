@@ -75,14 +75,19 @@ def test_export_onnx_refuses_other_modules_with_the_way_out(tmp_path):
 
 
 def test_cli_export_onnx_writes_and_checks_a_saved_model(tmp_path, capsys):
-    path = tiny_lm(num_decoder_layers=1).save_pretrained(tmp_path / "lm")
+    tiny_lm(num_decoder_layers=1).save_pretrained(tmp_path / "run" / "model")  # a training run's final model
     out = tmp_path / "onnx" / "lm.onnx"
-    code = cli.main(["export", "onnx", "--model", str(path), str(out), "--json"])
+    code = cli.main(["export", "onnx", "--model", str(tmp_path / "run"), str(out), "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     result = json.loads(captured.out)
     assert result["path"] == str(out) and out.is_file() and result["model_class"] == "TransformerLM"
     assert result["max_abs_diff"] <= 1e-5 and result["checked_shapes"] == [{"ids": [2, 16]}, {"ids": [3, 21]}]
+
+
+def test_cli_export_names_a_directory_without_a_model(tmp_path, capsys):
+    assert cli.main(["export", "onnx", "--model", str(tmp_path)]) == 2
+    assert "no checkpoint there" in capsys.readouterr().err
 
 
 def test_cli_export_without_an_action_lists_it(capsys):

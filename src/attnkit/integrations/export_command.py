@@ -1,9 +1,10 @@
 """``attnkit export onnx --model DIR [OUT.onnx]``: a saved model as an ONNX file, checked in onnxruntime.
 
-``DIR`` is an attnkit checkpoint directory (``config.json`` + ``model.safetensors``): a trained
-translation model (``attnkit translate train`` writes one) or a ``TransformerLM`` saved with
-``save_pretrained``. The file gets dynamic batch size and lengths; onnxruntime's logits on two
-fresh batches are compared to the eager model's and the largest difference is printed.
+``DIR`` is an attnkit checkpoint directory (``config.json`` + ``model.safetensors``) or a
+training run holding one: a trained translation model (``attnkit translate train --out DIR``;
+its final model, else its latest checkpoint) or a ``TransformerLM`` saved with
+``save_pretrained``. The file gets dynamic batch size and lengths; onnxruntime's logits on
+two fresh batches are compared to the eager model's and the largest difference is printed.
 
 Example:
     >>> import argparse
@@ -30,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser, action: str | None = None) ->
         return
     add = parser.add_argument
     add("--model", type=Path, required=True, metavar="DIR",
-        help="checkpoint directory (config.json + model.safetensors) of a Transformer or TransformerLM")  # fmt: skip
+        help="checkpoint directory (config.json + model.safetensors) of a Transformer or TransformerLM, "
+             "or a training run (`attnkit translate train --out DIR`)")  # fmt: skip
     add("out", type=Path, nargs="?", default=None, metavar="OUT.onnx",
         help=f"the ONNX file to write (default: {DEFAULT_OUT_DIR}/<DIR name>.onnx)")  # fmt: skip
     add("--batch", type=positive_int, default=2, metavar="N", help="rows of the example and check inputs")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from .onnx import export_onnx
 
     out = args.out or DEFAULT_OUT_DIR / f"{args.model.resolve().name}.onnx"
-    model = checkpoint.load(args.model)
+    model = checkpoint.load(model_dir(args.model))
     with status(f"export: tracing {type(model).__name__} and converting it to ONNX"), _quiet_exporter():
         result = export_onnx(model, out, batch=args.batch, length=args.length, opset=args.opset, seed=args.seed)
     if args.json:
@@ -76,6 +78,24 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(literal(name), literal(value))
     stdout_console(table).print(table)
     return 0
+
+
+def model_dir(path: Path) -> Path:
+    """The checkpoint for ``--model``: ``path`` itself, ``path/model`` (the final model of a training run,
+    as ``attnkit translate train --out path`` writes it), or the run's latest checkpoint."""
+    from ..train.state import latest_checkpoint
+
+    for candidate in (path, path / "model"):
+        if (candidate / "config.json").is_file():
+            return candidate
+    latest = latest_checkpoint(path) if path.is_dir() else None
+    if latest is None:
+        raise FileNotFoundError(
+            f"--model {str(path)!r}: no checkpoint there (expected config.json and model.safetensors, or a "
+            "training run with model/ or checkpoints); save one with model.save_pretrained(DIR) or train one "
+            "with `attnkit translate train --out DIR`"
+        )
+    return latest
 
 
 @contextlib.contextmanager
