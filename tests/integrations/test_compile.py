@@ -10,7 +10,6 @@ import warnings
 
 import pytest
 import torch
-import torch._inductor.config  # noqa: F401  (monkeypatched in the inductor test)
 from torch._dynamo.utils import counters
 
 from attnkit import masks
@@ -142,9 +141,8 @@ def test_transformer_lm_compiles_in_one_graph(positional, backend, capfd):
 
 
 @pytest.mark.slow
-def test_multi_head_attention_compiles_with_inductor_forward_and_backward(capfd, monkeypatch):
+def test_multi_head_attention_compiles_with_inductor_forward_and_backward(capfd):
     """The default backend end to end (generated C++ kernels): outputs and gradients equal eager ones."""
-    monkeypatch.setattr(torch._inductor.config, "compile_threads", 1)  # no worker pool on a 2-core machine
     torch.manual_seed(0)
     mha = MultiHeadAttention(2, 8, dropout=0.0, backend="tiled")
     x = torch.randn(1, 9, 8, requires_grad=True)
