@@ -89,6 +89,15 @@ def test_attention_compiles_in_one_graph_for_tensor_masks(backend, mask_name, ca
     torch.testing.assert_close(out.double(), oracle(q, k, v, mask), rtol=0, atol=1e-5)
 
 
+def test_auto_compiles_tensor_masks_at_lengths_where_eager_would_count_tiles():
+    """At Lq * Lk >= TILED_MIN_PAIRS eager auto reads the mask's tile codes; a graph cannot, so it picks sdpa."""
+    q, k, v = qkv(B=1, H=2, Hkv=1, Lq=600, Lk=600)
+    for mask in (masks.padding(torch.tensor([450])), masks.sliding_window(64) & masks.padding(torch.tensor([450]))):
+        out = compiled(lambda q, k, v: attention(q, k, v, mask))(q, k, v)  # noqa: B023 (called at once)
+        assert breaks() == 0
+        torch.testing.assert_close(out.double(), oracle(q, k, v, mask), rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("mask_name", ["causal", "sliding"])
 def test_tiled_forward_and_backward_compile_with_aot_autograd(mask_name):
     """aot_eager adds functionalization and the backward graph; L=200 makes sliding run as a band."""

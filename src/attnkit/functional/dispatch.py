@@ -154,8 +154,8 @@ def _sdpa_or_tiled(p: Problem) -> tuple[str, str]:
     kept = kept_fraction(p.mask, p.Lq, p.Lk, 128, 128)  # position masks: from integers alone
     if kept is None and torch.compiler.is_compiling():
         return "tiled", (
-            f"under torch.compile the tiles of {p.mask!r} follow from tensor values, which a graph cannot read "
-            "without a break; sdpa runs the dense mask in one fused call"
+            "under torch.compile the mask's tiles follow from tensor values (padding, document, dense), which a "
+            "graph cannot read without a break; sdpa runs the dense mask in one fused call"
         )
     if kept is None:
         tiles = p.mask.classify_tiles(p.Lq, p.Lk, 128, 128)  # on the mask's own device (CPU for index-only masks)
