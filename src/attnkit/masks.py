@@ -525,6 +525,10 @@ def padding(lengths_or_mask: Tensor | Sequence[int]) -> Mask:
     Accepts lengths ``(B,)`` (ints) or a bool tensor ``(B, Lk)`` with ``True`` on real
     tokens (right padding: the real tokens must come first).
 
+    Inside ``torch.compile``/``torch.export`` the checks that read values (lengths ``>= 0``,
+    right padding) are skipped, as a graph cannot branch on values; a bool tensor is then
+    used as the dense mask it is, whichever side the padding is on.
+
     Example:
         >>> padding([2, 3]).to_dense(1, 3)[:, 0].int()
         tensor([[[1, 1, 0]],
@@ -537,11 +541,10 @@ def padding(lengths_or_mask: Tensor | Sequence[int]) -> Mask:
             raise ValueError(
                 f"masks.padding(): a bool mask must be (B, Lk) with True on real tokens, got shape {tuple(t.shape)}"
             )
+        if torch.compiler.is_compiling():  # a graph cannot check the padding side: the bool mask as it is
+            return dense(t[:, None, None, :])  # (B, Lk) -> (B, 1, 1, Lk)
         lengths = t.sum(dim=1)
-        right_padded = torch.compiler.is_compiling() or torch.equal(  # (an eager check: a graph cannot branch on it)
-            t, torch.arange(t.shape[1], device=t.device)[None] < lengths[:, None]
-        )
-        if not right_padded:
+        if not torch.equal(t, torch.arange(t.shape[1], device=t.device)[None] < lengths[:, None]):
             raise ValueError(
                 "masks.padding(): the bool mask has padding before real tokens; only right padding is a "
                 "padding mask — use masks.dense(...) for arbitrary patterns"

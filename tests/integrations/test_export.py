@@ -106,3 +106,17 @@ def test_tiled_backend_at_a_dynamic_length_says_what_to_do():
     mha = MultiHeadAttention(2, 8, backend="tiled").eval()
     with pytest.raises(ValueError, match="torch.export needs them static"):
         export(mha, (torch.randn(1, 6, 8),), dynamic_shapes=({1: L},))
+
+
+def test_padding_from_a_bool_mask_exports_whatever_side_the_padding_is_on():
+    """masks.padding(bool (B, L)) checks right padding in eager mode; a traced graph cannot, so it uses the
+    bool tensor as a dense mask: the exported program is right for left padding too."""
+    torch.manual_seed(0)
+    model = Masked(MultiHeadAttention(2, 8).eval(), masks.padding)
+    x, real = torch.randn(2, 6, 8), torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    program = export(model, (x, real), dynamic_shapes=({1: L}, {1: L}))
+    left = torch.tensor([[False, False, True, True, True], [True] * 5])  # left padding: eager refuses it
+    x5 = torch.randn(2, 5, 8)
+    allowed = left[:, None, None, :].expand(2, 1, 5, 5)  # (B, 1, L, L)
+    torch.testing.assert_close(program.module()(x5, left).double(), mha_oracle(model.mha, x5, allowed),
+                               rtol=0, atol=1e-5)  # fmt: skip

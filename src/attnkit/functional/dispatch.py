@@ -14,6 +14,12 @@ tiled when the mask skips enough tiles or a dense mask would be too large.
 :func:`explain` returns that choice and, for every other backend, the reason it
 was not chosen. Debug logging (logger ``attnkit.functional``) prints the same.
 
+Inside ``torch.compile`` and ``torch.export`` the choice is made while tracing, from what a
+graph can know without reading tensor values: position masks (causal, sliding window,
+prefix-LM) still count their tiles (:mod:`._tile_runs`, integers only); a mask made of tensor
+values goes to sdpa under ``auto``; a symbolic (dynamic) length goes to sdpa, whose graph
+serves every length; debug logging is off.
+
 Shape legend: B batch, H query heads, Hkv key/value heads, Lq queries, Lk keys,
 D query/key head dim, Dv value head dim.
 """
