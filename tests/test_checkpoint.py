@@ -7,7 +7,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_model
 
-from attnkit import checkpoint
+from attnkit import _checkpoint_io, checkpoint
 from attnkit.nn import Transformer, TransformerConfig, TransformerLM
 
 
@@ -90,7 +90,7 @@ def test_save_failure_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoint, "save_file", crash)
+    monkeypatch.setattr(_checkpoint_io, "save_file", crash)  # the writer below attnkit.checkpoint
     with pytest.raises(OSError, match="disk full"):
         checkpoint.save(_lm(d_model=8, d_ff=16), path)
     with pytest.raises(OSError, match="disk full"):

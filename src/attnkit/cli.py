@@ -62,6 +62,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cost": ("attnkit.cost.command", "parameters, FLOPs and memory of a Transformer config; --measure times it here"),
     "translate": ("attnkit.apps.translate.command",
                   "train, evaluate and run a translation Transformer (train|eval|demo|data)"),
+    "export": ("attnkit.integrations.export_command", "write a saved model as ONNX, checked in onnxruntime (onnx)"),
 }
 
 #: What a user can cause with bad input: reported in one line, exit status 2.
@@ -378,10 +379,12 @@ def _version() -> str:
 EXTRA_OF_PACKAGE: dict[str, str] = {
     "matplotlib": "viz",
     **dict.fromkeys(("tokenizers", "gguf", "jinja2", "sacrebleu", "rouge_score", "num2words", "babel"), "apps"),
+    **dict.fromkeys(("onnx", "onnxscript", "onnxruntime"), "onnx"),
 }
 #: subcommand -> the extra that installs everything it may import (apps includes viz)
 EXTRA_OF_COMMAND: dict[str, str] = {
-    "demo": "viz", "bench": "bench", **dict.fromkeys(("translate", "summarize", "qa", "inspect"), "apps"),
+    "demo": "viz", "bench": "bench", "export": "onnx",
+    **dict.fromkeys(("translate", "summarize", "qa", "inspect"), "apps"),
 }
 
 

@@ -358,10 +358,11 @@ class _KeyPrefix(Mask):
 class _Padding(Mask):
     def __init__(self, lengths: Tensor):
         self.lengths = lengths  # (B,) number of real keys per batch row
-        self.longest = int(lengths.max()) if lengths.numel() else 0  # read once here, checked against Lk later
+        # read once here, checked against Lk later; None inside torch.compile/export (a value a graph cannot read)
+        self.longest = None if torch.compiler.is_compiling() else int(lengths.max()) if lengths.numel() else 0
 
     def _check(self, Lk: int) -> None:
-        if self.longest > Lk:
+        if self.longest is not None and self.longest > Lk:
             raise ValueError(
                 f"masks.padding(): lengths count the real keys of each batch row, at most Lk={Lk}, got a length "
                 f"of {self.longest} (lengths={self.lengths.tolist()}); pass the lengths of these keys"
@@ -526,6 +527,10 @@ def padding(lengths_or_mask: Tensor | Sequence[int]) -> Mask:
     Accepts lengths ``(B,)`` (ints) or a bool tensor ``(B, Lk)`` with ``True`` on real
     tokens (right padding: the real tokens must come first).
 
+    Inside ``torch.compile``/``torch.export`` the checks that read values (lengths ``>= 0``,
+    right padding) are skipped, as a graph cannot branch on values; a bool tensor is then
+    used as the dense mask it is, whichever side the padding is on.
+
     Example:
         >>> padding([2, 3]).to_dense(1, 3)[:, 0].int()
         tensor([[[1, 1, 0]],
@@ -538,6 +543,8 @@ def padding(lengths_or_mask: Tensor | Sequence[int]) -> Mask:
             raise ValueError(
                 f"masks.padding(): a bool mask must be (B, Lk) with True on real tokens, got shape {tuple(t.shape)}"
             )
+        if torch.compiler.is_compiling():  # a graph cannot check the padding side: the bool mask as it is
+            return dense(t[:, None, None, :])  # (B, Lk) -> (B, 1, 1, Lk)
         lengths = t.sum(dim=1)
         if not torch.equal(t, torch.arange(t.shape[1], device=t.device)[None] < lengths[:, None]):
             raise ValueError(
@@ -550,7 +557,7 @@ def padding(lengths_or_mask: Tensor | Sequence[int]) -> Mask:
             f"masks.padding(): expected lengths as a 1-D integer tensor (B,) or a bool mask (B, Lk), "
             f"got dtype {t.dtype} and shape {tuple(t.shape)}"
         )
-    if (t < 0).any():
+    if not torch.compiler.is_compiling() and (t < 0).any():  # an eager check: a traced graph cannot branch on values
         raise ValueError(f"masks.padding(): lengths must be >= 0, got {t.tolist()}")
     return _Padding(t.long())
 

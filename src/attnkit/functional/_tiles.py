@@ -3,7 +3,8 @@
 A *plan* says, for each block of queries, which contiguous ranges of keys
 (*chunks*) to multiply, and inside each chunk which key ranges (*runs*) hold
 tiles that are not FULL and so need the mask. It is built once per call from
-:meth:`attnkit.masks.Mask.classify_tiles` and reused by the backward pass:
+the mask's tile classes (in integers for position masks, :mod:`._tile_runs`; else
+:meth:`attnkit.masks.Mask.classify_tiles`) and reused by the backward pass:
 
 * EMPTY tiles are skipped: a chunk covers only a run of non-empty key blocks
   (short gaps of one block are merged so a span stays one matmul);
@@ -28,6 +29,7 @@ number of query/key blocks.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +37,7 @@ from torch import Tensor
 
 from .._tensors import as_4d, compute_dtype
 from ..masks import EMPTY, FULL, Mask
+from ._tile_runs import Runs, complement, tile_runs
 from .bias import Alibi, Bias, TensorBias
 
 __all__ = ["Chunk", "Block", "Band", "Group", "TilePlan", "make_plan", "bands", "mask_tile", "bias_tile",
@@ -118,32 +121,52 @@ class TilePlan:
 def make_plan(
     mask: Mask | None, *, B: int, H: int, Lq: int, Lk: int, block_q: int, block_k: int, budget: int, device
 ) -> TilePlan:
-    """Build the plan; per-batch masks get one group per batch row when that is cheaper."""
+    """Build the plan; per-batch masks get one group per batch row when that is cheaper.
+
+    Position masks (none, causal, sliding window, prefix-LM and their combinations) are
+    planned from integers alone (:func:`._tile_runs.tile_runs`): no tensor is read back,
+    so the plan is the same inside ``torch.compile`` and ``torch.export``. Other masks
+    classify their tiles as a tensor that is read back here; a traced call cannot read
+    tensor values, so there it plans every tile as PARTIAL: nothing is skipped, the mask
+    is evaluated on every tile, and the result is the same.
+    """
+    runs = tile_runs(mask, Lq, Lk, block_q, block_k)
+    nk = math.ceil(Lk / block_k)
+    if runs is None and torch.compiler.is_compiling():
+        every: Runs = ((0, nk),) if nk else ()
+        runs = tuple((every, ()) for _ in range(math.ceil(Lq / block_q)))  # every tile nonempty, none FULL
+    if runs is not None:
+        nonempty, masked = [r[0] for r in runs], [complement(r[1], nk) for r in runs]
+        return _finish((_group(nonempty, masked, 0, B, H, Lq, Lk, block_q, block_k, budget),), H, block_q)
+    assert mask is not None  # tile_runs plans the call without a mask
     codes = _tile_codes(mask, Lq, Lk, block_q, block_k, device)  # (Bm, Hm, nq, nk) on the CPU
-    union = (_group(codes.flatten(0, 1), 0, B, H, Lq, Lk, block_q, block_k, budget),)
+    union = (_group_of_codes(codes.flatten(0, 1), 0, B, H, Lq, Lk, block_q, block_k, budget),)
     if codes.shape[0] == 1:
         return _finish(union, H, block_q)
-    per_row = tuple(_group(codes[b], b, b + 1, H, Lq, Lk, block_q, block_k, budget) for b in range(B))
+    per_row = tuple(_group_of_codes(codes[b], b, b + 1, H, Lq, Lk, block_q, block_k, budget) for b in range(B))
     cheaper = _cost(per_row, H) < _cost(union, H)
     return _finish(per_row if cheaper else union, H, block_q)
 
 
-def _tile_codes(mask: Mask | None, Lq: int, Lk: int, block_q: int, block_k: int, device) -> Tensor:
-    nq, nk = math.ceil(Lq / block_q), math.ceil(Lk / block_k)
-    if mask is None:
-        return torch.full((1, 1, nq, nk), FULL, dtype=torch.int8)  # (1, 1, nq, nk)
+def _tile_codes(mask: Mask, Lq: int, Lk: int, block_q: int, block_k: int, device) -> Tensor:
     codes = mask.classify_tiles(Lq, Lk, block_q, block_k, device=device)
     return as_4d(codes).cpu()  # -> (Bm, Hm, nq, nk)
 
 
-def _group(codes: Tensor, b0: int, b1: int, H: int, Lq, Lk, block_q, block_k, budget) -> Group:
+def _group_of_codes(codes: Tensor, b0: int, b1: int, H: int, Lq, Lk, block_q, block_k, budget) -> Group:
     """One group's blocks from its tile codes ``(M, nq, nk)`` (M = the mask rows it covers)."""
     nonempty = (codes != EMPTY).any(dim=0)  # (nq, nk) some row of the group may attend
     masked = (codes != FULL).any(dim=0)  # (nq, nk) some row of the group needs the mask
+    return _group(_runs(nonempty), _runs(masked), b0, b1, H, Lq, Lk, block_q, block_k, budget)
+
+
+def _group(nonempty: Sequence[Runs], masked: Sequence[Runs], b0: int, b1: int, H: int, Lq, Lk, block_q, block_k,
+           budget) -> Group:  # fmt: skip
+    """One group's blocks from, per query block, the runs of key blocks to compute and those to mask."""
     rows_per_block = (b1 - b0) * H * block_q  # score rows of one query block
     max_blocks = max(1, budget // (rows_per_block * block_k))  # key blocks per chunk within the budget
     blocks = []
-    for i, (spans, need) in enumerate(zip(_runs(nonempty), _runs(masked), strict=True)):
+    for i, (spans, need) in enumerate(zip(nonempty, masked, strict=True)):
         chunks = [
             Chunk(c0 * block_k, min(Lk, c1 * block_k), _clip(need, c0, c1, block_k, Lk))
             for s0, s1 in _merge(spans)
@@ -154,17 +177,17 @@ def _group(codes: Tensor, b0: int, b1: int, H: int, Lq, Lk, block_q, block_k, bu
     return Group(b0, b1, tuple(blocks))
 
 
-def _runs(flags: Tensor) -> list[list[tuple[int, int]]]:
+def _runs(flags: Tensor) -> list[Runs]:
     """Maximal runs of True in each row of ``flags (n, m)``, as ``[start, end)`` pairs."""
     padded = torch.nn.functional.pad(flags.to(torch.int8), (1, 1))  # (n, m + 2)
     step = padded[:, 1:] - padded[:, :-1]  # (n, m + 1): +1 where a run starts, -1 just after it ends
     runs: list[list[tuple[int, int]]] = [[] for _ in range(flags.shape[0])]
     for (row, start), (_, end) in zip((step == 1).nonzero().tolist(), (step == -1).nonzero().tolist(), strict=True):
         runs[row].append((start, end))
-    return runs
+    return [tuple(r) for r in runs]
 
 
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _merge(spans: Runs) -> list[tuple[int, int]]:
     """Join runs separated by at most MERGE_GAP blocks (the gap is masked, not skipped)."""
     merged: list[tuple[int, int]] = []
     for s0, s1 in spans:
@@ -182,7 +205,7 @@ def _split(s0: int, s1: int, max_blocks: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
-def _clip(need: list[tuple[int, int]], c0: int, c1: int, block_k: int, Lk: int) -> tuple[tuple[int, int], ...]:
+def _clip(need: Runs, c0: int, c1: int, block_k: int, Lk: int) -> tuple[tuple[int, int], ...]:
     """The parts of the masked runs inside chunk ``[c0, c1)``, converted from blocks to keys."""
     return tuple(
         (max(a, c0) * block_k, min(Lk, min(b, c1) * block_k)) for a, b in need if a < c1 and b > c0
@@ -195,10 +218,10 @@ def _cost(groups: tuple[Group, ...], H: int) -> int:
 
 
 def _finish(groups: tuple[Group, ...], H: int, block_q: int) -> TilePlan:
-    largest = max(
-        ((g.b1 - g.b0) * H * (blk.q1 - blk.q0) * (c.k1 - c.k0) for g in groups for blk in g.blocks for c in blk.chunks),
-        default=0,
-    )
+    largest = max(  # a list, not a generator with default=: torch.compile traces this planning code
+        [0] + [(g.b1 - g.b0) * H * (blk.q1 - blk.q0) * (c.k1 - c.k0) for g in groups for blk in g.blocks
+               for c in blk.chunks]
+    )  # fmt: skip
     return TilePlan(groups, largest, block_q)
 
 

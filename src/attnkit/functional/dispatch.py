@@ -14,6 +14,12 @@ tiled when the mask skips enough tiles or a dense mask would be too large.
 :func:`explain` returns that choice and, for every other backend, the reason it
 was not chosen. Debug logging (logger ``attnkit.functional``) prints the same.
 
+Inside ``torch.compile`` and ``torch.export`` the choice is made while tracing, from what a
+graph can know without reading tensor values: position masks (causal, sliding window,
+prefix-LM) still count their tiles (:mod:`._tile_runs`, integers only); a mask made of tensor
+values goes to sdpa under ``auto``; a symbolic (dynamic) length goes to sdpa, whose graph
+serves every length; debug logging is off.
+
 Shape legend: B batch, H query heads, Hkv key/value heads, Lq queries, Lk keys,
 D query/key head dim, Dv value head dim.
 """
@@ -30,6 +36,7 @@ from torch import Tensor
 
 from .. import masks as _masks
 from ..masks import Mask
+from ._tile_runs import kept_fraction
 from ._validate import Problem, fast_check, leaves, validate
 from .bias import Bias
 from .reference import nan_in_nan_out, reference_attention
@@ -84,6 +91,11 @@ def _run_tiled(q, k, v, p: Problem):
 
 
 def _tiled_why_not(p: Problem) -> str | None:
+    if torch.compiler.is_exporting() and not _static_lengths(p):
+        return (
+            "the tiled backend plans its tiles from the sequence lengths in Python, so torch.export needs them "
+            "static; export with a static length, or use backend='auto' (sdpa at a dynamic length)"
+        )
     if p.return_weights:
         return (
             "the tiled backend does not return the (B, H, Lq, Lk) weights; "
@@ -114,8 +126,18 @@ TILED_MIN_PAIRS = 512 * 512  #: ... and Lq * Lk is at least this (smaller calls 
 DENSE_MASK_BUDGET = 1 << 30  #: bytes a dense mask/bias for SDPA may take before tiled runs regardless
 
 
+def _static_lengths(p: Problem) -> bool:
+    """Lq and Lk are plain ints, not the symbolic lengths of a traced graph with dynamic shapes."""
+    return type(p.Lq) is int and type(p.Lk) is int
+
+
 def _sdpa_or_tiled(p: Problem) -> tuple[str, str]:
     """Which of sdpa/tiled is slower for this call, and why (both can run it)."""
+    if not _static_lengths(p):
+        return "tiled", (
+            "the sequence length is symbolic (torch.compile/torch.export with dynamic shapes): tiled's "
+            "plan follows from the length, sdpa's graph serves every length"
+        )
     if p.mask is None and p.bias is None:
         return "tiled", "sdpa runs unmasked attention in torch's fused kernel, the fastest exact path here"
     if p.bias is None and isinstance(p.mask, _masks._Causal) and p.Lq == p.Lk:
@@ -135,8 +157,15 @@ def _sdpa_or_tiled(p: Problem) -> tuple[str, str]:
         return "tiled", "the mask is a dense tensor already: sdpa reads it in one fused call"
     if p.Lq * p.Lk < TILED_MIN_PAIRS:
         return "tiled", f"Lq*Lk = {p.Lq * p.Lk} < {TILED_MIN_PAIRS}: tiled's per-tile overhead dominates"
-    tiles = p.mask.classify_tiles(p.Lq, p.Lk, 128, 128)  # on the mask's own device (CPU for index-only masks)
-    kept = float((tiles != _masks.EMPTY).float().mean())
+    kept = kept_fraction(p.mask, p.Lq, p.Lk, 128, 128)  # position masks: from integers alone
+    if kept is None and torch.compiler.is_compiling():
+        return "tiled", (
+            "under torch.compile the mask's tiles follow from tensor values (padding, document, dense), which a "
+            "graph cannot read without a break; sdpa runs the dense mask in one fused call"
+        )
+    if kept is None:
+        tiles = p.mask.classify_tiles(p.Lq, p.Lk, 128, 128)  # on the mask's own device (CPU for index-only masks)
+        kept = float((tiles != _masks.EMPTY).float().mean())
     if kept <= TILED_MAX_KEPT:
         return "sdpa", (
             f"the mask keeps {kept:.0%} of 128x128 tiles (<= {TILED_MAX_KEPT:.0%}): tiled skips the rest, "
@@ -278,13 +307,13 @@ def attention(
         and (mask is None or type(mask) is _masks._Causal)
         and fast_check(q, k, v, scale, dropout_p)
         and (mask is None or q.shape[2] == k.shape[2])
-        and not logger.isEnabledFor(logging.DEBUG)
+        and not _debug()
     ):
         out = sdpa_attention(q, k, v, mask, scale=scale, dropout_p=dropout_p)  # fused kernel; nothing to choose
         return nan_in_nan_out(q, k, v, out)[0]
     p = validate("attention", q, k, v, mask, bias, scale, dropout_p, return_weights, return_lse)
     choice = _choose(p, backend)
-    if logger.isEnabledFor(logging.DEBUG):
+    if _debug():
         logger.debug("%s", choice)
     out, weights, lse = BACKENDS[choice.backend].run(q, k, v, p)
     if choice.backend != "reference":  # the reference applies the rule itself
@@ -294,6 +323,12 @@ def attention(
     extra = [_returned(t, what, choice.backend) for t, what, wanted in
              ((weights, "weights", return_weights), (lse, "lse", return_lse)) if wanted]  # fmt: skip
     return (out, *extra)
+
+
+def _debug() -> bool:
+    """Debug logging is on, outside of ``torch.compile``/``torch.export`` tracing (a graph cannot hold a
+    ``logging`` call: it would break the graph, and the choice is the same on every call it traces)."""
+    return not torch.compiler.is_compiling() and logger.isEnabledFor(logging.DEBUG)
 
 
 def _returned(t: Tensor | None, what: str, backend: str) -> Tensor:

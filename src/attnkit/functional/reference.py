@@ -127,8 +127,9 @@ def nan_in_nan_out(q: Tensor, k: Tensor, v: Tensor, *results: Tensor | None) -> 
     bad_q = _nonfinite(q, (-1,))  # (B, H, Lq)
     bad_kv = _nonfinite(k, (-2, -1)) | _nonfinite(v, (-2, -1))  # (B, Hkv)
     bad = bad_q | bad_kv.repeat_interleave(H // k.shape[1], dim=1)[..., None]  # (B, H, Lq)
-    if bad.device.type == "cpu" and not bool(bad.any()):
-        return results  # all finite, the usual case: no copy of the results
+    if bad.device.type == "cpu" and not torch.compiler.is_compiling() and not bool(bad.any()):
+        return results  # all finite, the usual case: no copy of the results (eager CPU only: reading
+        # bad.any() back is a data-dependent branch that torch.compile and torch.export cannot trace)
     out = []
     for r in results:
         if r is not None:
@@ -141,7 +142,7 @@ def _nonfinite(t: Tensor, dims: tuple[int, ...]) -> Tensor:
     """``~isfinite(t).all(dims)``, fast on CPU: there ``isfinite`` costs ~25x a ``sum``, and a sum is
     finite whenever every term is (NaN and inf propagate), so only a non-finite sum (a non-finite
     input, or a rare overflow) pays for the exact test."""
-    if t.device.type == "cpu" and t.numel():
+    if t.device.type == "cpu" and t.numel() and not torch.compiler.is_compiling():  # a graph takes the exact test
         rough = ~torch.isfinite(t.sum(dim=dims))  # True where a term may be non-finite
         if not bool(rough.any()):
             return rough

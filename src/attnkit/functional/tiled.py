@@ -122,10 +122,20 @@ class TiledCall:
     plan: TilePlan  # which tiles to compute and which to mask (forward)
     plan_backward: Callable[[], TilePlan]  # makes the backward pass's plan (any tiling gives the same gradients)
 
-    @functools.cached_property
+    @property
     def backward_plan(self) -> TilePlan:
-        """The backward pass's tiles, planned on first use (a call without autograd never needs them)."""
-        return self.plan_backward()
+        """The backward pass's tiles, planned on first use (a call without autograd never needs them).
+
+        Kept in the instance's ``__dict__`` by hand: ``functools.cached_property`` takes a lock on
+        Python < 3.12, which ``torch.compile`` cannot trace. A traced call plans it once into its graph.
+        """
+        if torch.compiler.is_compiling():
+            return self.plan_backward()
+        plan = self.__dict__.get("_backward_plan")
+        if plan is None:
+            plan = self.plan_backward()
+            object.__setattr__(self, "_backward_plan", plan)  # a frozen dataclass: bypass its __setattr__
+        return plan
 
     @classmethod
     def build(cls, q: Tensor, k: Tensor, mask=None, bias=None, scale=None, dropout_p=0.0, seed=0,
@@ -141,8 +151,8 @@ class TiledCall:
         The backward pass keeps 128 x 128, which its per-block loop prefers; that plan is
         made only when a backward pass runs.
         """
-        B, H, Lq, D = q.shape
-        Hkv, Lk = k.shape[1], k.shape[2]
+        B, H, Lq, D = (int(n) for n in q.shape)  # int(): a traced dynamic shape is fixed here (the plan's loops)
+        Hkv, Lk = int(k.shape[1]), int(k.shape[2])
         scale = D**-0.5 if scale is None else float(scale)
 
         def plan(bq: int, bk: int) -> TilePlan:
@@ -171,8 +181,11 @@ class TiledCall:
 def _scores(qb: Tensor, kf: Tensor, grp, blk, ch, call: TiledCall, buf: Tensor) -> Tensor:
     """``S = Q K^T * scale + bias`` for one chunk (``qb`` carries the scale), ``-inf`` where the mask forbids."""
     n, R, w = qb.shape[0], qb.shape[1], ch.k1 - ch.k0
-    s = buf[: n * R * w].view(n, R, w)
-    torch.bmm(qb, kf[:, ch.k0 : ch.k1].transpose(1, 2), out=s)  # (n, R, D) @ (n, D, w) -> (n, R, w)
+    k_t = kf[:, ch.k0 : ch.k1].transpose(1, 2)  # (n, D, w)
+    if torch.compiler.is_compiling():  # no out= in a traced graph: an exported out= op refuses inputs needing grad
+        s = torch.bmm(qb, k_t)  # (n, R, D) @ (n, D, w) -> (n, R, w)
+    else:
+        s = torch.bmm(qb, k_t, out=buf[: n * R * w].view(n, R, w))  # into the reused tile: no page faults
     s5 = s.view(grp.b1 - grp.b0, call.Hkv, blk.q1 - blk.q0, call.G, w)  # (n, R, w) -> (nb, Hkv, tq, G, w)
     where = (blk.q0, blk.q1, ch.k0, ch.k1, call.Lq, call.Lk, grp.b0, grp.b1, call.Hkv, call.G, s.device)
     if call.bias is not None:
@@ -277,7 +290,6 @@ def _forward_band(q, kf, vf, out, lse, grp, band: Band, call: TiledCall) -> None
     ``masked_fill_`` with the boolean tile costs 104 us.
     """
     m, tq, w, G, Hkv = band.m, band.tq, band.w, call.G, call.Hkv
-    R = tq * G  # score rows of one block
     penalties = [  # (tq, 1, b - a) of 0 / -inf: one mask tile for every block of the band
         (a, b, _penalty(mask_tile(call.mask, band.q0, band.q0 + tq, band.k0 + a, band.k0 + b, call.Lq, call.Lk,
                                   0, 1, Hkv, G, q.device).reshape(tq, -1, b - a), kf.dtype))
@@ -289,14 +301,23 @@ def _forward_band(q, kf, vf, out, lse, grp, band: Band, call: TiledCall) -> None
         for h in range(Hkv):
             n, heads = b * Hkv + h, slice(h * G, (h + 1) * G)
             rows = q[b, heads, band.q0 : band.q1]  # (G, m*tq, D)
-            qb = torch.empty(m, R, q.shape[3], dtype=kf.dtype, device=q.device)  # scaled copy in folded rows
-            torch.mul(rows.transpose(0, 1).unflatten(0, (m, tq)), call.scale * LOG2E,
-                      out=qb.view(m, tq, G, -1))  # (m, tq, G, D), row i*G + g  # fmt: skip
+            qb = _band_queries(rows, m, tq, call.scale * LOG2E, kf.dtype)  # (m, R, D), row i*G + g
             k_t = kf[n, band.k0 : k_end].unfold(0, w, tq)  # (m, D, w): overlapping key windows, a view
             v_w = vf[n, band.k0 : k_end].unfold(0, w, tq).transpose(1, 2)  # (m, w, Dv), a view
             dst = out[b, heads, band.q0 : band.q1]  # (G, m*tq, Dv)
             lse_b = _band_softmax_pv(qb, k_t, v_w, penalties, dst, tq, G)  # (m, R, 1)
             lse[b, heads, band.q0 : band.q1] = lse_b.view(m * tq, G).transpose(0, 1)  # (G, m*tq)
+
+
+def _band_queries(rows: Tensor, m: int, tq: int, factor: float, dtype: torch.dtype) -> Tensor:
+    """Queries ``rows (G, m*tq, D)`` times ``factor``, folded to ``(m, tq*G, D)`` (row ``i*G + g``) in one pass."""
+    G, _, D = rows.shape
+    folded = rows.transpose(0, 1).unflatten(0, (m, tq))  # (m*tq, G, D) -> (m, tq, G, D), a view
+    if torch.compiler.is_compiling():  # no out= in a traced graph: a view loses its layout (functionalization)
+        return (folded * factor).to(dtype).reshape(m, tq * G, D)  # (m, tq, G, D) -> (m, R, D)
+    qb = torch.empty(m, tq * G, D, dtype=dtype, device=rows.device)
+    torch.mul(folded, factor, out=qb.view(m, tq, G, D))  # written in the folded layout, no second copy
+    return qb
 
 
 def _band_softmax_pv(qb: Tensor, k_t: Tensor, v_w: Tensor, penalties, dst: Tensor, tq: int, G: int) -> Tensor:
@@ -314,7 +335,7 @@ def _band_softmax_pv(qb: Tensor, k_t: Tensor, v_w: Tensor, penalties, dst: Tenso
     l = p.sum(dim=-1, keepdim=True)  # (m, R, 1); 0 on rows that allow no key, else >= 1
     lse = (mx + torch.log2(l)).mul_(LN2)  # (m, R, 1) back to natural log; -inf on empty rows
     l.clamp_min_(1.0)  # empty rows: 0 / 1 = 0
-    if G == 1 and dst.is_contiguous() and dst.dtype == p.dtype:
+    if G == 1 and dst.is_contiguous() and dst.dtype == p.dtype and not torch.compiler.is_compiling():
         torch.bmm(p, v_w, out=dst.view(m, tq, -1)).div_(l)  # (m, R, w) @ (m, w, Dv), written in place
     else:
         o = torch.bmm(p, v_w).div_(l)  # (m, R, w) @ (m, w, Dv) -> (m, R, Dv); empty rows 0

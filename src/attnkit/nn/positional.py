@@ -35,11 +35,12 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 def _check_int(owner: str, name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    """``value``, an int (or the SymInt of a length traced with dynamic shapes) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, torch.SymInt)):
         raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__} ({value!r})")
     if value < minimum:
         raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value}")
-    return value
+    return value  # type: ignore[return-value]  # a SymInt stands for an int
 
 
 def _check_dropout(owner: str, dropout: float) -> float:
@@ -153,9 +154,10 @@ class SinusoidalPositionalEncoding(nn.Module):
         _check_int(owner, "offset", offset, 0)
         device = self._pe.device if device is None else torch.device(device)
         dtype = torch.get_default_dtype() if dtype is None else dtype
-        if dtype == torch.float64:
+        if dtype == torch.float64 or torch.compiler.is_compiling():  # a traced graph keeps no growing cache
             positions = torch.arange(offset, offset + length, dtype=torch.float64, device=device)  # (L,)
-            return _sinusoid_table(positions, self.d_model)  # (L, d_model)
+            table = _sinusoid_table(positions, self.d_model)  # (L, d_model) float64
+            return table if dtype == torch.float64 else table.float().to(dtype)  # rounded as the cache is
         cache = self._ensure_cache(offset + length, device)  # (>= offset + L, d_model)
         return cache[offset : offset + length].to(dtype)  # (L, d_model)
 
@@ -318,21 +320,27 @@ class RotaryEmbedding(nn.Module):
             self._sin = angles.sin().float()  # (capacity, D/2)
 
     def _cos_sin(self, x: Tensor, offset: int, positions: Tensor | None) -> tuple[Tensor, Tensor]:
-        """cos, sin of shape (L, D/2) or (B, 1, L, D/2) in the compute dtype of ``x``."""
-        if positions is None and x.dtype != torch.float64:  # fast path (KV-cache decoding): views of the tables
+        """cos, sin of shape (L, D/2) or (B, 1, L, D/2) in the compute dtype of ``x``.
+
+        Under ``torch.compile``/``torch.export`` the tables are computed in the graph, not cached:
+        the cache grows to a power of two above the length, a step that would fix a traced length.
+        """
+        tracing = torch.compiler.is_compiling()
+        if positions is None and x.dtype != torch.float64 and not tracing:  # fast path: views of the tables
             end = offset + x.shape[-2]
             self._ensure_cache(end, x.device)
             return self._cos[offset:end], self._sin[offset:end]  # (L, D/2) each
         if positions is None:
             positions = torch.arange(offset, offset + x.shape[-2], device=x.device)  # (L,)
-            last = offset + x.shape[-2]
         else:
             positions = positions.to(x.device)
-            last = int(positions.max()) + 1 if positions.numel() else 0
-        if x.dtype == torch.float64:
+        if x.dtype == torch.float64 or tracing:
             angles = self._angles(positions)  # (L,) -> (L, D/2) or (B, L) -> (B, L, D/2)
-            cos, sin = angles.cos(), angles.sin()
+            cos, sin = angles.cos(), angles.sin()  # float64, rounded below as the cached tables are
+            if x.dtype != torch.float64:
+                cos, sin = cos.float(), sin.float()
         else:
+            last = int(positions.max()) + 1 if positions.numel() else 0
             self._ensure_cache(last, x.device)
             cos, sin = self._cos[positions], self._sin[positions]  # (L, D/2) or (B, L, D/2)
         if positions.dim() == 2:
@@ -367,7 +375,7 @@ class RotaryEmbedding(nn.Module):
                 f"{owner}: positions must have shape (L,) or (B, L) with L={length}, B={batch} "
                 f"(from {name} of shape {tuple(x.shape)}), got {tuple(positions.shape)}"
             )
-        if positions.numel() and int(positions.min()) < 0:
+        if positions.numel() and not torch.compiler.is_compiling() and int(positions.min()) < 0:  # eager check
             raise ValueError(f"{owner}: positions must be >= 0, got min {int(positions.min())}")
 
     # -- public ------------------------------------------------------------------

@@ -27,6 +27,7 @@ from .attention import KVCache, MultiHeadAttention
 from .config import TransformerConfig
 from .feedforward import FeedForward
 from .positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
+from .pretrained_io import PretrainedMixin
 
 __all__ = [
     "EncoderLayer",
@@ -55,8 +56,12 @@ def key_padding_mask(ids: Tensor, pad_id: int) -> Mask | None:
 
     Right padding gives a structured :func:`masks.padding` (tiles past the end are
     skipped by the tiled backend); any other layout a dense ``(B, 1, 1, L)`` mask.
+    Inside ``torch.compile``/``torch.export`` the mask is always the dense one: which
+    case applies depends on the ids' values, which a traced graph cannot branch on.
     """
     real = ids != pad_id  # (B, L)
+    if torch.compiler.is_compiling():
+        return masks.dense(real[:, None, None, :])  # (B, L) -> (B, 1, 1, L)
     if bool(real.all()):
         return None
     lengths = real.sum(dim=1)  # (B,)
@@ -211,8 +216,11 @@ class _Stack(nn.Module):
         return make_norm(config.norm, config.d_model, config.norm_eps) if config.norm_first else None
 
 
-class Encoder(_Stack):
+class Encoder(PretrainedMixin, _Stack):
     """``num_encoder_layers`` :class:`EncoderLayer` s on embedded inputs ``(B, S, d_model)``.
+
+    A standalone encoder (e.g. over features that are not token ids) saves and loads with
+    ``save_pretrained`` / ``from_pretrained`` (:mod:`attnkit.nn.pretrained_io`).
 
     Example:
         >>> enc = Encoder(TransformerConfig(vocab_size=10, d_model=16, num_heads=2, d_ff=32, num_encoder_layers=2))
@@ -222,6 +230,7 @@ class Encoder(_Stack):
 
     def __init__(self, config: TransformerConfig, rotary: RotaryEmbedding | None = None):
         super().__init__()
+        self.config = config
         self.layers = nn.ModuleList(EncoderLayer(config, rotary) for _ in range(config.num_encoder_layers))
         self.norm = self._final_norm(config)
 
@@ -311,12 +320,13 @@ def _rotary(config: TransformerConfig) -> RotaryEmbedding | None:
     return RotaryEmbedding(config.d_head, base=config.rope_base) if config.positional == "rotary" else None
 
 
-class Transformer(nn.Module):
+class Transformer(PretrainedMixin, nn.Module):
     """The encoder-decoder Transformer of "Attention Is All You Need".
 
     ``forward(src, tgt)`` returns next-token logits ``(B, T, V)`` for teacher forcing;
     ``encode`` + ``decode`` (with a :class:`DecoderCache`) serve generation. Padding is
-    read from ``config.pad_id``.
+    read from ``config.pad_id``. ``save_pretrained(dir)`` / ``Transformer.from_pretrained(dir)``
+    store and rebuild it (config JSON + safetensors, :mod:`attnkit.nn.pretrained_io`).
 
     Example:
         >>> cfg = TransformerConfig(vocab_size=20, d_model=16, num_heads=2, d_ff=32,
@@ -383,12 +393,13 @@ class Transformer(nn.Module):
         return self.decoder.new_cache()
 
 
-class TransformerLM(nn.Module):
+class TransformerLM(PretrainedMixin, nn.Module):
     """Decoder-only language model: embeddings, ``num_decoder_layers`` layers, final norm, LM head.
 
     ``forward(ids, mask=None, *, positions=None, cache=None)`` returns logits ``(B, L, V)``;
     the mask defaults to :func:`masks.causal` (compose it with ``masks.document`` for packing,
-    and pass ``positions`` so positions restart in each document).
+    and pass ``positions`` so positions restart in each document). ``save_pretrained(dir)`` /
+    ``TransformerLM.from_pretrained(dir)`` store and rebuild it.
 
     Example:
         >>> cfg = TransformerConfig(vocab_size=20, d_model=16, num_heads=2, d_ff=32, num_encoder_layers=0,
