@@ -61,5 +61,104 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the sweep (library: :func:`attnkit.lab.sweep.run_sweep`), print the frontier, write the results."""
-    raise NotImplementedError("attnkit lab heads: the sweep is being written on branch `heads`")
+    """Run the sweep (:func:`attnkit.lab.sweep.run_sweep`), print the frontier and the recommendation."""
+    import sys
+
+    from ..console import print_json
+    from . import sweep as lab
+    from .render import print_summary
+    from .summary import summarize, write_report_files
+
+    _one_thread_when_busy(args)
+    given = dict(corpus=args.corpus, pair=_pair(args), seeds=args.seeds, d_model=args.d_model, layers=args.layers,
+                 max_tokens=args.max_tokens, corpus_size=args.corpus_size, valid_sentences=args.valid_sentences,
+                 out_dir=args.out, sweeps=lab.SWEEPS if args.sweep == "all" else (args.sweep,))  # fmt: skip
+    config = lab.SweepConfig(**{k: v for k, v in given.items() if v is not None})
+    extra = {"command": " ".join(["attnkit", *sys.argv[1:]])}
+    if args.steps:
+        config = lab.SweepConfig(**{**_fields(config), "steps": args.steps})
+    elif args.minutes:
+        config = _fit(config, args.minutes, quiet=args.json, resume=args.resume)
+    with _bar(not args.json) as update:
+        doc = lab.run_sweep(config, resume=args.resume, progress=update, extra=extra)
+    summary = summarize(doc)
+    files = write_report_files(doc, summary, args.out)
+    if args.json:
+        print_json({**summary, "files": [str(f) for f in files]})
+    else:
+        print_summary(summary, files)
+    return 0
+
+
+def _pair(args) -> str | None:
+    if args.pair:
+        return args.pair
+    return "en-fr" if args.corpus == "gettext" else None
+
+
+def _fields(config) -> dict:
+    import dataclasses
+
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+def _fit(config, minutes: float, *, quiet: bool, resume: bool):
+    """``config`` with the steps per run that fit the sweep in ``minutes`` (kept from results.json on --resume)."""
+    import json
+    from pathlib import Path
+
+    from ..console import status, stderr_console
+    from . import sweep as lab
+
+    saved = Path(config.out_dir) / lab.RESULTS_NAME
+    if resume and saved.is_file():
+        return lab.SweepConfig(**{**_fields(config), "steps": json.loads(saved.read_text())["config"]["steps"]})
+    with status(f"lab heads: timing {len({p.key for p in config.points()})} shapes to fit the sweep in {minutes} min"):
+        fit = lab.estimate_steps(config, lab.prepare_corpus(config), minutes)
+    if fit["steps"] < 20:
+        raise ValueError(f"--minutes {minutes}: the sweep affords only {fit['steps']} updates per run "
+                         f"({len(config.points())} points x {config.seeds} seeds); give more minutes, fewer --seeds "
+                         "or one --sweep")  # fmt: skip
+    if not quiet:
+        stderr_console().print(f"lab heads: {fit['steps']} updates per run fit in {minutes} min")
+    return lab.SweepConfig(**{**_fields(config), "steps": fit["steps"]})
+
+
+def _one_thread_when_busy(args) -> None:
+    """One torch thread unless --threads says otherwise and the machine is busy (see translate's _auto_threads)."""
+    import os
+
+    import torch
+
+    if args.threads is None and os.getloadavg()[0] >= (os.cpu_count() or 1):
+        torch.set_num_threads(1)
+
+
+def _bar(enabled: bool):
+    """A progress bar over runs with the ETA (stderr, terminals only): yields ``update(done, total, what)``."""
+    import time
+    from contextlib import contextmanager, nullcontext
+
+    from ..console import on_terminal, stderr_console
+
+    if not enabled:
+        return nullcontext(None)
+    if not on_terminal():  # a log file: one line per run
+        return nullcontext(lambda done, total, what: stderr_console().print(
+            f"lab heads: run {min(done + 1, total)}/{total}: {what}  ({time.strftime('%H:%M:%S')})"))
+
+    @contextmanager
+    def bar():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("ETA"), TimeRemainingColumn())  # fmt: skip
+        with Progress(*columns, console=stderr_console(), transient=True) as progress:
+            task = progress.add_task("lab heads", total=None)
+
+            def update(done: int, total: int, what: str) -> None:
+                progress.update(task, completed=done, total=total, description=f"lab heads: {what}")
+
+            yield update
+
+    return bar()
