@@ -1,8 +1,9 @@
 """Pictures of the lab's results (matplotlib, Agg backend, PNG files).
 
 Example:
+    >>> stats = {"mean": 10.0, "min": 9.0, "max": 11.0}
     >>> summary = {"sweeps": {"heads": {"points": [
-    ...     {"label": "h=1", "valid_bleu": {"mean": 10.0, "min": 9.0, "max": 11.0},
+    ...     {"label": "h=1", "valid_bleu": stats, "valid_loss": stats, "valid_chrf": stats,
     ...      "train_seconds": {"mean": 5.0}, "key": "a"}], "paper_bleu": {"h=1": 24.9}}},
     ...     "frontier": [], "recommended": None, "config": {"corpus": "gettext", "pair": "en-fr", "steps": 10}}
     >>> import tempfile
@@ -30,76 +31,83 @@ def _pyplot():
 
 
 def plot_sweeps(summary: dict, path: str | Path) -> Path:
-    """One panel per sweep (validation BLEU, mean and seed range, beside the paper's table 3) and the frontier."""
+    """Per sweep: validation BLEU (mean and seed range) beside the paper's table 3, and the validation loss;
+    last column: the quality-vs-cost frontier and the chrF of every point."""
     plt = _pyplot()
     sweeps = summary["sweeps"]
-    fig, axes = plt.subplots(1, len(sweeps) + 1, figsize=(4.2 * (len(sweeps) + 1), 3.8), squeeze=False)
-    for ax, (name, sweep) in zip(axes[0], sweeps.items(), strict=False):
-        points = sweep["points"]
-        x = range(len(points))
-        means = [p["valid_bleu"]["mean"] for p in points]
-        low = [m - p["valid_bleu"]["min"] for m, p in zip(means, points, strict=True)]
-        high = [p["valid_bleu"]["max"] - m for m, p in zip(means, points, strict=True)]
-        ax.errorbar(x, means, yerr=[low, high], fmt="o-", capsize=4, color="tab:blue", label="attnkit (seed range)")
-        ax.set_xticks(list(x), [p["label"] for p in points], rotation=30, fontsize=8)
-        ax.set_ylabel("validation BLEU (this corpus)", color="tab:blue")
-        ax.set_title(_TITLES.get(name, name), fontsize=10)
-        paper = [(i, sweep["paper_bleu"].get(p["label"])) for i, p in enumerate(points)]
-        paper = [(i, b) for i, b in paper if b is not None]
-        if paper:
-            twin = ax.twinx()
-            twin.plot([i for i, _ in paper], [b for _, b in paper], "s--", color="tab:orange",
-                      label="paper table 3 (newstest2013)")  # fmt: skip
-            twin.set_ylabel("paper BLEU", color="tab:orange")
-    _plot_frontier(axes[0][-1], summary)
+    fig, axes = plt.subplots(2, len(sweeps) + 1, figsize=(4.2 * (len(sweeps) + 1), 7.2), squeeze=False)
+    for column, (name, sweep) in enumerate(sweeps.items()):
+        _metric_panel(axes[0][column], sweep, "valid_bleu", "validation BLEU", paper=True)
+        axes[0][column].set_title(_TITLES.get(name, name), fontsize=10)
+        _metric_panel(axes[1][column], sweep, "valid_loss", "validation loss (nats/token)", paper=False)
+    _plot_frontier(axes[0][-1], summary, "valid_bleu", "validation BLEU")
+    _plot_frontier(axes[1][-1], summary, "valid_chrf", "validation chrF")
     c = summary["config"]
-    fig.suptitle(f"{c.get('corpus')} {c.get('pair') or ''}: {c.get('steps')} updates per run, same batches",
-                 fontsize=10)  # fmt: skip
+    fig.suptitle(f"{c.get('corpus')} {c.get('pair') or ''}: {c.get('steps')} updates per run, same batches; "
+                 "bars: range over seeds", fontsize=10)  # fmt: skip
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
-def _plot_frontier(ax, summary: dict) -> None:
+def _metric_panel(ax, sweep: dict, metric: str, ylabel: str, *, paper: bool) -> None:
+    points = sweep["points"]
+    x = range(len(points))
+    means = [p[metric]["mean"] for p in points]
+    low = [m - p[metric].get("min", m) for m, p in zip(means, points, strict=True)]
+    high = [p[metric].get("max", m) - m for m, p in zip(means, points, strict=True)]
+    ax.errorbar(x, means, yerr=[low, high], fmt="o-", capsize=4, color="tab:blue")
+    ax.set_xticks(list(x), [p["label"] for p in points], rotation=30, fontsize=8)
+    ax.set_ylabel(ylabel, color="tab:blue", fontsize=9)
+    known = [(i, sweep["paper_bleu"].get(p["label"])) for i, p in enumerate(points)] if paper else []
+    known = [(i, b) for i, b in known if b is not None]
+    if known:
+        twin = ax.twinx()
+        twin.plot([i for i, _ in known], [b for _, b in known], "s--", color="tab:orange")
+        twin.set_ylabel("paper table 3 BLEU (newstest2013)", color="tab:orange", fontsize=8)
+
+
+def _plot_frontier(ax, summary: dict, metric: str, ylabel: str) -> None:
     seen: dict[str, dict] = {}
     for sweep in summary["sweeps"].values():
         for p in sweep["points"]:
             seen.setdefault(p["key"], p)
-    xs = [p["train_seconds"]["mean"] for p in seen.values()]
-    ys = [p["valid_bleu"]["mean"] for p in seen.values()]
-    ax.scatter(xs, ys, color="tab:gray", s=18)
     for p in seen.values():
-        ax.annotate(p["key"], (p["train_seconds"]["mean"], p["valid_bleu"]["mean"]), fontsize=6)
+        ax.scatter([p["train_seconds"]["mean"]], [p[metric]["mean"]], color="tab:gray", s=18)
+        ax.annotate(p["key"], (p["train_seconds"]["mean"], p[metric]["mean"]), fontsize=6)
     front = summary.get("frontier") or []
-    if front:
-        ax.plot([f["train_seconds"] for f in front], [f["bleu"] for f in front], "-", color="tab:green",
-                label="frontier")  # fmt: skip
     rec = summary.get("recommended")
-    if rec:
+    if metric == "valid_bleu" and front:
+        ax.plot([f["train_seconds"] for f in front], [f["bleu"] for f in front], "-", color="tab:green",
+                label="frontier (mean BLEU)")  # fmt: skip
+    if metric == "valid_bleu" and rec:
         ax.scatter([rec["train_seconds"]], [rec["bleu"]], marker="*", s=160, color="tab:red", label="recommended")
-    ax.set_xlabel("training seconds per run (this machine)")
-    ax.set_ylabel("validation BLEU")
+    ax.set_xlabel("training seconds per run (this machine)", fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
     ax.set_title("quality vs cost", fontsize=10)
-    if front or rec:
+    if metric == "valid_bleu" and (front or rec):
         ax.legend(fontsize=7)
 
 
-def plot_pruning(curves: dict[str, list[tuple[float, float]]], path: str | Path, *, title: str = "") -> Path:
-    """Validation BLEU vs the fraction of heads pruned, one line per curve name."""
+def plot_pruning(curves: dict[str, list[dict]], path: str | Path, *, title: str = "") -> Path:
+    """Validation BLEU and loss vs the fraction of heads pruned, one line per curve (points: fraction, bleu, loss)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for name, points in curves.items():
-        ax.plot([100 * f for f, _ in points], [b for _, b in points], "o-", label=name)
-    ax.set_xlabel("heads pruned (%)")
-    ax.set_ylabel("validation BLEU")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+        fractions = [100 * p["fraction"] for p in points]
+        axes[0].plot(fractions, [p["bleu"] for p in points], "o-", label=name)
+        axes[1].plot(fractions, [p["loss"] for p in points], "o-", label=name)
+    for ax, label in zip(axes, ("validation BLEU (greedy)", "validation loss (nats/token)"), strict=True):
+        ax.set_xlabel("heads pruned (% of the curve's heads)")
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -70,9 +70,8 @@ def run(args: argparse.Namespace) -> int:
     err = stderr_console()
     say = (lambda line: None) if args.json else (lambda line: err.print(f"lab prune: {line}"))
     doc = run_pruning(config, report=say, extra={"command": " ".join(["attnkit", *sys.argv[1:]])})
-    curves = {name: [(p["fraction"], p["bleu"]) for p in points] for name, points in doc["curves"].items()}
     title = f"{config.corpus} {config.pair or ''}: {doc['model']['heads_total']} heads"
-    picture = plot_pruning(curves, Path(config.out_dir) / "pruning.png", title=title)
+    picture = plot_pruning(doc["curves"], Path(config.out_dir) / "pruning.png", title=title)
     if args.json:
         print_json({**doc, "files": [str(Path(config.out_dir) / "results.json"), str(picture)]})
     else:

@@ -28,7 +28,8 @@ import json
 import statistics
 from pathlib import Path
 
-__all__ = ["summarize", "point_stats", "pareto_frontier", "paper_counterpart", "PAPER_TABLE3", "write_report_files"]
+__all__ = ["summarize", "point_stats", "pareto_frontier", "paper_counterpart", "PAPER_TABLE3", "write_report_files",
+           "markdown_tables"]
 
 #: "Attention Is All You Need", table 3: newstest2013 dev BLEU (base model: h=8, d_k=64, d_model=512, N=6: 25.8)
 PAPER_TABLE3 = {
@@ -180,3 +181,31 @@ def write_report_files(doc: dict, summary: dict, out_dir: str | Path) -> list[Pa
 
         files.append(plot_sweeps(summary, out / "heads.png"))
     return files
+
+
+def markdown_tables(summary: dict) -> str:
+    """The per-sweep tables of :func:`summarize` as Markdown (for report.md).
+
+    Example:
+        >>> markdown_tables({"sweeps": {}})
+        ''
+    """
+    parts = []
+    for name, sweep in summary["sweeps"].items():
+        gaps = {f["label"]: f for f in sweep["findings"]}
+        rows = [f"**{name}** (best by mean BLEU: {sweep['best']})", "",
+                "| point | seeds | BLEU mean | BLEU range | chrF | loss | params | train tok/s | decode tok/s | "
+                "beyond seed spread vs best | paper (table 3) |", "|" + "---|" * 11]  # fmt: skip
+        for p in sweep["points"]:
+            gap = gaps.get(p["label"])
+            beyond = "(best)" if gap is None else (", ".join(gap["beyond_spread"]) or "none")
+            paper = sweep["paper_bleu"].get(p["label"])
+            paper_text = "" if paper is None else f"{paper} ({sweep.get('paper_label', {}).get(p['label'])})"
+            rows.append(f"| {p['label']} | {p['seeds']} | {p['valid_bleu']['mean']:.2f} | "
+                        f"{p['valid_bleu']['min']:.2f}-{p['valid_bleu']['max']:.2f} | {p['valid_chrf']['mean']:.1f} "
+                        f"(±{p['valid_chrf']['std']:.1f}) | {p['valid_loss']['mean']:.3f} "
+                        f"(±{p['valid_loss']['std']:.3f}) | "
+                        f"{int(p['params']['mean']):,} | {p['train_tokens_per_s']['mean']:,.0f} | "
+                        f"{p['decode_tokens_per_s']['mean']:,.0f} | {beyond} | {paper_text} |")  # fmt: skip
+        parts.append("\n".join(rows))
+    return "\n\n".join(parts)
