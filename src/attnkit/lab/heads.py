@@ -53,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: 64)")  # fmt: skip
     add("--layers", type=positive_int, default=None, metavar="N", help="encoder = decoder layers (default: 2)")
     add("--max-tokens", type=positive_int, default=None, metavar="N", help="padded tokens per batch (default: 1024)")
+    add("--lr-scale", type=positive_float, default=None, metavar="X",
+        help="multiplies the inverse-square-root schedule, peak d_model^-0.5 warmup^-0.5 (default: 0.25)")
+    add("--vocab-size", type=positive_int, default=None, metavar="N",
+        help="joint BPE vocabulary (default: 1000 for numbers-dates, else 2000)")
     add("--corpus-size", type=positive_int, default=None, metavar="N", help="pairs to keep / generate")
     add("--valid-sentences", type=positive_int, default=None, metavar="N",
         help="validation pairs decoded for BLEU/chrF (default: 200)")  # fmt: skip
@@ -71,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
     _one_thread_when_busy(args)
     given = dict(corpus=args.corpus, pair=_pair(args), seeds=args.seeds, d_model=args.d_model, layers=args.layers,
-                 max_tokens=args.max_tokens, corpus_size=args.corpus_size, valid_sentences=args.valid_sentences,
+                 max_tokens=args.max_tokens, lr_scale=args.lr_scale, corpus_size=args.corpus_size,
+                 vocab_size=args.vocab_size, valid_sentences=args.valid_sentences,
                  out_dir=args.out, sweeps=lab.SWEEPS if args.sweep == "all" else (args.sweep,))  # fmt: skip
     config = lab.SweepConfig(**{k: v for k, v in given.items() if v is not None})
     extra = {"command": " ".join(["attnkit", *sys.argv[1:]])}

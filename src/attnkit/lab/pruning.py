@@ -55,6 +55,7 @@ class PruneConfig:
     steps: int = 1500  # training updates
     seed: int = 0  # initialization and batch order
     max_tokens: int = 1024  # padded tokens per batch
+    lr_scale: float = 0.25  # learning-rate multiplier of the schedule (as SweepConfig)
     vocab_size: int = 1000  # joint BPE vocabulary
     corpus_size: int | None = None  # pairs generated / kept (None: the corpus default)
     importance_sentences: int = 512  # training pairs the importance is averaged over
@@ -75,6 +76,7 @@ class PruneConfig:
         return SweepConfig(corpus=self.corpus, pair=self.pair, sweeps=("heads",), seeds=1, steps=self.steps,
                            d_model=self.d_model, num_heads=self.num_heads, layers=self.layers,
                            max_tokens=self.max_tokens, vocab_size=self.vocab_size, corpus_size=self.corpus_size,
+                           lr_scale=self.lr_scale,
                            valid_sentences=self.valid_sentences, out_dir=self.out_dir)  # fmt: skip
 
 

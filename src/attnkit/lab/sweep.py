@@ -109,17 +109,21 @@ class SweepConfig:
     layers: int = 2  # base depth
     max_tokens: int = 1024  # padded tokens per batch
     warmup_steps: int = 100  # linear warm-up of the inverse-square-root schedule
-    lr_scale: float = 2.0  # multiplies d_model^-0.5 * min(step^-0.5, step warmup^-1.5)
+    lr_scale: float = 0.25  # multiplies d_model^-0.5 * min(step^-0.5, step warmup^-1.5); see below
     corpus_size: int | None = None  # pairs kept (None: all)
-    vocab_size: int = 2000  # joint BPE vocabulary
+    vocab_size: int | None = None  # joint BPE vocabulary; None = 1000 for numbers-dates, else 2000 (small models)
     valid_sentences: int = 200  # validation pairs decoded for BLEU/chrF and scored for loss
     out_dir: str = "out/lab/heads"  # results.json, corpus/, runs/
+    # lr_scale 0.25 (peak 0.003 at d_model 64), measured on numbers-dates en-de, d_model 64, 4 heads, 400 updates
+    # of 1024 tokens: lr_scale 0.25 -> 73.8 BLEU, 0.5 -> 63.1, 1.0 -> 0.9 (diverged); one seed each
 
     def __post_init__(self) -> None:
+        if not self.lr_scale > 0:
+            raise ValueError(f"SweepConfig: lr_scale must be > 0, got {self.lr_scale!r}")
         unknown = [s for s in self.sweeps if s not in SWEEPS]
         if unknown or not self.sweeps:
             raise ValueError(f"SweepConfig: sweeps must be a non-empty subset of {SWEEPS}, got {self.sweeps!r}")
-        for name in ("seeds", "steps", "d_model", "num_heads", "layers", "max_tokens", "warmup_steps", "vocab_size",
+        for name in ("seeds", "steps", "d_model", "num_heads", "layers", "max_tokens", "warmup_steps",
                      "valid_sentences"):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -134,8 +138,9 @@ class SweepConfig:
 
     def corpus_settings(self) -> dict:
         """The settings :func:`~attnkit.apps.translate.run.prepare_run` needs (the corpus and its seed 0)."""
+        vocab = self.vocab_size or (1000 if self.corpus == "numbers-dates" else 2000)
         return {"corpus": self.corpus, "pair": self.pair, "seed": 0, "corpus_size": self.corpus_size,
-                "vocab_size": self.vocab_size}  # fmt: skip
+                "vocab_size": vocab}  # fmt: skip
 
 
 def prepare_corpus(config: SweepConfig) -> RunFiles:
