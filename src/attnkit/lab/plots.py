@@ -57,8 +57,8 @@ def _metric_panel(ax, sweep: dict, metric: str, ylabel: str, *, paper: bool) -> 
     points = sweep["points"]
     x = range(len(points))
     means = [p[metric]["mean"] for p in points]
-    low = [m - p[metric].get("min", m) for m, p in zip(means, points, strict=True)]
-    high = [p[metric].get("max", m) - m for m, p in zip(means, points, strict=True)]
+    low = [max(0.0, m - p[metric].get("min", m)) for m, p in zip(means, points, strict=True)]  # the mean is rounded
+    high = [max(0.0, p[metric].get("max", m) - m) for m, p in zip(means, points, strict=True)]
     ax.errorbar(x, means, yerr=[low, high], fmt="o-", capsize=4, color="tab:blue")
     ax.set_xticks(list(x), [p["label"] for p in points], rotation=30, fontsize=8)
     ax.set_ylabel(ylabel, color="tab:blue", fontsize=9)
