@@ -78,6 +78,16 @@ def print_pruning(doc: dict, picture: Path) -> None:
                 row += [f"{q['bleu']:.1f}", f"{q['params']:,}", f"{q['decode_tokens_per_s']:,.0f}", same]
             table.add_row(*row)
         tables.append(table)
+    speed = doc.get("forward_speed") or []
+    if speed:
+        table = Table(title="forward pass (teacher forced, validation batches), heads removed in importance order",
+                      title_justify="left")  # fmt: skip
+        for column in ("pruned", "heads", "seconds", "unpruned seconds", "speed-up"):
+            table.add_column(column, justify="right")
+        for r in speed:
+            table.add_row(f"{100 * r['fraction']:.0f}%", str(r["heads_removed"]), f"{r['seconds']:.3f}",
+                          f"{r['unpruned_seconds']:.3f}", f"{r['speedup']:.2f}x")  # fmt: skip
+        tables.append(table)
     out = stdout_console(*tables)
     for table in tables:
         out.print(table)
