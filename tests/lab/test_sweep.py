@@ -67,6 +67,20 @@ def test_cli_lab_heads_tiny_sweep_prints_json_with_frontier_and_writes_the_plot(
     assert doc["sweeps"]["heads"]["paper_bleu"]["h=1"] == 24.9
 
 
+def test_cli_lab_heads_runs_on_a_users_tsv_corpus(tmp_path, capsys):
+    words = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+    german = ["eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun", "zehn"]
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("".join(f"{a} {b}\t{c} {d}\n" for a, c in zip(words, german, strict=True)
+                           for b, d in zip(words, german, strict=True)), encoding="utf-8")  # fmt: skip
+    argv = ["lab", "heads", "--corpus", f"tsv:{tsv}", "--sweep", "head-dim", "--seeds", "1", "--steps", "2",
+            "--d-model", "16", "--layers", "1", "--vocab-size", "60", "--valid-sentences", "3", "--out",
+            str(tmp_path / "out"), "--json"]  # fmt: skip
+    assert cli.main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["config"]["corpus"] == f"tsv:{tsv}" and len(doc["sweeps"]["head-dim"]["points"]) == 3
+
+
 def test_cli_lab_heads_minutes_too_short_says_what_to_change(tmp_path, capsys):
     code = cli.main(["lab", "heads", *TINY, "--sweep", "head-dim", "--minutes", "0.001", "--out", str(tmp_path)])
     assert code == 2 and "give more minutes, fewer --seeds or one --sweep" in capsys.readouterr().err
