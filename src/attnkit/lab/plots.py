@@ -18,7 +18,7 @@ from pathlib import Path
 __all__ = ["plot_sweeps", "plot_pruning"]
 
 _TITLES = {"heads": "(A) num_heads, d_k = d_model/h", "head-dim": "(B) d_k at fixed heads",
-           "shape": "(C) d_model and layers N"}  # fmt: skip
+           "shape": "(C) d_model (at base N), layers N (at base d_model)"}  # fmt: skip
 
 
 def _pyplot():
@@ -54,20 +54,34 @@ def plot_sweeps(summary: dict, path: str | Path) -> Path:
 
 
 def _metric_panel(ax, sweep: dict, metric: str, ylabel: str, *, paper: bool) -> None:
+    """Mean and seed range per point; a line joins points of the same kind (``d_model=`` apart from ``N=``)."""
     points = sweep["points"]
-    x = range(len(points))
     means = [p[metric]["mean"] for p in points]
     low = [max(0.0, m - p[metric].get("min", m)) for m, p in zip(means, points, strict=True)]  # the mean is rounded
     high = [max(0.0, p[metric].get("max", m) - m) for m, p in zip(means, points, strict=True)]
-    ax.errorbar(x, means, yerr=[low, high], fmt="o-", capsize=4, color="tab:blue")
-    ax.set_xticks(list(x), [p["label"] for p in points], rotation=30, fontsize=8)
+    known = [sweep["paper_bleu"].get(p["label"]) if paper else None for p in points]
+    twin = ax.twinx() if any(b is not None for b in known) else None
+    for group in _groups([p["label"] for p in points]):
+        ax.errorbar(group, [means[i] for i in group], yerr=[[low[i] for i in group], [high[i] for i in group]],
+                    fmt="o-", capsize=4, color="tab:blue")  # fmt: skip
+        if twin is not None:
+            there = [i for i in group if known[i] is not None]
+            twin.plot(there, [known[i] for i in there], "s--", color="tab:orange")
+    ax.set_xticks(range(len(points)), [p["label"] for p in points], rotation=30, fontsize=8)
     ax.set_ylabel(ylabel, color="tab:blue", fontsize=9)
-    known = [(i, sweep["paper_bleu"].get(p["label"])) for i, p in enumerate(points)] if paper else []
-    known = [(i, b) for i, b in known if b is not None]
-    if known:
-        twin = ax.twinx()
-        twin.plot([i for i, _ in known], [b for _, b in known], "s--", color="tab:orange")
+    if twin is not None:
         twin.set_ylabel("paper table 3 BLEU (newstest2013)", color="tab:orange", fontsize=8)
+
+
+def _groups(labels: list[str]) -> list[list[int]]:
+    """Runs of consecutive indices whose labels share the part before ``=``."""
+    groups: list[list[int]] = []
+    for i, label in enumerate(labels):
+        if groups and labels[groups[-1][-1]].split("=")[0] == label.split("=")[0]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def _plot_frontier(ax, summary: dict, metric: str, ylabel: str) -> None:

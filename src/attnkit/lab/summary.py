@@ -9,7 +9,8 @@ Rules, so that a difference is not read into noise:
   is compared with its sweep's best (by mean BLEU) on BLEU, chrF and loss;
 * the **frontier** holds the points no other point beats on both quality (mean BLEU)
   and cost (training seconds per run); the **recommendation** is the cheapest point
-  whose seed range overlaps the best point's (as good as the best, within the noise).
+  whose seed ranges of BLEU, chrF and loss all overlap the best point's (as good as
+  the best within the noise, by every measure: one wide range alone does not qualify).
 
 Example:
     >>> runs = [{"key": f"d64-h{h}-k{64 // h}-N2", "sweep": "heads", "label": f"h={h}", "seed": s,
@@ -156,7 +157,7 @@ def paper_counterpart(sweep: str, shape: dict, base: tuple[int, int, int]) -> tu
 
 def _recommend(points: list[dict]) -> dict:
     best = max(points, key=lambda p: p["valid_bleu"]["mean"])
-    tied = [p for p in points if _overlap(p, best)]
+    tied = [p for p in points if all(_overlap(p, best, m) for m in ("valid_bleu", "valid_chrf", "valid_loss"))]
     return min(tied, key=lambda p: p["train_seconds"]["mean"])
 
 
