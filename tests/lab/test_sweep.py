@@ -65,6 +65,9 @@ def test_cli_lab_heads_tiny_sweep_prints_json_with_frontier_and_writes_the_plot(
     assert doc["recommended"]["key"] in {p["key"] for p in doc["sweeps"]["heads"]["points"]}
     assert doc["frontier"] and (out / "heads.png").stat().st_size > 0 and (out / "results.json").is_file()
     assert doc["sweeps"]["heads"]["paper_bleu"]["h=1"] == 24.9
+    again = ["lab", "heads", *TINY, "--sweep", "heads", "--seeds", "1", "--out", str(out), "--resume", "--json"]
+    code = cli.main(again)
+    assert code == 0 and json.loads(capsys.readouterr().out)["runs"] == 4  # --resume alone: the sweep's 2 steps, done
 
 
 def test_cli_lab_heads_runs_on_a_users_tsv_corpus(tmp_path, capsys):

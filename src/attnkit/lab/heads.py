@@ -80,8 +80,9 @@ def run(args: argparse.Namespace) -> int:
                  out_dir=args.out, sweeps=lab.SWEEPS if args.sweep == "all" else (args.sweep,))  # fmt: skip
     config = lab.SweepConfig(**{k: v for k, v in given.items() if v is not None})
     extra = {"command": " ".join(["attnkit", *sys.argv[1:]])}
-    if args.steps:
-        config = lab.SweepConfig(**{**_fields(config), "steps": args.steps})
+    saved = _saved_steps(config) if args.resume else None
+    if args.steps or (saved and not args.minutes):  # --resume alone continues with the sweep's own budget
+        config = lab.SweepConfig(**{**_fields(config), "steps": args.steps or saved})
     elif args.minutes:
         config = _fit(config, args.minutes, quiet=args.json, resume=args.resume)
     with _bar(not args.json) as update:
@@ -93,6 +94,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_summary(summary, files)
     return 0
+
+
+def _saved_steps(config) -> int | None:
+    """The updates per run of the sweep already in ``config.out_dir`` (None when there is none)."""
+    import json
+    from pathlib import Path
+
+    from .sweep import RESULTS_NAME
+
+    path = Path(config.out_dir) / RESULTS_NAME
+    return json.loads(path.read_text(encoding="utf-8"))["config"]["steps"] if path.is_file() else None
 
 
 def _pair(args) -> str | None:
