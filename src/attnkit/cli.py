@@ -63,6 +63,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "translate": ("attnkit.apps.translate.command",
                   "train, evaluate and run a translation Transformer (train|eval|demo|data)"),
     "export": ("attnkit.integrations.export_command", "write a saved model as ONNX, checked in onnxruntime (onnx)"),
+    "lab": ("attnkit.lab.command", "the FAQ as experiments: sweeps you can rerun on your own data (heads|...)"),
 }
 
 #: What a user can cause with bad input: reported in one line, exit status 2.
@@ -384,7 +385,7 @@ EXTRA_OF_PACKAGE: dict[str, str] = {
 #: subcommand -> the extra that installs everything it may import (apps includes viz)
 EXTRA_OF_COMMAND: dict[str, str] = {
     "demo": "viz", "bench": "bench", "export": "onnx",
-    **dict.fromkeys(("translate", "summarize", "qa", "inspect"), "apps"),
+    **dict.fromkeys(("translate", "summarize", "qa", "inspect", "lab"), "apps"),
 }
 
 

@@ -26,6 +26,7 @@ from ..functional import Alibi, alibi_slopes, attention
 from ..functional.dispatch import BACKENDS
 from ..masks import Mask
 from .positional import RotaryEmbedding
+from .pruning import prune_heads as _prune_heads
 
 __all__ = ["MultiHeadAttention", "KVCache"]
 
@@ -204,6 +205,49 @@ class MultiHeadAttention(nn.Module):
         self.w_o = nn.Linear(num_heads * d_v, d_model, bias=bias)  # W^O
         self.rotary = rotary
         self.alibi = Alibi(alibi_slopes(num_heads)) if alibi else None
+        self._head_gates: Tensor | None = None  # xi (H,) of Michel et al. 2019; None = off, no cost
+
+    @property
+    def head_gates(self) -> Tensor | None:
+        r"""Per-head gates :math:`\xi_h` multiplying each head's output before :math:`W^O`; None = off.
+
+        ``MultiHead(x) = Concat(xi_1 head_1, ..., xi_H head_H) W^O`` (Michel, Levy & Neubig,
+        2019, "Are Sixteen Heads Really Better than One?"). Set a float tensor ``(num_heads,)``
+        — ones with ``requires_grad=True`` give the head-importance gradients ``dL/dxi_h``,
+        zeros switch heads off. The gates are not parameters (optimizers and checkpoints
+        skip them); ``None`` (the default) skips the multiplication entirely.
+
+        Example:
+            >>> mha = MultiHeadAttention(2, 8, dropout=0.0)
+            >>> x = torch.randn(1, 3, 8)
+            >>> mha.head_gates = torch.zeros(2)
+            >>> torch.allclose(mha(x), mha.w_o.bias.expand(1, 3, 8))  # every head off: only W^O's bias is left
+            True
+        """
+        return self._head_gates
+
+    @head_gates.setter
+    def head_gates(self, gates: Tensor | None) -> None:
+        if gates is not None and (not isinstance(gates, Tensor) or gates.shape != (self.num_heads,)
+                                  or not gates.is_floating_point()):  # fmt: skip
+            got = tuple(gates.shape) if isinstance(gates, Tensor) else type(gates).__name__
+            raise ValueError(f"MultiHeadAttention.head_gates must be a float tensor of shape (num_heads,) = "
+                             f"({self.num_heads},) or None, got {got}")  # fmt: skip
+        self._head_gates = gates
+
+    def prune_heads(self, heads) -> None:
+        """Remove query heads ``heads`` (indices among the current heads): W^Q, W^K, W^V and W^O shrink.
+
+        The result equals this module with those heads' :attr:`head_gates` at 0; see
+        :mod:`attnkit.nn.pruning` (grouped-query attention is refused).
+
+        Example:
+            >>> mha = MultiHeadAttention(8, 64, dropout=0.0)
+            >>> mha.prune_heads([1, 5])
+            >>> mha.num_heads, mha.w_q.out_features, mha.w_o.in_features
+            (6, 48, 48)
+        """
+        _prune_heads(self, heads)
 
     def forward(
         self,
@@ -251,6 +295,8 @@ class MultiHeadAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0, return_weights=need_weights, backend=self.backend,
         )  # fmt: skip
         out, weights = (result, None) if isinstance(result, Tensor) else result  # (B, H, Lq, d_v), weights or None
+        if self._head_gates is not None:
+            out = out * self._head_gates.to(out).view(1, -1, 1, 1)  # (B, H, Lq, d_v) * (1, H, 1, 1): xi_h head_h
         # 3. concatenate heads and project
         out = out.transpose(1, 2).reshape(B, Lq, self.num_heads * self.d_v)  # (B, H, Lq, d_v) -> (B, Lq, H*d_v)
         out = self.w_o(out)  # (B, Lq, H*d_v) -> (B, Lq, d_model)

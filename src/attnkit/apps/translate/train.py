@@ -44,7 +44,8 @@ from .evaluate import evaluate
 from .model import MODEL_DIR, SIZES, Translator, model_config
 from .run import RunFiles, open_run, prepare_run
 
-__all__ = ["TranslationTrainConfig", "TrainResult", "train_translation", "translation_loss", "SIZE_DEFAULTS"]
+__all__ = ["TranslationTrainConfig", "TrainResult", "train_translation", "translation_loss", "translation_trainer",
+           "SIZE_DEFAULTS"]
 
 #: (event, payload): "corpus" CorpusSummary | "eval" dict | "resumed" int | "step" dict (time-budgeted runs:
 #: every update's {"step", "loss", "lr", "tokens"}, for a time-based progress bar)
@@ -206,6 +207,18 @@ def _train(config: TranslationTrainConfig, resume: bool, progress: bool, report:
     dp.barrier(info)
     return TrainResult(run_dir, model_dir, trainer.step, _stop_reason(trainer), round(time.monotonic() - started, 1),
                        None if last is None else last["loss"], valid, _planned_steps(settings))  # fmt: skip
+
+
+def translation_trainer(model: torch.nn.Module, run: RunFiles, settings: TranslationTrainConfig, *,
+                        progress: bool = False, report: Report | None = None) -> Trainer:
+    """The :class:`~attnkit.train.Trainer` that :func:`train_translation` uses, for a model built elsewhere.
+
+    The same loss, optimizer, schedule, batches, clipping and validation hook, on the
+    prepared run ``run`` (:func:`~attnkit.apps.translate.run.prepare_run`); history and
+    checkpoints go to ``run.directory``. ``attnkit lab heads`` trains its sweep with it.
+    """
+    info = dp.init_from_env()
+    return _trainer(model, run, settings, info, report or (lambda event, payload: None), progress)
 
 
 def _auto_threads() -> int | None:
