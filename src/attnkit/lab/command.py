@@ -38,6 +38,8 @@ __all__ = ["ACTIONS", "ACTION_MODULES", "add_arguments", "run"]
 
 #: action -> (module defining add_arguments(parser) and run(args), one line of help); one line per action
 ACTION_MODULES: dict[str, tuple[str, str]] = {
+    "long-range": ("attnkit.lab.long_range", "accuracy vs dependency distance: Transformer (1-2 layers, sliding "
+                   "window) vs LSTM on recall and ListOps; pretrained attention distances"),
     "heads": ("attnkit.lab.heads", "equal-budget sweeps of num_heads, d_k, d_model and layers on a translation "
               "corpus: quality vs cost, with the seed spread"),
 }  # fmt: skip
