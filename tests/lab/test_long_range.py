@@ -22,7 +22,7 @@ def test_long_range_tiny_run_writes_results_plot_report_and_resumes(tmp_path, ca
     results = json.loads((out / "results.json").read_text())
     keys = sorted(c["key"] for c in results["cells"])
     assert keys == sorted(c.key for c in plan(LongRangeConfig.from_dict(results["config"])))
-    assert len(keys) == 2 * 2 + 2  # 2 models x 2 distances + 2 ListOps runs
+    assert len(keys) == 2 * 2 + 2 + 2  # 2 models x (2 distances + ListOps + induction)
     assert all(0.0 <= c["accuracy"] <= 1.0 for c in results["cells"])
     assert (out / "long_range.png").stat().st_size > 0 and "| transformer-1L |" in (out / "report.md").read_text()
     assert printed["files"] == [str(out / "long_range.png"), str(out / "report.md")]
@@ -30,6 +30,9 @@ def test_long_range_tiny_run_writes_results_plot_report_and_resumes(tmp_path, ca
     assert "--resume" in capsys.readouterr().err
     assert main([*TINY, "--out", str(out), "--resume", "--json"]) == 0  # nothing left: the same cells
     assert json.loads((out / "results.json").read_text())["cells"] == results["cells"]
+    (out / "report.md").unlink()
+    assert main([*TINY, "--out", str(out), "--report-only"]) == 0  # redraws without training
+    assert (out / "report.md").exists()
 
 
 def test_long_range_resume_refuses_another_configuration(tmp_path):
@@ -39,7 +42,7 @@ def test_long_range_resume_refuses_another_configuration(tmp_path):
 
 
 def test_plan_runs_short_distances_for_all_seeds_before_long_ones():
-    cfg = LongRangeConfig(distances=(4, 1024), seeds=2, models=("lstm-1L",))
+    cfg = LongRangeConfig(distances=(4, 1024), seeds=2, models=("lstm-1L",), induction_distance=None)
     keys = [c.key for c in plan(cfg)]
     assert keys == ["recall/lstm-1L/d4/s0", "recall/lstm-1L/d4/s1", "listops/lstm-1L/s0", "listops/lstm-1L/s1",
                     "recall/lstm-1L/d1024/s0", "recall/lstm-1L/d1024/s1"]  # fmt: skip

@@ -1,9 +1,12 @@
 """The FAQ as experiments: sweeps and measurements behind ``attnkit lab``.
 
-========================  ==========================================================
-``attnkit lab heads``     equal-budget sweeps of num_heads, d_k, d_model and layers
-                          (:mod:`attnkit.lab.heads`)
-========================  ==========================================================
+==========================  ==========================================================
+``attnkit lab heads``       equal-budget sweeps of num_heads, d_k, d_model and layers
+                            (:mod:`attnkit.lab.heads`)
+``attnkit lab long-range``  accuracy vs dependency distance, Transformer vs LSTM
+                            (:mod:`attnkit.lab.long_range`; tasks in
+                            :mod:`attnkit.lab.tasks`, models in :mod:`attnkit.lab.models`)
+==========================  ==========================================================
 
 Each action of ``attnkit lab`` is a module registered in
 :data:`attnkit.lab.command.ACTION_MODULES`.

@@ -4,15 +4,16 @@ For every model of :data:`MODELS` (Transformer 1 and 2 layers, 2 layers with a s
 window, LSTM 1 and 2 layers — all at the same parameter budget, the same number of
 updates and examples), every distance ``d`` and every seed: train on
 :class:`~attnkit.lab.tasks.RecallTask` at distance ``d`` and measure recall accuracy on
-held-out sequences; then the same models on :class:`~attnkit.lab.tasks.ListOpsTask`.
+held-out sequences; then the same models on :class:`~attnkit.lab.tasks.ListOpsTask` and on
+:class:`~attnkit.lab.tasks.InductionTask` at one distance.
 Each finished cell is appended to ``results.json`` (written atomically), so an
 interrupted sweep resumes where it stopped and a partial file is still a result.
 
 Example:
     >>> cfg = LongRangeConfig(distances=(4,), seeds=1, steps=5, listops_steps=5, eval_examples=8,
-    ...                       budget=2000, models=("lstm-1L",))
+    ...                       budget=2000, models=("lstm-1L",), induction_distance=8)
     >>> [c.key for c in plan(cfg)]
-    ['recall/lstm-1L/d4/s0', 'listops/lstm-1L/s0']
+    ['recall/lstm-1L/d4/s0', 'listops/lstm-1L/s0', 'induction/lstm-1L/d8/s0']
     >>> cell = run_cell(cfg, plan(cfg)[0])
     >>> sorted(cell) == ['accuracy', 'd', 'key', 'loss', 'lr', 'model', 'parameters', 'seconds', 'seed', 'steps',
     ...                  'task']
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from ..checkpoint import write_atomic
 from .models import ModelSpec, build_model, count_parameters, evaluate, task_stream, train_model
-from .tasks import ListOpsTask, RecallTask
+from .tasks import InductionTask, ListOpsTask, RecallTask
 
 __all__ = ["LongRangeConfig", "Cell", "MODELS", "plan", "run_cell", "run_sweep", "load_results", "summarize"]
 
@@ -59,6 +60,7 @@ class LongRangeConfig:
     listops_lengths: tuple[int, int] = (16, 64)  # min, max tokens (exclusive), LRA: (500, 2000)
     lr_transformer: float = 3e-3  # AdamW peak rate (warm-up, cosine); 1e-2 failed to learn recall at d=64
     lr_lstm: float = 1e-2  # the LSTM learned faster at 1e-2 than at 3e-3 (d=4 probe)
+    induction_distance: int | None = 16  # also train on InductionTask at this distance (None: skip)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.models if m not in MODELS]
@@ -88,7 +90,7 @@ class LongRangeConfig:
 class Cell:
     """One training run: a model on a task (recall at distance ``d``, or ListOps with ``d=None``) with one seed."""
 
-    task: str  # "recall" | "listops"
+    task: str  # "recall" | "induction" | "listops"
     model: str  # a name of MODELS
     seed: int
     d: int | None = None  # recall distance
@@ -102,13 +104,13 @@ class Cell:
         if self.task == "listops":
             return cfg.listops_steps * cfg.listops_batch_size * cfg.listops_lengths[1]
         assert self.d is not None
-        length = self.d + 2 * cfg.num_pairs
+        length = self.d + (8 if self.task == "induction" else 2 * cfg.num_pairs)
         attention = length / 64 if MODELS[self.model].kind == "transformer" else 1.0  # quadratic part
         return cfg.steps * cfg.batch_size * length * max(1.0, attention)
 
 
 def plan(cfg: LongRangeConfig) -> list[Cell]:
-    """The cells in run order: recall over distances up to 256 for every seed, ListOps, then longer distances.
+    """The cells in run order: recall up to d=256 for every seed, ListOps, induction, then longer distances.
 
     Short distances come first so that a sweep stopped early has complete curves up to 256.
     """
@@ -116,6 +118,8 @@ def plan(cfg: LongRangeConfig) -> list[Cell]:
     long = [d for d in cfg.distances if d > 256]
     cells = [Cell("recall", m, s, d) for s in range(cfg.seeds) for d in short for m in cfg.models]
     cells += [Cell("listops", m, s) for s in range(cfg.seeds) for m in cfg.models]
+    if cfg.induction_distance is not None:
+        cells += [Cell("induction", m, s, cfg.induction_distance) for s in range(cfg.seeds) for m in cfg.models]
     cells += [Cell("recall", m, s, d) for s in range(cfg.seeds) for d in long for m in cfg.models]
     return cells
 
@@ -123,7 +127,9 @@ def plan(cfg: LongRangeConfig) -> list[Cell]:
 def _task(cfg: LongRangeConfig, cell: Cell):
     if cell.task == "listops":
         return ListOpsTask(min_length=cfg.listops_lengths[0], max_length=cfg.listops_lengths[1])
-    assert cell.d is not None  # a recall cell always has its distance
+    assert cell.d is not None  # a recall or induction cell always has its distance
+    if cell.task == "induction":
+        return InductionTask(vocab_size=cfg.vocab_size, distance=cell.d)
     return RecallTask(vocab_size=cfg.vocab_size, num_pairs=cfg.num_pairs, distance=cell.d)
 
 
@@ -196,6 +202,9 @@ def _start(cfg: LongRangeConfig, path: Path, resume: bool, extra: dict) -> dict:
         if LongRangeConfig.from_dict(results["config"]) != cfg:
             raise ValueError(f"lab long-range --resume: {str(path)!r} was made with another configuration "
                              f"({results['config']}); rerun with the same options or a new --out")  # fmt: skip
+        results["config"] = cfg.to_dict()  # the same configuration, with fields added since it was saved
+        if "command" in extra:
+            results.setdefault("resumed_with", []).append(extra["command"])
         return results
     path.parent.mkdir(parents=True, exist_ok=True)
     return {"config": cfg.to_dict(), **extra, "cells": []}

@@ -4,12 +4,14 @@
 
     attnkit lab long-range [--distances 4,16,64,256,1024] [--seeds 3] [--steps 800] [--budget 20000]
                            [--models transformer-1L,...] [--listops-steps 800] [--listops-lengths 16,64]
+                           [--induction-distance 16]
                            [--pretrained-corpus DIR] [--no-pretrained] [--max-minutes M]
-                           [--out out/lab/long-range] [--resume] [--json]
+                           [--out out/lab/long-range] [--resume | --report-only] [--json]
 
 Trains every model (Transformer 1 and 2 layers, 2 layers with a 4-token sliding window,
 LSTM 1 and 2 layers; all at the same parameter budget, updates and examples) on
-multi-query associative recall at each key -> query distance ``d`` and on ListOps, for
+multi-query associative recall at each key -> query distance ``d``, on ListOps and on
+induction at one distance, for
 ``--seeds`` seeds; then measures the mean attention distance per layer of the packaged
 MiniLM and SmolLM2 over a text corpus found on this machine. Writes ``OUT/results.json``
 (after every run: ``--resume`` continues), ``OUT/long_range.png`` and ``OUT/report.md``.
@@ -68,6 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--listops-steps", type=positive_int, default=800, metavar="N", help="updates per ListOps run")
     add("--listops-lengths", type=_ints, default=(16, 64), metavar="MIN,MAX",
         help="ListOps lengths, exclusive bounds (LRA: 500,2000) (default: 16,64)")  # fmt: skip
+    add("--induction-distance", type=int, default=16, metavar="D",
+        help="also train on the induction task at distance D (0: skip)")  # fmt: skip
     add("--pretrained-corpus", default=None, metavar="DIR",
         help="text files for the MiniLM/SmolLM2 attention distances (default: this package's docstrings)")  # fmt: skip
     add("--no-pretrained", action="store_true", help="skip the pretrained models' attention distances")
@@ -75,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop starting new runs after M minutes (the results so far are kept; --resume continues)")  # fmt: skip
     add("--out", default=DEFAULT_OUT, metavar="DIR", help="results.json, long_range.png, report.md")
     add("--resume", action="store_true", help="keep the runs already in OUT/results.json and do the rest")
+    add("--report-only", action="store_true",
+        help="train nothing: (re)measure the pretrained models unless --no-pretrained, redraw the plot and report "
+             "from OUT/results.json")  # fmt: skip
 
 
 def _config(args: argparse.Namespace):
@@ -85,22 +92,26 @@ def _config(args: argparse.Namespace):
         raise ValueError(f"lab long-range: --listops-lengths must be MIN,MAX, got {lengths}")
     return LongRangeConfig(distances=args.distances, seeds=args.seeds, steps=args.steps, batch_size=args.batch_size,
                            budget=args.budget, models=args.models or tuple(MODELS), eval_examples=args.eval_examples,
-                           listops_steps=args.listops_steps, listops_lengths=(lengths[0], lengths[1]))  # fmt: skip
+                           listops_steps=args.listops_steps, listops_lengths=(lengths[0], lengths[1]),
+                           induction_distance=args.induction_distance or None)  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep, the pretrained measurement, then write the plot and the report."""
     from .. import console
-    from .distance import run_sweep
+    from .distance import load_results, run_sweep
     from .long_range_report import command_line, machine, measure_pretrained, write_report
 
     cfg = _config(args)
     out = Path(args.out)
     extra = {"command": command_line(sys.argv), "machine": machine()}
-    with _progress() as update:
-        results = run_sweep(cfg, out, resume=args.resume, max_minutes=args.max_minutes, extra=extra,
-                            progress=update)  # fmt: skip
-    if not args.no_pretrained and "stopped" not in results:
+    if args.report_only:
+        results = load_results(out / "results.json")
+    else:
+        with _progress() as update:
+            results = run_sweep(cfg, out, resume=args.resume, max_minutes=args.max_minutes, extra=extra,
+                                progress=update)  # fmt: skip
+    if not args.no_pretrained and (args.report_only or "stopped" not in results):
         with console.status("mean attention distance of MiniLM and SmolLM2 over the corpus"):
             results = measure_pretrained(out, args.pretrained_corpus)
     paths = write_report(out)

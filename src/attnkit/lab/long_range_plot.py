@@ -10,8 +10,9 @@ Example:
     >>> import tempfile, pathlib
     >>> cells = [{"task": "recall", "model": "lstm-1L", "d": d, "seed": 0, "accuracy": a}
     ...          for d, a in ((4, 0.5), (16, 0.1))]
-    >>> results = {"config": {"models": ["lstm-1L"], "distances": [4, 16], "num_pairs": 2, "vocab_size": 32},
-    ...            "cells": cells}
+    >>> cfg = {"models": ["lstm-1L"], "distances": [4, 16], "num_pairs": 2, "vocab_size": 32,
+    ...        "listops_lengths": [16, 64]}
+    >>> results = {"config": cfg, "cells": cells}
     >>> path = plot_long_range(results, None, pathlib.Path(tempfile.mkdtemp()) / "lr.png")
     >>> path.suffix
     '.png'

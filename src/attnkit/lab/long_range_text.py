@@ -53,9 +53,10 @@ def _header(results: dict, png: str) -> str:
     info = results.get("machine", {})
     machine = ", ".join(f"{k}: {info[k]}" for k in ("cpu", "torch", "threads", "python") if k in info)
     stopped = f"\n\n**Stopped early:** {results['stopped']}." if "stopped" in results else ""
+    resumed = "".join(f"\n\nResumed with: `{c}`" for c in results.get("resumed_with", []))
     return f"""# attnkit lab long-range: how does self-attention capture long-range dependencies?
 
-Command: `{results.get("command", "attnkit lab long-range")}`
+Command: `{results.get("command", "attnkit lab long-range")}`{resumed}
 
 Machine: {machine or "(not recorded)"}{stopped}
 
@@ -154,7 +155,7 @@ def _references(results: dict) -> str:
 | task | Transformer | LSTM | ours |
 |---|---:|---:|---|
 | associative recall | {p['recall_transformer'][0]} | {p['recall_lstm'][0]} | {ours} |
-| induction head | {p['induction_transformer'][0]} | {p['induction_lstm'][0]} | not run (generator: `InductionTask`) |
+| induction head | {p['induction_transformer'][0]} | {p['induction_lstm'][0]} | {_induction(s, cfg)} |
 
 The published figures are quoted as given in attnkit issue 14; their sequence lengths, vocabularies and
 model sizes differ from ours.
@@ -169,6 +170,14 @@ distance measured (mean over seeds):
 | self-attention | {PATH_LENGTHS['self-attention']} | transformer-2L | {t2} |
 | recurrent | {PATH_LENGTHS['recurrent']} | lstm-1L / lstm-2L | {l1} / {l2} |
 | self-attention (restricted, r) | {PATH_LENGTHS[restricted]} | transformer-2L-w4 (reach: 6) | {w4} |"""
+
+
+def _induction(s: dict, cfg: dict) -> str:
+    d = cfg.get("induction_distance")
+    if d is None or f"induction/transformer-2L/d{d}" not in s:
+        return "not run"
+    return " / ".join(f"{m} {_mean(s, f'induction/{m}/d{d}')}" for m in cfg["models"]) + \
+        f" at d={d} (chance {100 / (cfg['vocab_size'] - 2):.1f})"
 
 
 def _span(s: dict, cfg: dict, model: str, *, values: bool = False) -> str:
