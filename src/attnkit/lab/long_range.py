@@ -120,7 +120,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         from .long_range_report import summary_tables
 
-        console.stdout_console(*summary_tables(results))
+        tables = summary_tables(results)
+        shell = console.stdout_console(*tables)
+        for table in tables:
+            shell.print(table)
         for p in paths:
             print(p)
     return 0

@@ -125,23 +125,26 @@ def write_report(out: str | Path) -> list[Path]:
 
 
 def summary_tables(results: dict) -> list:
-    """Rich tables: recall accuracy (mean and seed range) per model and distance; ListOps per model."""
+    """Rich tables: recall accuracy (mean and seed range) per model and distance; ListOps and induction per model."""
     from rich.table import Table
 
+    from ..console import literal
     from .distance import summarize
 
     s = summarize(results["cells"])
-    models = results["config"]["models"]
-    distances = results["config"]["distances"]
-    recall = Table(title="recall accuracy (%), mean [min-max] over seeds, by key -> query distance d")
+    cfg = results["config"]
+    models, distances = cfg["models"], cfg["distances"]
+    recall = Table(title=literal("recall accuracy (%), mean [lowest-highest] over seeds, by key -> query distance d"))
     recall.add_column("model")
     for d in distances:
         recall.add_column(f"d={d}", justify="right")
     for m in models:
-        recall.add_row(m, *(format_accuracy(s.get(f"recall/{m}/d{d}")) for d in distances))
-    listops = Table(title="ListOps accuracy (%) (chance 10; LRA vanilla Transformer 36.37 at lengths 500-2000)")
-    listops.add_column("model")
-    listops.add_column("accuracy", justify="right")
+        recall.add_row(m, *(literal(format_accuracy(s.get(f"recall/{m}/d{d}"))) for d in distances))
+    other = Table(title=literal("ListOps (chance 10; LRA vanilla Transformer 36.37 at lengths 500-2000) and "
+                                f"induction at d={cfg.get('induction_distance')}, accuracy (%)"))  # fmt: skip
+    for name in ("model", "ListOps", "induction"):
+        other.add_column(name, justify="left" if name == "model" else "right")
     for m in models:
-        listops.add_row(m, format_accuracy(s.get(f"listops/{m}")))
-    return [recall, listops]
+        induction = s.get(f"induction/{m}/d{cfg.get('induction_distance')}")
+        other.add_row(m, literal(format_accuracy(s.get(f"listops/{m}"))), literal(format_accuracy(induction)))
+    return [recall, other]

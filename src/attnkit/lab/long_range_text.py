@@ -35,7 +35,7 @@ def format_accuracy(stat: dict | None) -> str:
     mean = 100 * stat["mean"]
     if stat["n"] == 1:
         return f"{mean:.1f} (1 seed)"
-    return f"{mean:.1f} [{100 * stat['min']:.0f}-{100 * stat['max']:.0f}]"
+    return f"{mean:.1f} [{100 * stat['min']:.1f}-{100 * stat['max']:.1f}]"
 
 
 def report_markdown(results: dict, pretrained: dict | None, png: str) -> str:
