@@ -3,15 +3,16 @@
 Three panels: (a) recall accuracy vs key -> query distance per model (mean over seeds,
 bars from the lowest to the highest seed), chance lines and the maximum path lengths of
 "Attention Is All You Need", table 1; (b) ListOps accuracy per model beside chance (10%)
-and LRA's vanilla Transformer (36.37%); (c) mean attention distance per layer of MiniLM
-and SmolLM2 over a text corpus, beside uniform attention's distance.
+and LRA's vanilla Transformer (36.37%), and induction accuracy at one distance; (c) mean
+attention distance per layer of MiniLM and SmolLM2 over a text corpus, beside uniform
+attention's distance.
 
 Example:
     >>> import tempfile, pathlib
     >>> cells = [{"task": "recall", "model": "lstm-1L", "d": d, "seed": 0, "accuracy": a}
     ...          for d, a in ((4, 0.5), (16, 0.1))]
     >>> cfg = {"models": ["lstm-1L"], "distances": [4, 16], "num_pairs": 2, "vocab_size": 32,
-    ...        "listops_lengths": [16, 64]}
+    ...        "listops_lengths": [16, 64], "induction_distance": 16}
     >>> results = {"config": cfg, "cells": cells}
     >>> path = plot_long_range(results, None, pathlib.Path(tempfile.mkdtemp()) / "lr.png")
     >>> path.suffix
@@ -79,23 +80,35 @@ def _recall(ax, results: dict) -> None:
 
 
 def _listops(ax, results: dict) -> None:
+    from matplotlib.patches import Patch
+
     from .distance import summarize
 
     cfg = results["config"]
     s = summarize(results["cells"])
-    models = [m for m in cfg["models"] if f"listops/{m}" in s]
+    d = cfg.get("induction_distance")
+    models = cfg["models"]
     for i, m in enumerate(models):
-        st = s[f"listops/{m}"]
-        ax.bar(i, 100 * st["mean"], color=_STYLE.get(m, ("gray",))[0], alpha=0.8)
-        ax.plot([i] * len(st["accuracies"]), [100 * a for a in st["accuracies"]], "k.", ms=4)
-    ax.axhline(10, color="gray", ls=":", lw=0.8, label="chance 10%")
-    ax.axhline(36.37, color="black", ls="--", lw=0.8, label="LRA vanilla Transformer 36.37%\n(lengths 500-2000)")
+        colour = _STYLE.get(m, ("gray",))[0]
+        for offset, key, hatch in ((-0.2, f"listops/{m}", None), (0.2, f"induction/{m}/d{d}", "//")):
+            if key not in s:
+                continue
+            ax.bar(i + offset, 100 * s[key]["mean"], width=0.38, color=colour, alpha=0.8, hatch=hatch,
+                   edgecolor="white" if hatch else None)  # fmt: skip
+            ax.plot([i + offset] * s[key]["n"], [100 * a for a in s[key]["accuracies"]], "k.", ms=4)
+    ax.axhline(10, color="gray", ls=":", lw=0.8, label="ListOps chance 10%")
+    ax.axhline(36.37, color="black", ls="--", lw=0.8, label="LRA vanilla Transformer on ListOps 36.37%\n"
+               "(lengths 500-2000)")  # fmt: skip
     ax.set_xticks(range(len(models)), [m.replace("transformer", "T") for m in models], rotation=30, fontsize=8)
     lo, hi = cfg["listops_lengths"]
-    ax.set_title(f"(b) ListOps, lengths {lo}-{hi} (dots: seeds)")
+    ax.set_title(f"(b) ListOps ({lo}-{hi} tokens), induction")
     ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
+    ax.set_ylim(0, 105)
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [Patch(color="gray", label="ListOps (plain bars; dots: seeds)"),
+                Patch(facecolor="gray", hatch="//", edgecolor="white",
+                      label=f"induction at d={d} (hatched; chance {100 / (cfg['vocab_size'] - 2):.1f}%)")]  # fmt: skip
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
 
 
 def _pretrained(ax, pretrained: dict) -> None:
