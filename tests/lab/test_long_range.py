@@ -47,6 +47,9 @@ def test_plan_runs_short_distances_for_all_seeds_before_long_ones():
     assert keys == ["recall/lstm-1L/d4/s0", "recall/lstm-1L/d4/s1", "listops/lstm-1L/s0", "listops/lstm-1L/s1",
                     "recall/lstm-1L/d1024/s0", "recall/lstm-1L/d1024/s1"]  # fmt: skip
     assert Cell("recall", "lstm-1L", 0, 1024).cost(cfg) > Cell("recall", "lstm-1L", 0, 4).cost(cfg)
+    both = LongRangeConfig(distances=(1024,), seeds=1, models=("transformer-1L", "lstm-1L"), induction_distance=None)
+    assert [c.key for c in plan(both) if c.task == "recall"] == ["recall/lstm-1L/d1024/s0",
+                                                                  "recall/transformer-1L/d1024/s0"]  # fmt: skip
 
 
 def test_summarize_mean_and_range_over_seeds():

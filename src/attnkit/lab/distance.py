@@ -112,7 +112,8 @@ class Cell:
 def plan(cfg: LongRangeConfig) -> list[Cell]:
     """The cells in run order: recall up to d=256 for every seed, ListOps, induction, then longer distances.
 
-    Short distances come first so that a sweep stopped early has complete curves up to 256.
+    Short distances come first so that a sweep stopped early has complete curves up to 256; at
+    longer distances the LSTMs (cheap) come before the Transformers (quadratic in d).
     """
     short = [d for d in cfg.distances if d <= 256]
     long = [d for d in cfg.distances if d > 256]
@@ -120,8 +121,13 @@ def plan(cfg: LongRangeConfig) -> list[Cell]:
     cells += [Cell("listops", m, s) for s in range(cfg.seeds) for m in cfg.models]
     if cfg.induction_distance is not None:
         cells += [Cell("induction", m, s, cfg.induction_distance) for s in range(cfg.seeds) for m in cfg.models]
-    cells += [Cell("recall", m, s, d) for s in range(cfg.seeds) for d in long for m in cfg.models]
+    cheap_first = sorted(cfg.models, key=lambda m: (MODELS[m].kind == "transformer", _LONG_PRIORITY.get(m, 9)))
+    cells += [Cell("recall", m, s, d) for s in range(cfg.seeds) for d in long for m in cheap_first]
     return cells
+
+
+#: at long distances the LSTMs (cheap) run first, then the Transformers most worth a late slot
+_LONG_PRIORITY = {"transformer-2L": 0, "transformer-1L": 1, "transformer-2L-w4": 2}
 
 
 def _task(cfg: LongRangeConfig, cell: Cell):
