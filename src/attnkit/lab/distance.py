@@ -161,8 +161,13 @@ def run_cell(cfg: LongRangeConfig, cell: Cell) -> dict:
 
 
 def load_results(path: str | Path) -> dict:
-    """``{"config": ..., "cells": [...]}`` from a results.json (FileNotFoundError if absent)."""
-    return json.loads(Path(path).read_text())
+    """``{"config": ..., "cells": [...]}`` from a results.json (FileNotFoundError if absent).
+
+    The config gets every field of :class:`LongRangeConfig` (defaults for those added since it was saved).
+    """
+    results = json.loads(Path(path).read_text())
+    results["config"] = LongRangeConfig.from_dict(results["config"]).to_dict()
+    return results
 
 
 def run_sweep(cfg: LongRangeConfig, out: str | Path, *, resume: bool = False, max_minutes: float | None = None,
