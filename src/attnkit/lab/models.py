@@ -47,6 +47,7 @@ __all__ = [
     "count_parameters",
     "match_width",
     "task_stream",
+    "pool_stream",
     "train_model",
     "evaluate",
 ]
@@ -197,6 +198,24 @@ def build_model(spec: ModelSpec, vocab_size: int, num_outputs: int, budget: int)
 def task_stream(task, batch_size: int, seed: int) -> Callable[[int], TaskBatch]:
     """``step -> task.generate(batch_size, seed=...)``: fresh examples every step, reproducible from ``seed``."""
     return lambda step: task.generate(batch_size, seed=seed * 1_000_003 + step)
+
+
+def pool_stream(pool: TaskBatch, batch_size: int, seed: int) -> Callable[[int], TaskBatch]:
+    """``step -> batch_size`` rows of a fixed ``pool`` (a training set), drawn with replacement from ``(seed, step)``.
+
+    Example:
+        >>> pool = TaskBatch(torch.arange(10).reshape(5, 2), torch.zeros(5, 2, dtype=torch.long))
+        >>> pool_stream(pool, 3, seed=0)(7).inputs.shape
+        torch.Size([3, 2])
+    """
+    n = pool.inputs.shape[0]
+
+    def draw(step: int) -> TaskBatch:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        rows = torch.randint(0, n, (batch_size,), generator=g)  # (batch_size,)
+        return TaskBatch(pool.inputs[rows], pool.labels[rows])
+
+    return draw
 
 
 def _loss(model: nn.Module, batch: TaskBatch) -> tuple[Tensor, int]:
