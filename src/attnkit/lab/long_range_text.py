@@ -53,6 +53,7 @@ def _header(results: dict, png: str) -> str:
     info = results.get("machine", {})
     machine = ", ".join(f"{k}: {info[k]}" for k in ("cpu", "torch", "threads", "python") if k in info)
     stopped = f"\n\n**Stopped early:** {results['stopped']}." if "stopped" in results else ""
+    stopped += f"\n\nNote: {results['note']}" if "note" in results else ""
     resumed = "".join(f"\n\nResumed with: `{c}`" for c in results.get("resumed_with", []))
     return f"""# attnkit lab long-range: how does self-attention capture long-range dependencies?
 
@@ -213,7 +214,12 @@ Much of the distance is weight parked on the first token (an attention sink), no
 
 
 def _caveats(cfg: dict) -> str:
-    return """## Caveats
+    d = cfg.get("induction_distance")
+    return f"""## Caveats
+
+- Induction at a fixed distance d={d} has a positional shortcut: the answer always sits d - 1 tokens before
+  the query, a fixed relative offset that one RoPE head can learn without matching any token (so
+  transformer-1L can solve it). The recall task, with its queries in random order, has no such shortcut.
 
 - Tiny models (~20k parameters), short training, sequences scaled down to fit a shared 2-core CPU; the
   points are what these budgets reach, not what the architectures can reach.
