@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
                                 progress=update)  # fmt: skip
     if not args.no_pretrained and (args.report_only or "stopped" not in results):
         with console.status("mean attention distance of MiniLM and SmolLM2 over the corpus"):
-            results = measure_pretrained(out, args.pretrained_corpus)
+            pretrained = measure_pretrained(out, args.pretrained_corpus)  # also written to OUT/pretrained.json
+        results = {**results, "pretrained": pretrained}
     paths = write_report(out)
     if args.json:
         console.print_json({**results, "files": [str(p) for p in paths]})

@@ -59,6 +59,8 @@ def _header(results: dict, png: str) -> str:
 
 Command: `{results.get("command", "attnkit lab long-range")}`{resumed}
 
+Pretrained distances, plot and this report: the same `--out` with `--report-only`.
+
 Machine: {machine or "(not recorded)"}{stopped}
 
 ![recall vs distance, ListOps, pretrained attention distances]({png})"""
