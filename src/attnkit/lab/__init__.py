@@ -1,11 +1,14 @@
 """The FAQ as experiments: sweeps and measurements behind ``attnkit lab``.
 
-========================  ==========================================================
-``attnkit lab heads``     equal-budget sweeps of num_heads, d_k, d_model and layers on
-                          a translation corpus (:mod:`.sweep`, :mod:`.summary`)
-``attnkit lab prune``     head importance through per-head gates and pruning by it
-                          (:mod:`.importance`, :mod:`.pruning`)
-========================  ==========================================================
+==========================  ==========================================================
+``attnkit lab heads``       equal-budget sweeps of num_heads, d_k, d_model and layers on
+                            a translation corpus (:mod:`.sweep`, :mod:`.summary`)
+``attnkit lab prune``       head importance through per-head gates and pruning by it
+                            (:mod:`.importance`, :mod:`.pruning`)
+``attnkit lab long-range``  accuracy vs dependency distance, Transformer vs LSTM
+                            (:mod:`.long_range`; tasks in :mod:`.tasks`, models in
+                            :mod:`.models`)
+==========================  ==========================================================
 
 Each action of ``attnkit lab`` is a module registered in
 :data:`attnkit.lab.command.ACTION_MODULES`.

@@ -42,6 +42,8 @@ ACTION_MODULES: dict[str, tuple[str, str]] = {
               "corpus: quality vs cost, with the seed spread"),
     "prune": ("attnkit.lab.prune", "which heads matter: gate-gradient head importance (Michel et al. 2019), "
               "BLEU vs fraction of heads pruned, measured speed-up"),
+    "long-range": ("attnkit.lab.long_range", "accuracy vs dependency distance: Transformer (1-2 layers, sliding "
+                   "window) vs LSTM on recall and ListOps; pretrained attention distances"),
 }  # fmt: skip
 #: action -> one line of help (what attnkit.cli reads)
 ACTIONS: dict[str, str] = {name: help_line for name, (_, help_line) in ACTION_MODULES.items()}
