@@ -68,11 +68,12 @@ def test_levenshtein_oracle_on_hand_computed_pairs():
 WORDS = st.text(alphabet=st.characters(blacklist_categories=("Z", "C")), min_size=1, max_size=12)
 
 
-@given(WORDS, st.integers(0, 2**32))
-def test_misspell_word_is_exactly_one_edit_away(word, seed):
+@given(WORDS.filter(lambda w: any(c.isalpha() for c in w)), st.integers(0, 2**32))
+def test_misspell_word_is_exactly_one_edit_away_and_keeps_the_non_letters(word, seed):
     out = misspell_word(word, random.Random(seed))
     assert levenshtein(word, out) == 1
     assert out and not any(c.isspace() for c in out)  # still one non-empty word
+    assert [c for c in out if not c.isalpha()] == [c for c in word if not c.isalpha()]  # digits, punctuation stay
 
 
 @given(st.lists(WORDS, min_size=1, max_size=15), st.floats(0, 1), st.integers(0, 2**32))
@@ -81,6 +82,7 @@ def test_misspell_keeps_the_words_and_edits_each_at_most_once(words, p, seed):
     out = misspell(text, p, random.Random(seed)).split(" ")
     assert len(out) == len(words)
     assert all(levenshtein(a, b) <= 1 for a, b in zip(words, out, strict=True))
+    assert all(a == b for a, b in zip(words, out, strict=True) if not any(c.isalpha() for c in a))
 
 
 @given(st.text(max_size=40), st.floats(0, 1), st.integers(0, 2**32))
@@ -89,17 +91,18 @@ def test_change_case_gives_the_text_upper_lower_or_unchanged(text, q, seed):
 
 
 def test_probability_zero_changes_nothing_and_one_changes_every_word():
-    words = ["seven", "hundred", "and", "one", "a"] * 20
+    words = ["seven", "hundred", "and", "one", "a", "May", "3,"] * 20
     assert misspell(" ".join(words), 0.0, random.Random(0)) == " ".join(words)
     out = misspell(" ".join(words), 1.0, random.Random(0)).split()
-    assert all(levenshtein(a, b) == 1 for a, b in zip(words, out, strict=True))
+    assert all(levenshtein(a, b) == (a != "3,") for a, b in zip(words, out, strict=True))
 
 
 @pytest.mark.parametrize("p", [0.05, 0.1, 0.2])
 def test_misspelled_word_rate_is_p_within_sampling_error(p):
     n = 20_000
-    out = misspell(" ".join(["september"] * n), p, random.Random(7)).split()
-    rate = sum(w != "september" for w in out) / n
+    out = misspell(" ".join(["september", "1955"] * n), p, random.Random(7)).split()
+    assert out[1::2] == ["1955"] * n
+    rate = sum(w != "september" for w in out[::2]) / n
     assert abs(rate - p) < 4 * math.sqrt(p * (1 - p) / n)
 
 

@@ -3,11 +3,12 @@
 The perturbations and the measures of Niu et al., "Evaluating Robustness to Input
 Perturbations for Neural Machine Translation" (ACL 2020):
 
-* **misspelling** (:func:`misspell`): each word (whitespace-separated) is, with
-  probability ``p``, edited once — one letter deleted, inserted or substituted — so a
-  perturbed word is at Levenshtein distance exactly 1 from the original (a one-character
-  word is never deleted, so no word vanishes; a substitute differs from the letter it
-  replaces). The paper uses ``p = 0.1``.
+* **misspelling** (:func:`misspell`): each word (whitespace-separated, with at least one
+  letter) is, with probability ``p``, edited once — one letter deleted, inserted or
+  substituted — so a perturbed word is at Levenshtein distance exactly 1 from the
+  original. Digits are never edited (``1955`` -> ``155`` is another year, not a typo); a
+  one-character word is never deleted; a substitute differs from the letter it replaces.
+  The paper uses ``p = 0.1``.
 * **case change** (:func:`change_case`): each sentence is, with probability ``q``,
   written all in upper case or all in lower case (equal chances). The paper uses ``q = 0.5``.
 
@@ -45,43 +46,56 @@ EDITS = ("delete", "insert", "substitute")  #: the one-letter edits of a misspel
 
 
 def misspell_word(word: str, rng: random.Random) -> str:
-    """``word`` with exactly one character deleted, inserted or substituted (chosen uniformly).
+    """``word`` with exactly one letter deleted, inserted or substituted (the edit chosen uniformly).
 
-    A one-character word is only inserted into or substituted (deleting it would remove the
-    word); a substitute is a letter different from the character it replaces.
+    Only letters are edited (deleted or replaced); digits and punctuation stay, since a
+    changed digit changes the meaning, not the spelling. A word of one character is only
+    inserted into or substituted, so no word vanishes; a substitute differs from the letter
+    it replaces; an inserted letter may go anywhere in the word.
 
     Example:
         >>> import random
         >>> rng = random.Random(3)
         >>> sorted({len(misspell_word("seven", rng)) for _ in range(50)})
         [4, 5, 6]
+        >>> misspell_word("1955", rng)
+        Traceback (most recent call last):
+        ...
+        ValueError: misspell_word(): word must contain a letter, got '1955'
     """
-    if not word:
-        raise ValueError("misspell_word(): word must be non-empty, got ''")
+    letters = [i for i, c in enumerate(word) if c.isalpha()]
+    if not letters:
+        raise ValueError(f"misspell_word(): word must contain a letter, got {word!r}")
     edit = rng.choice(EDITS if len(word) > 1 else EDITS[1:])
-    if edit == "delete":
-        i = rng.randrange(len(word))
-        return word[:i] + word[i + 1 :]
     if edit == "insert":
         i = rng.randrange(len(word) + 1)
         return word[:i] + rng.choice(LETTERS) + word[i:]
-    i = rng.randrange(len(word))
+    i = rng.choice(letters)
+    if edit == "delete":
+        return word[:i] + word[i + 1 :]
     replacement = rng.choice([c for c in LETTERS if c != word[i]])
     return word[:i] + replacement + word[i + 1 :]
 
 
 def misspell(text: str, p: float, rng: random.Random) -> str:
-    """Each whitespace-separated word of ``text``, with probability ``p``, misspelled once (:func:`misspell_word`).
+    """Each whitespace-separated word of ``text`` that has a letter, with probability ``p``, misspelled once.
 
-    Words are rejoined with single spaces (the corpora are already in that normal form).
+    See :func:`misspell_word`; numbers such as ``1955`` are left alone. Words are rejoined
+    with single spaces (the corpora are already in that normal form).
 
     Example:
         >>> import random
         >>> misspell("one two three", 0.0, random.Random(0))
         'one two three'
+        >>> misspell("May 1955", 1.0, random.Random(0)).split()[1]
+        '1955'
     """
     _check_probability("misspell", "p", p)
-    return " ".join(misspell_word(w, rng) if rng.random() < p else w for w in text.split())
+    return " ".join(misspell_word(w, rng) if _has_letter(w) and rng.random() < p else w for w in text.split())
+
+
+def _has_letter(word: str) -> bool:
+    return any(c.isalpha() for c in word)
 
 
 def change_case(text: str, q: float, rng: random.Random) -> str:
