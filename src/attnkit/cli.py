@@ -61,6 +61,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("attnkit.bench.command", "benchmark attention against its peers on this machine"),
     "translate": ("attnkit.apps.translate.command",
                   "train, evaluate and run a translation Transformer (train|eval|demo|data)"),
+    "lab": ("attnkit.lab.command", "the FAQ as experiments: sweeps you can rerun on your own data (heads|...)"),
 }
 
 #: What a user can cause with bad input: reported in one line, exit status 2.
@@ -380,7 +381,7 @@ EXTRA_OF_PACKAGE: dict[str, str] = {
 }
 #: subcommand -> the extra that installs everything it may import (apps includes viz)
 EXTRA_OF_COMMAND: dict[str, str] = {
-    "demo": "viz", "bench": "bench", **dict.fromkeys(("translate", "summarize", "qa", "inspect"), "apps"),
+    "demo": "viz", "bench": "bench", **dict.fromkeys(("translate", "summarize", "qa", "inspect", "lab"), "apps"),
 }
 
 
