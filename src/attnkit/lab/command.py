@@ -40,6 +40,8 @@ __all__ = ["ACTIONS", "ACTION_MODULES", "add_arguments", "run"]
 ACTION_MODULES: dict[str, tuple[str, str]] = {
     "heads": ("attnkit.lab.heads", "equal-budget sweeps of num_heads, d_k, d_model and layers on a translation "
               "corpus: quality vs cost, with the seed spread"),
+    "noise": ("attnkit.lab.noise", "accuracy through distractor tokens (attention vs LSTM) and translation "
+              "robustness to misspellings and case changes, clean vs --noise training"),
 }  # fmt: skip
 #: action -> one line of help (what attnkit.cli reads)
 ACTIONS: dict[str, str] = {name: help_line for name, (_, help_line) in ACTION_MODULES.items()}

@@ -191,7 +191,7 @@ class RobustnessReport:
     changed: float  # share of sources the perturbation changed
     bleu_clean: float  # BLEU(t, y)
     bleu_perturbed: float  # BLEU(t', y)
-    robustness: float  # bleu_perturbed / bleu_clean (NaN when bleu_clean is 0)
+    robustness: float | None  # bleu_perturbed / bleu_clean (None when bleu_clean is 0)
     consistency: float  # harmonic mean of BLEU(t, t') and BLEU(t', t)
     translations_changed: int  # sentences whose translation differs from the clean one
 
@@ -235,7 +235,7 @@ def robustness(
         changed=round(sum(a != b for a, b in zip(sources, noisy, strict=True)) / len(sources), 4),
         bleu_clean=bleu_clean,
         bleu_perturbed=bleu_noisy,
-        robustness=round(bleu_noisy / bleu_clean, 4) if bleu_clean else float("nan"),
+        robustness=round(bleu_noisy / bleu_clean, 4) if bleu_clean else None,
         consistency=round(consistency(clean, perturbed), 2),
         translations_changed=sum(a != b for a, b in zip(clean, perturbed, strict=True)),
     )
