@@ -111,6 +111,8 @@ def test_lab_noise_end_to_end_writes_results_report_and_plot_and_resumes(tmp_pat
     doc = json.loads((out / "results.json").read_text())
     assert printed["rows"] == 4 == len(doc["rows"])  # 2 fractions x (transformer, LSTM)
     assert {r["model"] for r in doc["rows"]} == {"transformer-2L", "lstm-1L"}
+    clean = next(r for r in doc["rows"] if r["model"] == "transformer-2L" and r["fraction"] == 0.0)
+    assert set(clean["accuracy_at"]) == set(clean["attention_at"]) == {"0", "0.5"}
     assert (out / "synthetic.png").stat().st_size > 0 and "## Synthetic" in (out / "report.md").read_text()
     assert cli.main(argv) == 2 and "--resume" in capsys.readouterr().err  # no silent overwrite
     assert cli.main([*argv, "--resume"]) == 0

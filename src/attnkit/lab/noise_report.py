@@ -68,12 +68,17 @@ def _cross_table(rows: list[dict]) -> list[dict]:
             for (m, f), v in sorted(groups.items())]  # fmt: skip
 
 
-def _attention_table(rows: list[dict]) -> list[dict]:
-    """Per (fraction, layer), the attention measures averaged over seeds."""
+def _attention_table(rows: list[dict], *, clean_trained: bool = False) -> list[dict]:
+    """Per (fraction, layer), the attention measures averaged over seeds.
+
+    ``clean_trained``: the models trained at 0% distractors, measured at each test fraction.
+    """
     groups: dict[tuple[float, int], list[dict]] = {}
-    for r in rows:
-        for a in r.get("attention", []):
-            groups.setdefault((r["fraction"], a["layer"]), []).append(a)
+    for r in (r for r in rows if r.get("part") == "synthetic"):
+        at = r.get("attention_at", {}) if clean_trained else {f"{r.get('fraction')}": r.get("attention", [])}
+        for fraction, layers in at.items():
+            for a in layers:
+                groups.setdefault((float(fraction), a["layer"]), []).append(a)
     keys = ("distractor_mass", "uniform_distractor_mass", "answer_mass", "key_mass", "entropy", "uniform_entropy")
     return [{"fraction": f, "layer": layer, **{k: round(statistics.fmean(a[k] for a in v), 4) for k in keys}}
             for (f, layer), v in sorted(groups.items())]  # fmt: skip
@@ -134,6 +139,17 @@ def _plot_synthetic(rows: list[dict], path: Path, chance: float | None) -> Path 
         mass_ax.plot(xs, [a["answer_mass"] for a in pts], "^--", color=f"C{layer + 2}",
                      label=f"layer {layer + 1}: on the answer")  # fmt: skip
         ent_ax.plot(xs, [a["entropy"] for a in pts], "o-", color=f"C{layer + 2}", label=f"layer {layer + 1}")
+    clean = _attention_table(rows, clean_trained=True)
+    if clean:
+        last = max(a["layer"] for a in clean)
+        pts = [a for a in clean if a["layer"] == last]
+        xs = [100 * a["fraction"] for a in pts]
+        mass_ax.plot(xs, [a["distractor_mass"] for a in pts], "s-", color="C1", alpha=0.6,
+                     label=f"trained at 0%, layer {last + 1}: on distractors")  # fmt: skip
+        mass_ax.plot(xs, [a["answer_mass"] for a in pts], "s--", color="C1", alpha=0.6,
+                     label=f"trained at 0%, layer {last + 1}: on the answer")  # fmt: skip
+        ent_ax.plot(xs, [a["entropy"] for a in pts], "s-", color="C1", alpha=0.6,
+                    label=f"trained at 0%, layer {last + 1}")  # fmt: skip
     if attention:
         first = [a for a in attention if a["layer"] == 0]
         xs = [100 * a["fraction"] for a in first]
@@ -246,6 +262,13 @@ def write_report(out_dir: Path, doc: dict, *, command: str) -> dict[str, Path]:
                                  f"{a['key_mass']:.3f}", f"{a['entropy']:.2f}", f"{a['uniform_entropy']:.2f}")
                                 for a in _attention_table(rows)],
                                ["distractors %", "layer", "mass on distractors", "(uniform)", "mass on answer",
+                                "mass on key", "entropy", "(uniform)"]))  # fmt: skip
+        parts.append("\n\nThe same measures for the Transformers trained at 0% distractors, tested at each fraction:\n")
+        parts.append(_markdown([(_pct(a["fraction"]), a["layer"] + 1, f"{a['distractor_mass']:.3f}",
+                                 f"{a['uniform_distractor_mass']:.3f}", f"{a['answer_mass']:.3f}",
+                                 f"{a['key_mass']:.3f}", f"{a['entropy']:.2f}", f"{a['uniform_entropy']:.2f}")
+                                for a in _attention_table(rows, clean_trained=True)],
+                               ["distractors % (test)", "layer", "mass on distractors", "(uniform)", "mass on answer",
                                 "mass on key", "entropy", "(uniform)"]))  # fmt: skip
         parts.append("\n\n![synthetic](synthetic.png)\n")
     tr = translation_table(rows)

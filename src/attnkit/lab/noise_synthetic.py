@@ -12,9 +12,10 @@ For each ``f`` and seed, a Transformer (attention) and an LSTM at the same param
 budget (:func:`~attnkit.lab.models.build_model`) are trained for the same number of
 updates on fresh batches with distractors at ``f``, then scored on a fixed test set at
 ``f``. The models trained at ``f = 0`` are also scored at every ``f`` (noise never seen in
-training). For the Transformer, :func:`attention_on_query` says where the attention of
-each query position goes, per layer: the mass on distractors, on the answer (the value
-of the queried pair) and on the queried key, and the entropy of the attention row.
+training), and their attention measured there. For the Transformer,
+:func:`attention_on_query` says where the attention of each query position goes, per
+layer: the mass on distractors, on the answer (the value of the queried pair) and on the
+queried key, and the entropy of the attention row.
 
 Shape legend: N sequences, L length, H heads.
 
@@ -178,6 +179,9 @@ def run_synthetic(config: SyntheticNoiseConfig, rows: list[dict], *, save: Calla
             row["accuracy_at"] = {f"{f:g}": evaluate(model, test) for f, test in tests.items()}
         if isinstance(model, TransformerTagger):
             row["attention"] = attention_on_query(model, tests[fraction], num_pairs)
+            if fraction == 0.0:  # the clean-trained model facing distractors it never saw
+                row["attention_at"] = {f"{f:g}": attention_on_query(model, test, num_pairs)
+                                       for f, test in tests.items()}  # fmt: skip
         rows.append(row)
         save(rows)
     progress("synthetic part done", 1.0)
