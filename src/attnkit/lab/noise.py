@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     translation.add_argument("--translation-seeds", type=positive_int, default=None, metavar="N",
                              help="training seeds per model (default: 1)")  # fmt: skip
     translation.add_argument("--translation-steps", type=positive_int, default=None, metavar="N",
-                             help="updates per model (default: numbers-dates 1400, gettext 1200)")
+                             help="updates per model (default: numbers-dates 1400, gettext 2400)")
     translation.add_argument("--test-sentences", type=positive_int, default=None, metavar="N",
                              help="test pairs translated per perturbation (default: 500)")
     translation.add_argument("--noise-seeds", type=positive_int, default=None, metavar="N",
