@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
                               "choose another --out")  # fmt: skip
     doc = load_results(path) if args.resume else {"rows": []}
     doc["configs"] = {**doc.get("configs", {}), **_config_docs(args.part, synthetic, translation)}
+    doc["commands"] = [*doc.get("commands", []), _command_line(args)]  # every run, in order
     rows: list[dict] = doc["rows"]
 
     def save(_rows: list[dict]) -> None:
@@ -124,13 +125,40 @@ def run(args: argparse.Namespace) -> int:
     if args.part in ("translation", "all"):
         run_translation(translation, out, rows, save=save, progress=show.part("translation"))
     save(rows)
-    written = write_report(out, doc, command=" ".join(["attnkit", *sys.argv[1:]]))
+    written = write_report(out, doc)
     if args.json:
         print(json.dumps({"results": str(path), **{k: str(v) for k, v in written.items()}, "rows": len(rows)},
                          indent=2))  # fmt: skip
     else:
         print(f"results: {path}\n" + "\n".join(f"{k}: {v}" for k, v in written.items()))
     return 0
+
+
+#: options of this action, in the order a command line shows them
+_OPTIONS = ("part", "fractions", "seeds", "steps", "corpora", "train_noise", "translation_seeds", "translation_steps",
+            "test_sentences", "noise_seeds", "threads", "out", "resume")  # fmt: skip
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The options given (or defaulted) as one ``attnkit lab noise ...`` line, for the report.
+
+    Example:
+        >>> _command_line(argparse.Namespace(part="all", fractions=(0.0, 0.5), seeds=None, out="o", resume=True))
+        'attnkit lab noise --part all --fractions 0,0.5 --out o --resume'
+    """
+    words = ["attnkit", "lab", "noise"]
+    for name in _OPTIONS:
+        value = getattr(args, name, None)
+        if value is None or value is False:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, tuple):
+            words += [flag, ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)]
+        else:
+            words += [flag, str(value)]
+    return " ".join(words)
 
 
 def _config_docs(part: str, synthetic, translation) -> dict:

@@ -230,11 +230,12 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def write_report(out_dir: Path, doc: dict, *, command: str) -> dict[str, Path]:
+def write_report(out_dir: Path, doc: dict) -> dict[str, Path]:
     """``report.md`` and the plots from ``doc`` (the results so far); returns what was written."""
     from .noise_synthetic import SyntheticNoiseConfig, chance
 
     rows = doc["rows"]
+    commands = "\n".join(doc.get("commands", [])) or "(not recorded)"
     written: dict[str, Path] = {}
     synthetic_config = doc.get("configs", {}).get("synthetic")
     chance_level = chance(SyntheticNoiseConfig(**{**synthetic_config, "fractions": tuple(
@@ -244,7 +245,8 @@ def write_report(out_dir: Path, doc: dict, *, command: str) -> dict[str, Path]:
         if made is not None:
             written[name] = made
     parts = [f"# `attnkit lab noise`: is self-attention sensitive to noise?\n\n- machine: {_machine()}\n"
-             f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n- command: `{command}`\n"
+             f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+             f"- commands, in order (each continues the same results.json):\n\n```\n{commands}\n```\n\n"
              f"- configs: `{json.dumps(doc.get('configs', {}))}`\n"]  # fmt: skip
     table = synthetic_table(rows)
     if table:
