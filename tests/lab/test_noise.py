@@ -117,5 +117,6 @@ def test_lab_noise_end_to_end_writes_results_report_and_plot_and_resumes(tmp_pat
     assert cli.main(argv) == 2 and "--resume" in capsys.readouterr().err  # no silent overwrite
     assert cli.main([*argv, "--resume"]) == 0
     resumed = json.loads((out / "results.json").read_text())
-    assert resumed["rows"] == doc["rows"] and len(resumed["commands"]) == 2 and resumed["commands"][1].endswith("--resume")
+    assert resumed["rows"] == doc["rows"]
+    assert len(resumed["commands"]) == 2 and resumed["commands"][1].endswith("--resume")
     assert "attnkit lab noise --part synthetic --fractions 0,0.5" in (out / "report.md").read_text()
