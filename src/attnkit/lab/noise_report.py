@@ -190,16 +190,19 @@ def _plot_translation(rows: list[dict], path: Path) -> Path | None:
             xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(perturbations))]
             clean = next(c["bleu_clean"] for c in cells if c)
             bleu = [clean] + [c["bleu_perturbed"] if c else 0 for c in cells]
-            axes[0][col].bar([xs[0] - 1] + xs, bleu, width, color=f"C{i}", label=label)
-            axes[1][col].bar(xs, [c["robustness"] if c else 0 for c in cells], width, color=f"C{i}", label=label,
-                             yerr=[c["robustness_sd"] if c else 0 for c in cells], capsize=2)  # fmt: skip
+            look = {"color": "C1" if noise else "C0", "alpha": 1.0 if seed == 0 else 0.55}  # noise: orange; seed: shade
+            axes[0][col].bar([xs[0] - 1] + xs, bleu, width, label=label, **look)
+            axes[1][col].bar(xs, [c["robustness"] if c else 0 for c in cells], width, label=label,
+                             yerr=[c["robustness_sd"] if c else 0 for c in cells], capsize=2, **look)  # fmt: skip
+        top = max(t["bleu_clean"] for t in table if t["corpus"] == corpus)
+        axes[0][col].set_ylim(0, 1.35 * top)  # room for the legend above the bars
         axes[0][col].set_xticks(range(-1, len(perturbations)), ["clean input", *perturbations], rotation=20)
         axes[0][col].set(ylabel="BLEU vs reference", title=f"{corpus}: BLEU on clean and perturbed input")
         axes[1][col].set_xticks(range(len(perturbations)), perturbations, rotation=20)
         axes[1][col].axhline(1.0, color="grey", ls=":")
         axes[1][col].set(ylabel="robustness = BLEU(perturbed) / BLEU(clean)", ylim=(0, 1.1),
-                         title=f"{corpus}: robustness (Niu et al. 2020)")  # fmt: skip
-        axes[0][col].legend(fontsize=8)
+                         title=f"{corpus}: robustness (Niu et al. 2020); bars: sd over noise draws")  # fmt: skip
+        axes[0][col].legend(fontsize=8, ncol=2, loc="upper center")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
