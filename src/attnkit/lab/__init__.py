@@ -8,6 +8,8 @@
 ``attnkit lab long-range``  accuracy vs dependency distance, Transformer vs LSTM
                             (:mod:`.long_range`; tasks in :mod:`.tasks`, models in
                             :mod:`.models`)
+``attnkit lab noise``       accuracy through distractor tokens, translation robustness
+                            to misspellings and case changes (:mod:`.noise`)
 ==========================  ==========================================================
 
 Each action of ``attnkit lab`` is a module registered in

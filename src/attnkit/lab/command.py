@@ -44,6 +44,8 @@ ACTION_MODULES: dict[str, tuple[str, str]] = {
               "BLEU vs fraction of heads pruned, measured speed-up"),
     "long-range": ("attnkit.lab.long_range", "accuracy vs dependency distance: Transformer (1-2 layers, sliding "
                    "window) vs LSTM on recall and ListOps; pretrained attention distances"),
+    "noise": ("attnkit.lab.noise", "accuracy through distractor tokens (attention vs LSTM) and translation "
+              "robustness to misspellings and case changes, clean vs --noise training"),
 }  # fmt: skip
 #: action -> one line of help (what attnkit.cli reads)
 ACTIONS: dict[str, str] = {name: help_line for name, (_, help_line) in ACTION_MODULES.items()}

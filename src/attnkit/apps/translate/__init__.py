@@ -15,6 +15,9 @@ The pieces, in the order a run uses them:
 :func:`plot_alignment`        per-layer, per-head heatmap grid
 :func:`calibrate`             the model's confidence on validation sentences, stored with
                               it: ``attnkit translate`` flags inputs unlike the training data
+:class:`Perturbation`,        seeded misspellings and case changes, and the robustness and
+:func:`robustness`            consistency of Niu et al. (2020) under them (``--noise p``
+                              trains with them)
 :func:`demo`                  all of the above in a few minutes (``attnkit translate demo``)
 ============================  ==========================================================
 
@@ -64,6 +67,10 @@ __all__ = [
     "Calibration",
     "Confidence",
     "calibrate",
+    "Perturbation",
+    "perturb_sentences",
+    "robustness",
+    "RobustnessReport",
 ]
 
 #: public name -> the module that defines it; imported on first use, so `attnkit ... --help` needs no torch
@@ -92,4 +99,8 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "Calibration": ".confidence",
     "Confidence": ".confidence",
     "calibrate": ".confidence",
+    "Perturbation": ".noise",
+    "perturb_sentences": ".noise",
+    "robustness": ".noise",
+    "RobustnessReport": ".noise",
 })

@@ -3,7 +3,7 @@
 ::
 
     attnkit translate train [--corpus numbers-dates|gettext|tsv:PATH] [--pair en-de] [--size tiny|small|base]
-                            [--minutes N | --steps N] [--out DIR] [--resume]
+                            [--minutes N | --steps N] [--out DIR] [--resume] [--noise P]
     attnkit translate eval  --model DIR [--split test|valid] [--limit N] [--beam N]
     attnkit translate demo  [--steps 1400] [--minutes CAP] [--out DIR]
     attnkit translate data  [--corpus ...] [--pair ...]          # the corpus summary, no training
@@ -40,7 +40,7 @@ ACTION_NAMES = tuple(ACTIONS)  # kept for callers of the old name
 
 def _options() -> dict[str, tuple[tuple[str, ...], dict]]:
     """Every option: dest -> (flags, add_argument keywords). Defaults are None: the library decides."""
-    from ..._argtypes import positive_float, positive_int
+    from ..._argtypes import positive_float, positive_int, unit_interval
 
     return {
         "corpus": (("--corpus",), dict(metavar="NAME",
@@ -56,6 +56,9 @@ def _options() -> dict[str, tuple[tuple[str, ...], dict]]:
         "seed": (("--seed",), dict(type=int, metavar="S", help="corpus split, init and batch order (default: 0)")),
         "corpus_size": (("--corpus-size",), dict(type=positive_int, metavar="N", help="pairs to generate / keep")),
         "max_tokens": (("--max-tokens",), dict(type=positive_int, metavar="N", help="padded tokens per global batch")),
+        "noise": (("--noise",), dict(type=unit_interval, metavar="P", help="augmentation: misspell each source word "
+                                     "and change each source's case with probability P, afresh every step "
+                                     "(default: 0)")),
         "eval_every": (("--eval-every",), dict(type=int, metavar="N",
                                                help="steps between validation BLEU, 0 = never (default: 250)")),
         "model": (("--model",), dict(metavar="DIR", help="a model directory, or a training run directory, e.g. "
@@ -74,7 +77,7 @@ def _options() -> dict[str, tuple[tuple[str, ...], dict]]:
 _ACTION_OPTIONS = {
     None: ("model", "beam", "plot_attention", "html"),
     "train": ("corpus", "pair", "size", "minutes", "steps", "out", "resume", "seed", "corpus_size", "max_tokens",
-              "eval_every"),
+              "noise", "eval_every"),
     "eval": ("model", "split", "limit", "beam"),
     "demo": ("steps", "minutes", "out", "pair", "size"),
     "data": ("corpus", "pair", "seed", "corpus_size"),
@@ -131,7 +134,7 @@ def _train_here(args, main: bool) -> int:
 
     given = dict(corpus=args.corpus, pair=args.pair, size=args.size, minutes=args.minutes, steps=args.steps,
                  out_dir=args.out, seed=args.seed, corpus_size=args.corpus_size, max_tokens=args.max_tokens,
-                 eval_every=args.eval_every, threads=args.threads)  # fmt: skip
+                 eval_every=args.eval_every, noise=args.noise, threads=args.threads)  # fmt: skip
     config = TranslationTrainConfig(**{k: v for k, v in given.items() if v is not None})
     out = console(args.json or not main)
     try:

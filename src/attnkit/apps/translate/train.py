@@ -13,6 +13,9 @@
   (:mod:`.confidence`), stored in ``translate.json`` for out-of-domain warnings;
 * checkpoints every ``checkpoint_every`` steps and on Ctrl-C; ``resume=True`` continues
   exactly (the batch of each step is a function of the seed and the step);
+* **noise augmentation** (``noise=p``, ``--noise p``): each training source is
+  perturbed afresh at every step it is drawn, each word misspelled with probability
+  ``p`` and the sentence case-changed with probability ``p`` (:mod:`.noise`);
 * **data parallel** under ``torchrun`` (:mod:`attnkit.distributed.data_parallel`).
 
 Example (a few seconds on a CPU)::
@@ -42,6 +45,7 @@ from .confidence import INFO_KEY as CONFIDENCE_KEY
 from .confidence import calibrate
 from .evaluate import evaluate
 from .model import MODEL_DIR, SIZES, Translator, model_config
+from .noise import NoisySources, Perturbation
 from .run import RunFiles, open_run, prepare_run
 
 __all__ = ["TranslationTrainConfig", "TrainResult", "train_translation", "translation_loss", "translation_trainer",
@@ -55,7 +59,7 @@ Report = Callable[[str, object], None]
 SIZE_DEFAULTS = {"tiny": (2048, 400), "small": (2048, 400), "base": (6144, 4000)}
 #: fixed for a run; a resume keeps the saved values
 _WHAT = ("corpus", "pair", "size", "seed", "corpus_size", "vocab_size", "max_tokens", "warmup_steps", "lr_scale",
-         "label_smoothing", "dropout", "max_len", "ema_decay")  # fmt: skip
+         "label_smoothing", "dropout", "max_len", "ema_decay", "noise")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class TranslationTrainConfig:
     dropout: float | None = None  # None = the preset's (0.1)
     max_len: int = 128  # training pairs with more subword tokens on either side are skipped
     ema_decay: float | None = 0.995  # validate and save the moving average of the weights; None = the last weights
+    noise: float = 0.0  # augmentation: probability of a misspelling per source word and of a case change per source
     steps: int | None = None  # total optimizer updates; None = 2000, or unlimited when minutes is set
     minutes: float | None = None  # wall-clock budget of this call (stops with a checkpoint)
     out_dir: str = "out/translate"  # run directory (see .run); `attnkit translate train --out`
@@ -103,6 +108,8 @@ class TranslationTrainConfig:
             raise ValueError(f"TranslationTrainConfig: minutes must be > 0, got {self.minutes!r}; e.g. minutes=10")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"TranslationTrainConfig: label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if not 0.0 <= self.noise <= 1.0:
+            raise ValueError(f"TranslationTrainConfig: noise must be a probability in [0, 1], got {self.noise!r}")
 
     def resolved(self) -> TranslationTrainConfig:
         """A copy with the size-dependent defaults filled in."""
@@ -189,7 +196,7 @@ def _train(config: TranslationTrainConfig, resume: bool, progress: bool, report:
     info = dp.init_from_env()
     run_dir = Path(config.out_dir)
     run = _open_or_prepare(run_dir, config.resolved(), resume, info, report)
-    saved = {"ema_decay": None, **run.info["settings"]}  # runs from before ema_decay existed averaged nothing
+    saved = {"ema_decay": None, "noise": 0.0, **run.info["settings"]}  # older runs: no averaging, no noise
     settings = TranslationTrainConfig(**{**saved, **_how_long(config)})
     torch.manual_seed(settings.seed)
     model = Transformer(model_config(settings.size, run.tokenizer.vocab_size, dropout=settings.dropout))
@@ -266,10 +273,15 @@ def _trainer(model, run: RunFiles, settings: TranslationTrainConfig, info, repor
     tok = run.tokenizer
     sources, targets = tok.encode_batch([s for s, _ in run.train]), tok.encode_batch([t for _, t in run.train])
     fits = range(1, settings.max_len + 1)
-    examples = [(s, t) for s, t in zip(sources, targets, strict=True) if len(s) in fits and len(t) in fits]
+    kept = [i for i, (s, t) in enumerate(zip(sources, targets, strict=True)) if len(s) in fits and len(t) in fits]
     max_tokens, warmup_steps = settings.tokens_and_warmup()
-    batches = TokenBatches(examples, max_tokens=max_tokens, seed=settings.seed, rank=info.rank,
-                           world_size=info.world_size)  # fmt: skip
+    batches: TokenBatches | NoisySources = TokenBatches(
+        [(sources[i], targets[i]) for i in kept], max_tokens=max_tokens, seed=settings.seed, rank=info.rank,
+        world_size=info.world_size)  # fmt: skip
+    if settings.noise:
+        noise = Perturbation(misspell=settings.noise, case=settings.noise)
+        batches = NoisySources(batches, [run.train[i][0] for i in kept], tok, noise, seed=settings.seed,
+                               max_len=settings.max_len)  # fmt: skip
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr_scale, betas=(0.9, 0.98), eps=1e-9)
     schedule = NoamSchedule(optimizer, model.config.d_model, warmup_steps)
     steps = _planned_steps(settings) or 10**9
