@@ -57,13 +57,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "summarize a text file (MiniLM extractive or SmolLM2 abstractive); eval: ROUGE"),
     "qa": ("attnkit.apps.qa.command",
            "answer a question, grounded in --context files (MiniLM retrieval + SmolLM2); eval"),
-    "inspect": ("attnkit.apps.inspect.command", "attention heatmaps, distance and entropy per head; --html: the interactive explorer"),
+    "inspect": ("attnkit.apps.inspect.command",
+                "attention heatmaps, distance and entropy per head; --html: the interactive explorer"),
     "bench": ("attnkit.bench.command", "benchmark attention against its peers on this machine"),
     "cost": ("attnkit.cost.command", "parameters, FLOPs and memory of a Transformer config; --measure times it here"),
     "translate": ("attnkit.apps.translate.command",
                   "train, evaluate and run a translation Transformer (train|eval|demo|data)"),
     "export": ("attnkit.integrations.export_command", "write a saved model as ONNX, checked in onnxruntime (onnx)"),
-    "lab": ("attnkit.lab.command", "the FAQ, measured: heads, prune, long-range, noise (sweeps you can rerun on your own data)"),
+    "lab": ("attnkit.lab.command",
+            "the FAQ, measured: heads, prune, long-range, noise (sweeps you can rerun on your own data)"),
 }
 
 #: What a user can cause with bad input: reported in one line, exit status 2.
