@@ -4,7 +4,8 @@ Each test builds a page from known weights, clicks what a person clicks (a head,
 token, a heatmap, a column header, the export buttons) and checks the DOM against the
 tensors: the lines drawn, the cells and their values (within display rounding), the
 statistics. Every page must log no console error and send no request (only its own
-file loads). One browser per module.
+file loads). One browser per module; the harness (``browser``, ``open_page``, ``open_html``)
+lives in ``tests/viz/conftest.py``.
 
 Without chromium these tests skip, saying why, except under ``CI=true``, where they
 must run (``.ci/run`` installs Debian's chromium when it is missing).
@@ -13,84 +14,18 @@ must run (``.ci/run`` installs Debian's chromium when it is missing).
 from __future__ import annotations
 
 import io
-import os
 import re
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from attnkit.viz import Explorer, explore
+from attnkit.viz import explore
 from attnkit.viz.explorer import QUANT
 
-UNDER_CI = os.environ.get("CI") == "true"
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 TOKENS = "The animal didn't cross the street because it was too tired".split()
 ROUND_4 = 0.5e-4 + 0.5 / QUANT + 1e-9  # data-w carries 4 decimals of the 16-bit value
 ROUND_3 = 0.5e-3 + 0.5 / QUANT + 1e-9  # the readout shows 3 decimals
-
-
-def _unavailable(reason: str):
-    if UNDER_CI:
-        pytest.fail(f"CI=true but {reason}: .ci/run installs Debian's chromium, the dev extra installs playwright")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        _unavailable("no chromium on this machine (Debian: apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed (pip install -e '.[dev]')")
-    with sync_playwright() as p:
-        flags = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]  # root in CI; small /dev/shm
-        b = p.chromium.launch(executable_path=CHROMIUM, args=flags)
-        yield b
-        b.close()
-
-
-class Opened:
-    """A page with what it logged and requested."""
-
-    def __init__(self, browser, path):
-        self.context = browser.new_context(viewport={"width": 1100, "height": 900}, accept_downloads=True)
-        self.errors: list[str] = []
-        self.requests: list[str] = []
-        self.page = self.context.new_page()
-        self.page.on("console", lambda m: m.type in ("error", "warning") and self.errors.append(f"{m.type}: {m.text}"))
-        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
-        self.page.on("request", lambda r: self.requests.append(r.url))
-        self.url = path.as_uri()
-        self.page.goto(self.url)
-
-    def clean(self) -> None:
-        assert self.errors == []
-        assert [u for u in self.requests if u != self.url] == [], "a request left the page"
-
-    def attrs(self, selector: str, *names: str) -> list[tuple]:
-        js = "(els, names) => els.map(e => names.map(n => e.getAttribute(n)))"
-        return [tuple(row) for row in self.page.eval_on_selector_all(selector, js, list(names))]
-
-    def readout_value(self) -> float:
-        text = self.page.inner_text(".ax-readout")
-        return float(re.findall(r"(\d+\.\d+)\s*$", text)[0])
-
-
-@pytest.fixture
-def open_page(browser, tmp_path):
-    opened = []
-
-    def open_(explorer: Explorer, name: str = "page.html") -> Opened:
-        o = Opened(browser, explorer.save(tmp_path / name))
-        opened.append(o)
-        return o
-
-    yield open_
-    for o in opened:
-        o.context.close()
 
 
 def stack(N: int, H: int, Lq: int, Lk: int, *, causal: bool = False, seed: int = 0, dtype=torch.float64):
@@ -258,32 +193,26 @@ def test_two_thousand_tokens_render_windowed_and_top_k_and_stay_readable(open_pa
     o.clean()
 
 
-def test_two_explorers_in_one_notebook_page_do_not_collide(browser, tmp_path):
+def test_two_explorers_in_one_notebook_page_do_not_collide(open_html, tmp_path):
     a, b = explore(stack(1, 2, 3, 3), tokens=TOKENS[:3]), explore(stack(1, 3, 4, 4), tokens=TOKENS[:4])
     path = tmp_path / "notebook.html"
     path.write_text("<!DOCTYPE html><html><head><link rel='icon' href='data:,'></head><body>" + a._repr_html_() +
                     b._repr_html_() + "</body></html>", encoding="utf-8")  # fmt: skip
-    o = Opened(browser, path)
-    try:
-        frames = [o.page.frame_locator(f"#{x.uid}-frame") for x in (a, b)]
-        assert [f.locator(".ax-head").count() for f in frames] == [2, 3]
-        frames[1].locator('.ax-tok[data-side="q"][data-i="2"]').click()
-        assert frames[1].locator(".ax-line").count() > 0 and frames[0].locator(".ax-tok.locked").count() == 0
-        o.clean()
-    finally:
-        o.context.close()
+    o = open_html(path)
+    frames = [o.page.frame_locator(f"#{x.uid}-frame") for x in (a, b)]
+    assert [f.locator(".ax-head").count() for f in frames] == [2, 3]
+    frames[1].locator('.ax-tok[data-side="q"][data-i="2"]').click()
+    assert frames[1].locator(".ax-line").count() > 0 and frames[0].locator(".ax-tok.locked").count() == 0
+    o.clean()
 
 
-def test_without_chromium_the_tests_skip_locally_and_fail_under_ci(monkeypatch):
-    import sys
-
-    module = sys.modules[__name__]
-    monkeypatch.setattr(module, "UNDER_CI", True)
+def test_without_chromium_the_tests_skip_locally_and_fail_under_ci(monkeypatch, unavailable):
+    monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true but no chromium"):
-        _unavailable("no chromium on this machine")
-    monkeypatch.setattr(module, "UNDER_CI", False)
+        unavailable("no chromium on this machine")
+    monkeypatch.setenv("CI", "false")
     with pytest.raises(pytest.skip.Exception, match="no chromium on this machine"):
-        _unavailable("no chromium on this machine")
+        unavailable("no chromium on this machine")
 
 
 def test_tokens_are_text_never_markup(open_page):
