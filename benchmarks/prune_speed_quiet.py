@@ -9,9 +9,10 @@ import sys
 
 import torch
 
-from attnkit.nn import Transformer, TransformerConfig
 from attnkit.lab.importance import pruning_order
 from attnkit.lab.pruning import forward_speedup
+from attnkit.nn import Transformer, TransformerConfig
+
 torch.set_num_threads(1); torch.manual_seed(0)
 doc = json.load(open("benchmarks/results/lab/pruning/results.json"))
 cfg = {k: v for k, v in doc["model"].items() if k != "heads_total"}
