@@ -13,7 +13,8 @@ from attnkit.lab.importance import pruning_order
 from attnkit.lab.pruning import forward_speedup
 from attnkit.nn import Transformer, TransformerConfig
 
-torch.set_num_threads(1); torch.manual_seed(0)
+torch.set_num_threads(1)
+torch.manual_seed(0)
 doc = json.load(open("benchmarks/results/lab/pruning/results.json"))
 cfg = {k: v for k, v in doc["model"].items() if k != "heads_total"}
 model = Transformer(TransformerConfig(**cfg)).eval()
