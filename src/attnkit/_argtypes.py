@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["positive_int", "nonnegative_int", "positive_float", "unit_interval", "open_unit_interval"]
+__all__ = ["positive_int", "nonnegative_int", "positive_float", "unit_interval", "open_unit_interval", "lengths"]
 
 
 def _number(text: str, kind: type, what: str, ok) -> float:
@@ -54,3 +54,25 @@ def unit_interval(text: str) -> float:
 def open_unit_interval(text: str) -> float:
     """A number in (0, 1]."""
     return _number(text, float, "a number in (0, 1]", lambda v: 0 < v <= 1)
+
+
+def lengths(text: str) -> list[int]:
+    """Sequence lengths, comma-separated, ``k`` = 1024: ``"1024,4k"`` -> ``[1024, 4096]``.
+
+    Example:
+        >>> lengths("512, 4k")
+        [512, 4096]
+    """
+    out = []
+    for token in filter(None, (t.strip().lower() for t in text.split(","))):
+        try:
+            value = int(token[:-1]) * 1024 if token.endswith("k") else int(token)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected sequence lengths like 512 or 4k, comma-separated, "
+                                             f"got {token!r}") from None  # fmt: skip
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"sequence lengths must be >= 1, got {token!r}")
+        out.append(value)
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected at least one sequence length, got {text!r}")
+    return out

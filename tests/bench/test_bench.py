@@ -352,7 +352,7 @@ def _parser() -> argparse.ArgumentParser:
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--L", "12x"], "--L: expected sequence lengths like 1024 or 4k"),
+        (["--L", "12x"], "--L: expected sequence lengths like 512 or 4k"),
         (["--mask", "causal,diagonal"], "unknown mask 'diagonal'; choose from none, causal"),
         (["--impl", "cuda-magic"], "'cuda-magic' matches no implementation; choose from attnkit-auto"),
         (["--pass", "bwd"], "unknown pass 'bwd'; choose from fwd, fwdbwd"),

@@ -27,6 +27,7 @@ from typing import Any
 
 # The benchmark modules import torch: they are imported inside the functions that run, so that
 # `attnkit bench --help` starts without torch.
+from .._argtypes import lengths
 from ..console import literal
 from .startup import startup_cases  # no torch: the startup suite measures other processes
 
@@ -59,21 +60,6 @@ def _positive(kind):
 
     return parse
 
-
-def _lengths(text: str) -> list[int]:
-    """``"1024,4k"`` -> ``[1024, 4096]``."""
-    out = []
-    for token in filter(None, (t.strip().lower() for t in text.split(","))):
-        try:
-            value = int(token[:-1]) * 1024 if token.endswith("k") else int(token)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected sequence lengths like 1024 or 4k (comma-separated), got {token!r}"
-            ) from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"sequence lengths must be >= 1, got {token!r}")
-        out.append(value)
-    return out
 
 
 def _choices(valid: tuple[str, ...] | list[str], what: str):
@@ -121,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "(default: all; a name that matches none lists them)")
     add("--mask", type=_choices(MASK_NAMES, "mask"), action="extend", metavar="NAMES",
         help=f"masks: {', '.join(MASK_NAMES)}")
-    add("--L", type=_lengths, action="extend", metavar="LENGTHS",
+    add("--L", type=lengths, action="extend", metavar="LENGTHS",
         help="sequence lengths, e.g. 1024,4k,64k (default: 1k..64k, powers of 2)")
     add("--pass", dest="pass_", type=_choices(PASS_NAMES, "pass"), action="extend", metavar="PASS",
         help="fwd, fwdbwd or both (default: both)")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .._argtypes import positive_int
+from .._argtypes import lengths, positive_int
 
 __all__ = ["add_arguments", "run", "DEFAULT_LENGTHS", "MEASURE_LENGTH", "MAX_PREDICTED_S"]
 
@@ -36,22 +36,6 @@ _INT_FIELDS = {"--vocab-size": "vocab_size", "--d-model": "d_model", "--num-head
                "--encoder-layers": "num_encoder_layers", "--decoder-layers": "num_decoder_layers",
                "--max-len": "max_len"}  # fmt: skip
 
-
-def _lengths(text: str) -> list[int]:
-    """``"1024,4k"`` -> ``[1024, 4096]``."""
-    out = []
-    for token in filter(None, (t.strip().lower() for t in text.split(","))):
-        try:
-            value = int(token[:-1]) * 1024 if token.endswith("k") else int(token)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected sequence lengths like 512 or 4k, comma-separated, "
-                                             f"got {token!r}") from None  # fmt: skip
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"sequence lengths must be >= 1, got {token!r}")
-        out.append(value)
-    if not out:
-        raise argparse.ArgumentTypeError(f"expected at least one sequence length, got {text!r}")
-    return out
 
 
 def _nonnegative(text: str) -> int:
@@ -72,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a published configuration (default: paper_base): the 2017 base/big Transformer, "
                              "all-MiniLM-L6-v2, SmolLM2-135M")  # fmt: skip
     source.add_argument("--model", type=Path, metavar="DIR", help="a model directory saved by attnkit (config.json)")
-    add("--L", type=_lengths, nargs="+", metavar="LENGTHS",
+    add("--L", type=lengths, nargs="+", metavar="LENGTHS",
         help="sequence lengths, comma- or space-separated, e.g. 512,4k or 512 4k (default: 128..65536 in powers of 2; "
              f"with --measure: {MEASURE_LENGTH})")
     add("--batch", type=positive_int, default=1, help="sequences per step")
