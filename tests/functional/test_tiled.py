@@ -417,3 +417,19 @@ def test_tiled_peak_memory_is_far_below_one_score_matrix():
     used = json.loads(res.stdout.strip().splitlines()[-1])
     assert used["control"] > 240, f"the measure did not see a 256 MiB allocation: {used}"
     assert used["tiled"] < 64, f"tiled causal fwd+bwd at L={L} raised peak RSS by {used['tiled']:.0f} MiB"
+
+
+def test_tiled_plans_of_position_masks_are_cached_by_what_they_follow_from():
+    """Two equal position masks share one plan object; another size, window or a tensor mask does not."""
+    from attnkit.functional import tiled
+
+    q, k, v = make_qkv(1, 2, 2, 300, 300, 8, 8)
+    first = TiledCall.build(q, k, masks.sliding_window(40)).plan
+    assert TiledCall.build(q, k, masks.sliding_window(40)).plan is first  # a new but equal mask object
+    assert TiledCall.build(q, k, masks.sliding_window(41)).plan is not first
+    assert TiledCall.build(q[:, :, :299], k[:, :, :299], masks.sliding_window(40)).plan is not first
+    ids = torch.tensor([[0] * 150 + [1] * 150])
+    assert TiledCall.build(q, k, masks.document(ids)).plan is not TiledCall.build(q, k, masks.document(ids)).plan
+    tiled._PLANS.clear()
+    assert TiledCall.build(q, k, masks.sliding_window(40)).plan is not first  # planned again, equal
+    assert_matches_reference64(q, k, v, masks.sliding_window(40))

@@ -14,6 +14,17 @@ pass is two ``bmm`` and a softmax over all ``m`` blocks, and the backward pass
 ``dV_w`` of neighbouring blocks overlap, so they are added back into ``dK``/``dV`` in
 ``ceil(w / tq)`` strided adds whose windows do not overlap (:func:`_add_windows`).
 
+Example:
+    >>> import torch
+    >>> from attnkit import masks
+    >>> from attnkit.functional.tiled import TiledCall, tiled_backward, tiled_forward
+    >>> q = k = v = torch.randn(1, 1, 64, 8, dtype=torch.float64)
+    >>> call = TiledCall.build(q, k, masks.sliding_window(8), block_q=8, block_k=8)  # 8 blocks, a band of 7
+    >>> out, lse = tiled_forward(q, k, v, call)
+    >>> dq, dk, dv = tiled_backward(torch.ones_like(out), q, k, v, out, lse, call)
+    >>> round(dv.sum().item())  # each query spreads its weight 1 over the values: 64 queries x 8 features
+    512
+
 Shape legend: G = H // Hkv query heads per key head, m blocks of a band, tq queries per
 block, R = tq * G score rows of a block (row ``i*G + g``), w keys of a block's window,
 D head dim, Dv value head dim.
