@@ -433,3 +433,4 @@ def test_tiled_plans_of_position_masks_are_cached_by_what_they_follow_from():
     tiled._PLANS.clear()
     assert TiledCall.build(q, k, masks.sliding_window(40)).plan is not first  # planned again, equal
     assert_matches_reference64(q, k, v, masks.sliding_window(40))
+

@@ -103,8 +103,6 @@ __all__ = [
 DEFAULT_BLOCK_Q = 128  # query positions per block
 DEFAULT_BLOCK_K = 128  # key positions per block (the unit of skipping and of masking)
 BANDED_BLOCK = 64  # block_q = block_k when the forward pass is mostly bands (see TiledCall.build)
-NARROW_FORWARD = True
-NARROW_MAX_SCORES = 0.85  # forward at 64 x 64 when that computes at most this fraction of 128 x 128's scores
 SCORE_BUDGET = 1 << 20  # most score elements one chunk may hold (4 MiB in float32); longer spans are chunked
 
 
@@ -151,11 +149,10 @@ class TiledCall:
         blocks than there are (batch row, key head) pairs, which 128 x 128 tiles reach
         only at twice the length (window 256, H=8, L=2048: 15.2 ms vs 19.6 ms at 128).
         The backward pass runs the same 64 x 64 bands (:func:`._bands.backward_band`).
-        Without bands, a forward pass whose 64 x 64 plan computes at most
-        NARROW_MAX_SCORES of the 128 x 128 plan's scores (a short window: L = 512-1024 at
-        window 256) still runs at 64 x 64 (1 thread, L=512: 4.7 vs 5.3 ms, L=1024: 9.8 vs
-        11.0 ms), and its backward pass at 128 x 128, which the per-block loop prefers.
-        Plans of position masks are cached (:func:`_plan_key`).
+        Without bands both passes run at 128 x 128: a short window (256 at L = 512-1024)
+        at 64 x 64 computes ~16% fewer scores and was 1.12x faster on 1 thread, but not on
+        2 (L=512: 3.03 vs 2.91 ms, L=1024: 6.34 vs 5.93 ms, medians of 15 interleaved
+        calls). Plans of position masks are cached (:func:`_plan_key`).
         """
         B, H, Lq, D = (int(n) for n in q.shape)  # int(): a traced dynamic shape is fixed here (the plan's loops)
         Hkv, Lk = int(k.shape[1]), int(k.shape[2])
@@ -169,17 +166,14 @@ class TiledCall:
         fields = (mask, bias, scale, float(dropout_p), int(seed), Hkv, H // Hkv, Lq, Lk)
         key = _plan_key(mask, _bandable(mask, bias, dropout_p), q.device, B, H, Hkv, Lq, Lk, block_q, block_k)
         chosen = _PLANS.get(key) if key is not None else None
+        if chosen is None and block_q is None and block_k is None and _bandable(mask, bias, dropout_p):
+            narrow = plan(BANDED_BLOCK, BANDED_BLOCK)
+            if _mostly_banded(cls(*fields, narrow, lambda: narrow)):
+                chosen = narrow  # both passes run the same bands
         if chosen is None:
-            wide = plan(bq, bk)
-            chosen = (wide, lambda: wide)
-            if block_q is None and block_k is None and _bandable(mask, bias, dropout_p):
-                narrow = plan(BANDED_BLOCK, BANDED_BLOCK)
-                if _mostly_banded(cls(*fields, narrow, lambda: narrow)):
-                    chosen = (narrow, lambda: narrow)  # both passes run the same bands
-                elif NARROW_FORWARD and narrow.score_elements(H) <= NARROW_MAX_SCORES * wide.score_elements(H):
-                    chosen = (narrow, lambda: wide)  # a short window: narrower tiles skip more
-            _remember(key, chosen)
-        return cls(*fields, *chosen)
+            chosen = plan(bq, bk)
+        _remember(key, chosen)
+        return cls(*fields, chosen, lambda: chosen)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """:func:`tiled_forward` of this call (the kernel :class:`._autograd.OutLseFunction` runs)."""
@@ -277,8 +271,7 @@ def _work_items(grp, call: TiledCall, plan: TilePlan | None = None) -> list:
     return bands(grp.blocks, tq, max_rows=SCORE_BUDGET // (call.G * _widest(grp)), min_blocks=2 * n)
 
 
-# (forward plan, backward plan maker) of position masks by _plan_key; cleared at PLAN_CACHE_SIZE entries
-_PLANS: dict[tuple, tuple[TilePlan, Callable[[], TilePlan]]] = {}
+_PLANS: dict[tuple, TilePlan] = {}  # plans of position masks by _plan_key; cleared at PLAN_CACHE_SIZE entries
 PLAN_CACHE_SIZE = 64
 
 
@@ -292,12 +285,13 @@ def _plan_key(mask, bandable: bool, device, *sizes) -> tuple | None:
     return None if described is None else (described, bandable, torch.device(device).type, *sizes)
 
 
-def _remember(key: tuple | None, plans: tuple[TilePlan, Callable[[], TilePlan]]) -> None:
+def _remember(key: tuple | None, plan: TilePlan) -> None:
     if key is None:
         return
     if len(_PLANS) >= PLAN_CACHE_SIZE:
         _PLANS.clear()
-    _PLANS[key] = plans
+    if key not in _PLANS:
+        _PLANS[key] = plan
 
 
 def _bandable(mask: Mask | None, bias: Bias | None, dropout_p: float) -> bool:
