@@ -272,13 +272,13 @@ def test_tiled_bands_match_reference(B, H, Hkv, Lq, Lk, mask):
     assert_matches_reference64(q, k, v, mask, block_q=32, block_k=32)
 
 
-def test_tiled_default_tiles_are_64_for_banded_passes_and_128_otherwise():
+def test_tiled_default_tiles_are_64_for_banded_forward_and_128_otherwise():
     q, k, v = make_qkv(1, 2, 2, 1500, 1500, 16, 16)  # 2 rows of (batch, key head): bands need >= 4 blocks
     window = TiledCall.build(q, k, masks.sliding_window(200))
-    assert (window.plan.block_q, window.backward_plan.block_q) == (64, 64)  # the backward pass runs bands too
+    assert (window.plan.block_q, window.backward_plan.block_q) == (64, 128)
     assert TiledCall.build(q, k, masks.causal()).plan.block_q == 128  # causal chunks grow: no bands
     assert TiledCall.build(q, k, masks.sliding_window(200), block_q=96, block_k=96).plan.block_q == 96  # as asked
-    assert_matches_reference64(q, k, v, masks.sliding_window(200))  # forward and backward in bands of 64
+    assert_matches_reference64(q, k, v, masks.sliding_window(200))  # forward at 64, backward at 128
     q, k, _ = make_qkv(1, 8, 8, 2048, 2048, 16, 16)  # 8 rows: at 128, 14 equal blocks are too few for a band
     assert TiledCall.build(q, k, masks.sliding_window(256)).plan.block_q == 64  # at 64 there are 30
 
@@ -291,12 +291,15 @@ def test_tiled_default_tiles_are_64_for_banded_passes_and_128_otherwise():
         (45, 45, 6, masks.causal() & masks.sliding_window(9) & ~masks.sliding_window(2)),  # rows 0-1 see no key
     ],
 )
-def test_tiled_band_backward_passes_gradcheck(Lq, Lk, block, mask):
+def test_tiled_band_backward_passes_gradcheck(Lq, Lk, block, mask, monkeypatch):
     """The banded backward pass (five bmm over a band's overlapping key windows, dK/dV added back
-    window slice by slice) against finite differences, for out and lse, with GQA (G = 2)."""
+    window slice by slice; off by default, BACKWARD_BANDS) against finite differences, for out
+    and lse, with GQA (G = 2)."""
+    from attnkit.functional import tiled
     from attnkit.functional._tiles import Band
     from attnkit.functional.tiled import _work_items
 
+    monkeypatch.setattr(tiled, "BACKWARD_BANDS", True)
     q, k, v = make_qkv(1, 4, 2, Lq, Lk, 4, 3)  # float64, requiring grad
     call = TiledCall.build(q, k, mask, block_q=block, block_k=block)
     plan = call.backward_plan

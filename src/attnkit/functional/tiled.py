@@ -59,6 +59,7 @@ of a query block, w keys of a chunk.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -103,6 +104,13 @@ __all__ = [
 DEFAULT_BLOCK_Q = 128  # query positions per block
 DEFAULT_BLOCK_K = 128  # key positions per block (the unit of skipping and of masking)
 BANDED_BLOCK = 64  # block_q = block_k when the forward pass is mostly bands (see TiledCall.build)
+# The backward pass in bands (._bands.backward_band: five bmm per (batch row, key head) over a band's
+# windows) is exact (tests/functional/test_tiled.py) but measured no faster than 128 x 128 block by block,
+# so it is off. Sliding window 256, B=1, H=8, D=64, 2 threads, quiet machine, medians of interleaved calls
+# (benchmarks/results/band-backward): backward alone 58.6 vs 56.0 ms at L=4096, 231.8 vs 225.4 ms at 16384
+# (128 x 128 bands: 60.2, 254.8); forward+backward 76.1 vs 70.9 ms at 4096, 276.3 vs 301.5 ms at 16384.
+# The pass is matmul-bound: 64 x 64 windows compute 320 keys a row against 384, but as smaller matmuls.
+BACKWARD_BANDS = False
 SCORE_BUDGET = 1 << 20  # most score elements one chunk may hold (4 MiB in float32); longer spans are chunked
 
 
@@ -148,32 +156,30 @@ class TiledCall:
         the pass is mostly bands is judged on the 64 x 64 plan itself: a band needs more
         blocks than there are (batch row, key head) pairs, which 128 x 128 tiles reach
         only at twice the length (window 256, H=8, L=2048: 15.2 ms vs 19.6 ms at 128).
-        The backward pass runs the same 64 x 64 bands (:func:`._bands.backward_band`).
-        Without bands both passes run at 128 x 128: a short window (256 at L = 512-1024)
-        at 64 x 64 computes ~16% fewer scores and was 1.12x faster on 1 thread, but not on
-        2 (L=512: 3.03 vs 2.91 ms, L=1024: 6.34 vs 5.93 ms, medians of 15 interleaved
-        calls). Plans of position masks are cached (:func:`_plan_key`).
+        The backward pass keeps 128 x 128 block by block, which measured as fast as
+        running the same 64 x 64 bands (see BACKWARD_BANDS); that plan is made only when a
+        backward pass runs. Without bands both passes run at 128 x 128: a short window
+        (256 at L = 512-1024) at 64 x 64 computes ~16% fewer scores and was 1.12x faster on
+        1 thread, but not on 2 (L=512: 3.03 vs 2.91 ms, L=1024: 6.34 vs 5.93 ms, medians of
+        15 interleaved calls). Plans of position masks are cached (:func:`_plan_key`).
         """
         B, H, Lq, D = (int(n) for n in q.shape)  # int(): a traced dynamic shape is fixed here (the plan's loops)
         Hkv, Lk = int(k.shape[1]), int(k.shape[2])
         scale = D**-0.5 if scale is None else float(scale)
+        device = q.device  # not q itself: cached plans must not keep the tensor alive
 
         def plan(bq: int, bk: int) -> TilePlan:
             return make_plan(mask, B=B, H=H, Lq=Lq, Lk=Lk, block_q=bq, block_k=bk, budget=SCORE_BUDGET,
-                             device=q.device)  # fmt: skip
+                             device=device)  # fmt: skip
 
-        bq, bk = block_q or DEFAULT_BLOCK_Q, block_k or DEFAULT_BLOCK_K
         fields = (mask, bias, scale, float(dropout_p), int(seed), Hkv, H // Hkv, Lq, Lk)
-        key = _plan_key(mask, _bandable(mask, bias, dropout_p), q.device, B, H, Hkv, Lq, Lk, block_q, block_k)
-        chosen = _PLANS.get(key) if key is not None else None
-        if chosen is None and block_q is None and block_k is None and _bandable(mask, bias, dropout_p):
-            narrow = plan(BANDED_BLOCK, BANDED_BLOCK)
-            if _mostly_banded(cls(*fields, narrow, lambda: narrow)):
-                chosen = narrow  # both passes run the same bands
-        if chosen is None:
-            chosen = plan(bq, bk)
-        _remember(key, chosen)
-        return cls(*fields, chosen, lambda: chosen)
+        may_band = block_q is None and block_k is None and _bandable(mask, bias, dropout_p)
+        key = _plan_key(mask, may_band, device, B, H, Hkv, Lq, Lk, block_q, block_k)
+        plans = _PLANS.get(key) if key is not None else None
+        if plans is None:
+            plans = _choose_plans(cls, fields, plan, block_q or DEFAULT_BLOCK_Q, block_k or DEFAULT_BLOCK_K, may_band)
+            _remember(key, plans)
+        return cls(*fields, *plans)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """:func:`tiled_forward` of this call (the kernel :class:`._autograd.OutLseFunction` runs)."""
@@ -271,7 +277,8 @@ def _work_items(grp, call: TiledCall, plan: TilePlan | None = None) -> list:
     return bands(grp.blocks, tq, max_rows=SCORE_BUDGET // (call.G * _widest(grp)), min_blocks=2 * n)
 
 
-_PLANS: dict[tuple, TilePlan] = {}  # plans of position masks by _plan_key; cleared at PLAN_CACHE_SIZE entries
+Plans = tuple[TilePlan, Callable[[], TilePlan]]  # the forward plan and the maker of the backward plan
+_PLANS: dict[tuple, Plans] = {}  # plans of position masks by _plan_key; cleared at PLAN_CACHE_SIZE entries
 PLAN_CACHE_SIZE = 64
 
 
@@ -285,13 +292,26 @@ def _plan_key(mask, bandable: bool, device, *sizes) -> tuple | None:
     return None if described is None else (described, bandable, torch.device(device).type, *sizes)
 
 
-def _remember(key: tuple | None, plan: TilePlan) -> None:
+def _remember(key: tuple | None, plans: Plans) -> None:
     if key is None:
         return
     if len(_PLANS) >= PLAN_CACHE_SIZE:
         _PLANS.clear()
-    if key not in _PLANS:
-        _PLANS[key] = plan
+    _PLANS[key] = plans
+
+
+def _choose_plans(cls, fields, plan, bq: int, bk: int, may_band: bool) -> Plans:
+    """``(forward plan, maker of the backward plan)``: 64 x 64 bands where they cover most of the
+    forward pass (the backward pass then at ``bq x bk`` unless BACKWARD_BANDS), else ``bq x bk``."""
+    if may_band:
+        narrow = plan(BANDED_BLOCK, BANDED_BLOCK)
+        if _mostly_banded(cls(*fields, narrow, lambda: narrow)):
+            if BACKWARD_BANDS:
+                return narrow, lambda: narrow
+            wide = functools.partial(plan, bq, bk)
+            return narrow, (wide if torch.compiler.is_compiling() else functools.cache(wide))  # made once, if ever
+    same = plan(bq, bk)
+    return same, lambda: same
 
 
 def _bandable(mask: Mask | None, bias: Bias | None, dropout_p: float) -> bool:
@@ -363,7 +383,7 @@ def tiled_backward(
     bufs = torch.empty(2, plan.max_tile, dtype=kf.dtype, device=q.device)  # scores, dP tiles
     for grp in plan.groups:
         n = slice(grp.b0 * call.Hkv, grp.b1 * call.Hkv)
-        for blk in _work_items(grp, call, plan):
+        for blk in _work_items(grp, call, plan) if BACKWARD_BANDS else grp.blocks:
             if isinstance(blk, Band):
                 backward_band(dout, q, kf, vf, out, lse, dlse, (dq, dk, dv), grp, blk, call)
                 continue
