@@ -17,10 +17,10 @@ Only ``(q, k, v, out, lse)`` are saved; no ``Lq x Lk`` tensor is ever built, for
 any mask or bias. Tiles are planned from the mask (:mod:`._tiles`): EMPTY tiles
 are skipped, FULL tiles get no masking op, PARTIAL tiles get ``mask.evaluate``
 on their indices. Where consecutive query blocks attend equally placed key
-chunks under a shift-invariant mask (a sliding window), both passes run them
-as one *band* (:mod:`._bands`): batched matmuls over
-overlapping key windows, one mask tile added to all of them, and a plain softmax
-(one chunk per block). Batch
+chunks under a shift-invariant mask (a sliding window), the forward pass runs
+them as one *band* (:mod:`._bands`): batched matmuls over overlapping key windows,
+one mask tile added to all of them, and a plain softmax (one chunk per block); the
+backward pass can too (BACKWARD_BANDS, off: measured no faster). Batch
 and key heads are flattened for ``bmm``; the ``G`` query heads of a key head
 are folded into the query axis, so K/V are never copied per head (grouped-query
 attention). bf16/fp16 inputs are computed in
@@ -51,6 +51,10 @@ ratios to torch SDPA ``is_causal=True`` in the same process):
   ``benchmarks/results/sparse-16k`` run) against ~200 ms block by block; 64 x 64
   tiles beat 128 x 128 there (~130 vs ~155 ms in the same session) because the
   window's ragged edges waste (64 + 256) / 256 instead of (128 + 256) / 256 of the work.
+* Not done, measured slower (``benchmarks/results/flex-short``): one band over the blocks
+  of every (batch row, key head) at once, K/V copied into a padded buffer so all windows
+  are one view (sliding 256, L=1024, 1 thread: 16.3 ms vs 11.1 ms block by block), or,
+  for documents one block long, as plain views (L=1024, 2 threads: 3.96 vs 2.94 ms).
 
 Shape legend: B batch, H query heads, Hkv key/value heads, G = H // Hkv,
 N = B * Hkv, Lq/Lk lengths, D head dim, Dv value head dim, R = tq * G score rows
