@@ -283,6 +283,35 @@ def test_tiled_default_tiles_are_64_for_banded_forward_and_128_otherwise():
     assert TiledCall.build(q, k, masks.sliding_window(256)).plan.block_q == 64  # at 64 there are 30
 
 
+@pytest.mark.parametrize(
+    "Lq, Lk, block, mask",
+    [
+        (37, 37, 5, masks.sliding_window(7)),  # odd length, blocks that do not divide it
+        (29, 41, 4, masks.sliding_window(6, causal=False)),  # Lq < Lk, a two-sided window
+        (45, 45, 6, masks.causal() & masks.sliding_window(9) & ~masks.sliding_window(2)),  # rows 0-1 see no key
+    ],
+)
+def test_tiled_band_backward_passes_gradcheck(Lq, Lk, block, mask, monkeypatch):
+    """The banded backward pass (five bmm over a band's overlapping key windows, dK/dV added back
+    window slice by slice; off by default, BACKWARD_BANDS) against finite differences, for out
+    and lse, with GQA (G = 2)."""
+    from attnkit.functional import tiled
+    from attnkit.functional._tiles import Band
+    from attnkit.functional.tiled import _work_items
+
+    monkeypatch.setattr(tiled, "BACKWARD_BANDS", True)
+    q, k, v = make_qkv(1, 4, 2, Lq, Lk, 4, 3)  # float64, requiring grad
+    call = TiledCall.build(q, k, mask, block_q=block, block_k=block)
+    plan = call.backward_plan
+    assert any(isinstance(item, Band) for g in plan.groups for item in _work_items(g, call, plan))
+
+    def fn(q, k, v):
+        out, lse = tiled_attention(q, k, v, mask, block_q=block, block_k=block)
+        return out, torch.where(torch.isinf(lse), 0.0, lse)  # empty rows: lse = -inf, no gradient
+
+    assert torch.autograd.gradcheck(fn, (q, k, v), atol=1e-7)
+
+
 @pytest.mark.parametrize("dtype,floor", [(torch.float32, 1e-6), (torch.bfloat16, 1e-2), (torch.float16, 1e-3)])
 def test_tiled_bands_lower_precision_within_twice_reference_error(dtype, floor):
     q, k, v = make_qkv(1, 4, 2, 1500, 1500, 16, 16, dtype=dtype)  # GQA, default (banded) tiles
@@ -391,3 +420,20 @@ def test_tiled_peak_memory_is_far_below_one_score_matrix():
     used = json.loads(res.stdout.strip().splitlines()[-1])
     assert used["control"] > 240, f"the measure did not see a 256 MiB allocation: {used}"
     assert used["tiled"] < 64, f"tiled causal fwd+bwd at L={L} raised peak RSS by {used['tiled']:.0f} MiB"
+
+
+def test_tiled_plans_of_position_masks_are_cached_by_what_they_follow_from():
+    """Two equal position masks share one plan object; another size, window or a tensor mask does not."""
+    from attnkit.functional import tiled
+
+    q, k, v = make_qkv(1, 2, 2, 300, 300, 8, 8)
+    first = TiledCall.build(q, k, masks.sliding_window(40)).plan
+    assert TiledCall.build(q, k, masks.sliding_window(40)).plan is first  # a new but equal mask object
+    assert TiledCall.build(q, k, masks.sliding_window(41)).plan is not first
+    assert TiledCall.build(q[:, :, :299], k[:, :, :299], masks.sliding_window(40)).plan is not first
+    ids = torch.tensor([[0] * 150 + [1] * 150])
+    assert TiledCall.build(q, k, masks.document(ids)).plan is not TiledCall.build(q, k, masks.document(ids)).plan
+    tiled._PLANS.clear()
+    assert TiledCall.build(q, k, masks.sliding_window(40)).plan is not first  # planned again, equal
+    assert_matches_reference64(q, k, v, masks.sliding_window(40))
+

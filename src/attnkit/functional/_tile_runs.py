@@ -33,7 +33,7 @@ import math
 from .. import masks as _masks
 from ..masks import Mask
 
-__all__ = ["Runs", "tile_runs", "kept_fraction", "complement"]
+__all__ = ["Runs", "tile_runs", "kept_fraction", "complement", "position_key"]
 
 Runs = tuple[tuple[int, int], ...]  # sorted, disjoint, non-adjacent [start, end) ranges of key blocks
 _FAR = 1 << 62  # stands for "no bound" on a key interval
@@ -53,6 +53,39 @@ def tile_runs(mask: Mask | None, Lq: int, Lk: int, block_q: int, block_k: int) -
             return None
         blocks.append(runs)
     return tuple(blocks)
+
+
+def position_key(mask: Mask | None) -> tuple | None:
+    """A hashable description of a position mask (what its tiles follow from); None for other masks.
+
+    Two masks with the same key have the same tiles at every size, so a plan made for one
+    serves the other (the tiled backend caches its plans by this key).
+
+    Example:
+        >>> from attnkit import masks
+        >>> position_key(masks.causal() & masks.sliding_window(4))
+        ('and', ('causal',), ('sliding', 4, True))
+        >>> position_key(masks.padding(__import__("torch").tensor([3]))) is None
+        True
+    """
+    if mask is None:
+        return ("none",)
+    kind = type(mask)
+    if kind is _masks._And or kind is _masks._Or:
+        a, b = position_key(mask.a), position_key(mask.b)  # type: ignore[attr-defined]
+        return None if a is None or b is None else ("and" if kind is _masks._And else "or", a, b)
+    if kind is _masks._Not:
+        a = position_key(mask.a)  # type: ignore[attr-defined]
+        return None if a is None else ("not", a)
+    if kind is _masks._Causal:
+        return ("causal",)
+    if kind is _masks._SlidingWindow:
+        return ("sliding", mask.window, mask.is_causal)  # type: ignore[attr-defined]
+    if kind is _masks._KeyPrefix:
+        return ("key_prefix", mask.n)  # type: ignore[attr-defined]
+    if kind is _masks._PrefixLM:
+        return ("prefix_lm", mask.prefix)  # type: ignore[attr-defined]
+    return None
 
 
 def kept_fraction(mask: Mask, Lq: int, Lk: int, block_q: int, block_k: int) -> float | None:

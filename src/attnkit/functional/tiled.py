@@ -18,8 +18,9 @@ any mask or bias. Tiles are planned from the mask (:mod:`._tiles`): EMPTY tiles
 are skipped, FULL tiles get no masking op, PARTIAL tiles get ``mask.evaluate``
 on their indices. Where consecutive query blocks attend equally placed key
 chunks under a shift-invariant mask (a sliding window), the forward pass runs
-them as one *band*: a batched matmul over overlapping key windows, one mask
-tile added to all of them, and a plain softmax (one chunk per block). Batch
+them as one *band* (:mod:`._bands`): batched matmuls over overlapping key windows,
+one mask tile added to all of them, and a plain softmax (one chunk per block); the
+backward pass can too (BACKWARD_BANDS, off: measured no faster). Batch
 and key heads are flattened for ``bmm``; the ``G`` query heads of a key head
 are folded into the query axis, so K/V are never copied per head (grouped-query
 attention). bf16/fp16 inputs are computed in
@@ -50,6 +51,10 @@ ratios to torch SDPA ``is_causal=True`` in the same process):
   ``benchmarks/results/sparse-16k`` run) against ~200 ms block by block; 64 x 64
   tiles beat 128 x 128 there (~130 vs ~155 ms in the same session) because the
   window's ragged edges waste (64 + 256) / 256 instead of (128 + 256) / 256 of the work.
+* Not done, measured slower (``benchmarks/results/flex-short``): one band over the blocks
+  of every (batch row, key head) at once, K/V copied into a padded buffer so all windows
+  are one view (sliding 256, L=1024, 1 thread: 16.3 ms vs 11.1 ms block by block), or,
+  for documents one block long, as plain views (L=1024, 2 threads: 3.96 vs 2.94 ms).
 
 Shape legend: B batch, H query heads, Hkv key/value heads, G = H // Hkv,
 N = B * Hkv, Lq/Lk lengths, D head dim, Dv value head dim, R = tq * G score rows
@@ -68,6 +73,8 @@ from torch import Tensor
 from .._tensors import as_4d, compute_dtype
 from ..masks import Mask
 from ._autograd import OutLseFunction
+from ._bands import LOG2E, backward_band, forward_band
+from ._tile_runs import position_key
 from ._tiles import (
     Band,
     TilePlan,
@@ -101,8 +108,13 @@ __all__ = [
 DEFAULT_BLOCK_Q = 128  # query positions per block
 DEFAULT_BLOCK_K = 128  # key positions per block (the unit of skipping and of masking)
 BANDED_BLOCK = 64  # block_q = block_k when the forward pass is mostly bands (see TiledCall.build)
-LOG2E = 1.4426950408889634  # exp(x) = exp2(x * log2(e))
-LN2 = 0.6931471805599453  # log(x) = log2(x) * ln(2)
+# The backward pass in bands (._bands.backward_band: five bmm per (batch row, key head) over a band's
+# windows) is exact (tests/functional/test_tiled.py) but measured no faster than 128 x 128 block by block,
+# so it is off. Sliding window 256, B=1, H=8, D=64, 2 threads, quiet machine, medians of interleaved calls
+# (benchmarks/results/band-backward): backward alone 58.6 vs 56.0 ms at L=4096, 231.8 vs 225.4 ms at 16384
+# (128 x 128 bands: 60.2, 254.8); forward+backward 76.1 vs 70.9 ms at 4096, 276.3 vs 301.5 ms at 16384.
+# The pass is matmul-bound: 64 x 64 windows compute 320 keys a row against 384, but as smaller matmuls.
+BACKWARD_BANDS = False
 SCORE_BUDGET = 1 << 20  # most score elements one chunk may hold (4 MiB in float32); longer spans are chunked
 
 
@@ -148,25 +160,30 @@ class TiledCall:
         the pass is mostly bands is judged on the 64 x 64 plan itself: a band needs more
         blocks than there are (batch row, key head) pairs, which 128 x 128 tiles reach
         only at twice the length (window 256, H=8, L=2048: 15.2 ms vs 19.6 ms at 128).
-        The backward pass keeps 128 x 128, which its per-block loop prefers; that plan is
-        made only when a backward pass runs.
+        The backward pass keeps 128 x 128 block by block, which measured as fast as
+        running the same 64 x 64 bands (see BACKWARD_BANDS); that plan is made only when a
+        backward pass runs. Without bands both passes run at 128 x 128: a short window
+        (256 at L = 512-1024) at 64 x 64 computes ~16% fewer scores and was 1.12x faster on
+        1 thread, but not on 2 (L=512: 3.03 vs 2.91 ms, L=1024: 6.34 vs 5.93 ms, medians of
+        15 interleaved calls). Plans of position masks are cached (:func:`_plan_key`).
         """
         B, H, Lq, D = (int(n) for n in q.shape)  # int(): a traced dynamic shape is fixed here (the plan's loops)
         Hkv, Lk = int(k.shape[1]), int(k.shape[2])
         scale = D**-0.5 if scale is None else float(scale)
+        device = q.device  # not q itself: cached plans must not keep the tensor alive
 
         def plan(bq: int, bk: int) -> TilePlan:
             return make_plan(mask, B=B, H=H, Lq=Lq, Lk=Lk, block_q=bq, block_k=bk, budget=SCORE_BUDGET,
-                             device=q.device)  # fmt: skip
+                             device=device)  # fmt: skip
 
-        bq, bk = block_q or DEFAULT_BLOCK_Q, block_k or DEFAULT_BLOCK_K
         fields = (mask, bias, scale, float(dropout_p), int(seed), Hkv, H // Hkv, Lq, Lk)
-        if block_q is None and block_k is None and _bandable(mask, bias, dropout_p):
-            banded = cls(*fields, plan(BANDED_BLOCK, BANDED_BLOCK), functools.partial(plan, bq, bk))
-            if _mostly_banded(banded):
-                return banded
-        same = plan(bq, bk)
-        return cls(*fields, same, lambda: same)
+        may_band = block_q is None and block_k is None and _bandable(mask, bias, dropout_p)
+        key = _plan_key(mask, may_band, device, B, H, Hkv, Lq, Lk, block_q, block_k)
+        plans = _PLANS.get(key) if key is not None else None
+        if plans is None:
+            plans = _choose_plans(cls, fields, plan, block_q or DEFAULT_BLOCK_Q, block_k or DEFAULT_BLOCK_K, may_band)
+            _remember(key, plans)
+        return cls(*fields, *plans)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """:func:`tiled_forward` of this call (the kernel :class:`._autograd.OutLseFunction` runs)."""
@@ -240,7 +257,7 @@ def tiled_forward(q: Tensor, k: Tensor, v: Tensor, call: TiledCall) -> tuple[Ten
         zero_uncovered(out, grp, call.Lq)
         for item in _work_items(grp, call):
             if isinstance(item, Band):
-                _forward_band(q, kf, vf, out, lse, grp, item, call)
+                forward_band(q, kf, vf, out, lse, grp, item, call)
                 continue
             qb = block_rows(q, grp, item, call.Hkv) * call.scale  # (n, R, D), a copy: never scale q in place
             o_b, lse_b = _forward_block(qb, kf[n], vf[n], grp, item, call, buf)
@@ -249,18 +266,56 @@ def tiled_forward(q: Tensor, k: Tensor, v: Tensor, call: TiledCall) -> tuple[Ten
     return out, lse
 
 
-def _work_items(grp, call: TiledCall) -> list:
-    """The group's blocks, with equally laid-out runs of them grouped into bands where that pays.
+def _work_items(grp, call: TiledCall, plan: TilePlan | None = None) -> list:
+    """The group's blocks of ``plan`` (default: the forward plan), with equally laid-out runs of
+    them grouped into bands where that pays.
 
     Bands need one mask tile for all their blocks (no mask, or a shift-invariant one, and
     no bias or dropout, which depend on absolute positions). A band is computed per
     (batch row, key head), so it pays when it holds more blocks than there are of those.
     """
-    tq = call.plan.block_q
+    tq = (plan or call.plan).block_q
     if not _bandable(call.mask, call.bias, call.dropout_p) or not grp.blocks or tq is None:
         return list(grp.blocks)
     n = (grp.b1 - grp.b0) * call.Hkv
     return bands(grp.blocks, tq, max_rows=SCORE_BUDGET // (call.G * _widest(grp)), min_blocks=2 * n)
+
+
+Plans = tuple[TilePlan, Callable[[], TilePlan]]  # the forward plan and the maker of the backward plan
+_PLANS: dict[tuple, Plans] = {}  # plans of position masks by _plan_key; cleared at PLAN_CACHE_SIZE entries
+PLAN_CACHE_SIZE = 64
+
+
+def _plan_key(mask, bandable: bool, device, *sizes) -> tuple | None:
+    """What a position mask's plan follows from (None: not cached, e.g. a tensor-valued mask, or while
+    tracing, where the plan goes into the graph once). Measured: building the plan of a sliding window
+    costs 0.1-0.3 ms per call at L = 512-16384, 1-3% of a forward pass at L <= 2048 on 2 threads."""
+    if torch.compiler.is_compiling():
+        return None
+    described = position_key(mask)
+    return None if described is None else (described, bandable, torch.device(device).type, *sizes)
+
+
+def _remember(key: tuple | None, plans: Plans) -> None:
+    if key is None:
+        return
+    if len(_PLANS) >= PLAN_CACHE_SIZE:
+        _PLANS.clear()
+    _PLANS[key] = plans
+
+
+def _choose_plans(cls, fields, plan, bq: int, bk: int, may_band: bool) -> Plans:
+    """``(forward plan, maker of the backward plan)``: 64 x 64 bands where they cover most of the
+    forward pass (the backward pass then at ``bq x bk`` unless BACKWARD_BANDS), else ``bq x bk``."""
+    if may_band:
+        narrow = plan(BANDED_BLOCK, BANDED_BLOCK)
+        if _mostly_banded(cls(*fields, narrow, lambda: narrow)):
+            if BACKWARD_BANDS:
+                return narrow, lambda: narrow
+            wide = functools.partial(plan, bq, bk)
+            return narrow, (wide if torch.compiler.is_compiling() else functools.cache(wide))  # made once, if ever
+    same = plan(bq, bk)
+    return same, lambda: same
 
 
 def _bandable(mask: Mask | None, bias: Bias | None, dropout_p: float) -> bool:
@@ -277,75 +332,6 @@ def _mostly_banded(call: TiledCall) -> bool:
 
 def _widest(grp) -> int:
     return max(c.k1 - c.k0 for blk in grp.blocks for c in blk.chunks)
-
-
-def _forward_band(q, kf, vf, out, lse, grp, band: Band, call: TiledCall) -> None:
-    """Forward of a :class:`Band`: per (batch row, key head), a few batched ops over its ``m`` blocks.
-
-    Scores are kept in log2 units (the scale carries log2(e)), so ``P = exp2(S - m)``
-    needs no extra multiply; a band's blocks have one chunk each, so no online rescaling.
-    Measured on this project's CPU (1 thread, m=21 blocks of 64 queries x 320 keys): the
-    batched matmul over overlapping windows (a view of K) runs at 72-77 GFLOP/s, against
-    66 for one ``mm`` per block; adding a precomputed ``0 / -inf`` tile costs 12 us where
-    ``masked_fill_`` with the boolean tile costs 104 us.
-    """
-    m, tq, w, G, Hkv = band.m, band.tq, band.w, call.G, call.Hkv
-    penalties = [  # (tq, 1, b - a) of 0 / -inf: one mask tile for every block of the band
-        (a, b, _penalty(mask_tile(call.mask, band.q0, band.q0 + tq, band.k0 + a, band.k0 + b, call.Lq, call.Lk,
-                                  0, 1, Hkv, G, q.device).reshape(tq, -1, b - a), kf.dtype))
-        for a, b in band.runs
-        if call.mask is not None  # a call without a mask has no runs to mask
-    ]  # fmt: skip
-    k_end = band.k0 + (m - 1) * tq + w  # one past the last key of the band
-    for b in range(grp.b0, grp.b1):
-        for h in range(Hkv):
-            n, heads = b * Hkv + h, slice(h * G, (h + 1) * G)
-            rows = q[b, heads, band.q0 : band.q1]  # (G, m*tq, D)
-            qb = _band_queries(rows, m, tq, call.scale * LOG2E, kf.dtype)  # (m, R, D), row i*G + g
-            k_t = kf[n, band.k0 : k_end].unfold(0, w, tq)  # (m, D, w): overlapping key windows, a view
-            v_w = vf[n, band.k0 : k_end].unfold(0, w, tq).transpose(1, 2)  # (m, w, Dv), a view
-            dst = out[b, heads, band.q0 : band.q1]  # (G, m*tq, Dv)
-            lse_b = _band_softmax_pv(qb, k_t, v_w, penalties, dst, tq, G)  # (m, R, 1)
-            lse[b, heads, band.q0 : band.q1] = lse_b.view(m * tq, G).transpose(0, 1)  # (G, m*tq)
-
-
-def _band_queries(rows: Tensor, m: int, tq: int, factor: float, dtype: torch.dtype) -> Tensor:
-    """Queries ``rows (G, m*tq, D)`` times ``factor``, folded to ``(m, tq*G, D)`` (row ``i*G + g``) in one pass."""
-    G, _, D = rows.shape
-    folded = rows.transpose(0, 1).unflatten(0, (m, tq))  # (m*tq, G, D) -> (m, tq, G, D), a view
-    if torch.compiler.is_compiling():  # no out= in a traced graph: a view loses its layout (functionalization)
-        return (folded * factor).to(dtype).reshape(m, tq * G, D)  # (m, tq, G, D) -> (m, R, D)
-    qb = torch.empty(m, tq * G, D, dtype=dtype, device=rows.device)
-    torch.mul(folded, factor, out=qb.view(m, tq, G, D))  # written in the folded layout, no second copy
-    return qb
-
-
-def _band_softmax_pv(qb: Tensor, k_t: Tensor, v_w: Tensor, penalties, dst: Tensor, tq: int, G: int) -> Tensor:
-    """``dst = softmax(Q K^T) V`` for the ``m`` blocks of one (batch row, key head); returns lse ``(m, R, 1)``.
-
-    ``qb (m, R, D)`` carries scale * log2(e), ``k_t (m, D, w)``, ``v_w (m, w, Dv)``; ``dst`` is
-    ``(G, m*tq, Dv)``, a view of the output.
-    """
-    m, w = qb.shape[0], k_t.shape[2]
-    s = torch.bmm(qb, k_t)  # (m, R, D) @ (m, D, w) -> (m, R, w), log2 units
-    for a, b, penalty in penalties:
-        s.view(m, tq, G, w)[..., a:b].add_(penalty)  # (m, tq, G, b-a) + (tq, 1, b-a)
-    mx = s.amax(dim=-1, keepdim=True).clamp_min_(torch.finfo(s.dtype).min)  # (m, R, 1); empty rows stay NaN-free
-    p = s.sub_(mx).exp2_()  # (m, R, w)
-    l = p.sum(dim=-1, keepdim=True)  # (m, R, 1); 0 on rows that allow no key, else >= 1
-    lse = (mx + torch.log2(l)).mul_(LN2)  # (m, R, 1) back to natural log; -inf on empty rows
-    l.clamp_min_(1.0)  # empty rows: 0 / 1 = 0
-    if G == 1 and dst.is_contiguous() and dst.dtype == p.dtype and not torch.compiler.is_compiling():
-        torch.bmm(p, v_w, out=dst.view(m, tq, -1)).div_(l)  # (m, R, w) @ (m, w, Dv), written in place
-    else:
-        o = torch.bmm(p, v_w).div_(l)  # (m, R, w) @ (m, w, Dv) -> (m, R, Dv); empty rows 0
-        dst.copy_(o.view(m * tq, G, -1).transpose(0, 1))  # (G, m*tq, Dv)
-    return lse
-
-
-def _penalty(allowed: Tensor, dtype: torch.dtype) -> Tensor:
-    """``0`` where allowed, ``-inf`` where not: a mask tile to add to scores."""
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
 
 
 def _chunk_terms(qb, kf, vf, grp, blk, ch, call: TiledCall, buf, m: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -397,10 +383,14 @@ def tiled_backward(
     kf, vf = flat_kv(k, call.Lk), flat_kv(v, call.Lk)  # (N, Lk, D), (N, Lk, Dv)
     dq = torch.zeros_like(q)  # (B, H, Lq, D)
     dk, dv = torch.zeros_like(kf), torch.zeros_like(vf)  # (N, Lk, D), (N, Lk, Dv) accumulated over blocks
-    bufs = torch.empty(2, call.backward_plan.max_tile, dtype=kf.dtype, device=q.device)  # scores, dP tiles
-    for grp in call.backward_plan.groups:
+    plan = call.backward_plan
+    bufs = torch.empty(2, plan.max_tile, dtype=kf.dtype, device=q.device)  # scores, dP tiles
+    for grp in plan.groups:
         n = slice(grp.b0 * call.Hkv, grp.b1 * call.Hkv)
-        for blk in grp.blocks:
+        for blk in _work_items(grp, call, plan) if BACKWARD_BANDS else grp.blocks:
+            if isinstance(blk, Band):
+                backward_band(dout, q, kf, vf, out, lse, dlse, (dq, dk, dv), grp, blk, call)
+                continue
             qb = block_rows(q, grp, blk, call.Hkv) * call.scale  # (n, R, D), a copy: never scale q in place
             dob = block_rows(dout, grp, blk, call.Hkv)  # (n, R, Dv)
             D = (dob * block_rows(out, grp, blk, call.Hkv)).sum(dim=-1, keepdim=True)  # (n, R, 1)  D = rowsum(dO * O)
