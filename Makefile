@@ -1,5 +1,5 @@
 # make demo: create .venv, install attnkit with its applications, run the main demo (1400 seeded training
-#            steps: ~4 min on a quiet 2-core machine, the same model on a busy one).
+#            steps: 1-4 min on a quiet 2-core machine, the same model on a busy one).
 # make test: create .venv, install attnkit with the dev extra (every extra + test tools), run the whole suite.
 # make fuzz: the property tests (@given) with fresh random examples, 10x as many (hypothesis profile "fuzz").
 # Extras (pyproject.toml): the core needs torch, numpy, safetensors, rich; [viz] matplotlib;
