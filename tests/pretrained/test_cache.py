@@ -13,8 +13,6 @@ import logging
 import os
 from pathlib import Path
 
-import gguf
-import numpy as np
 import pytest
 import torch
 
@@ -26,11 +24,6 @@ from attnkit.pretrained.llama import load_llama_gguf
 TOKENS = ["<|im_end|>", "<|im_start|>", *"abcdefghij", "ab", "cd", "abcd"]  # 15 tokens
 MERGES = ["a b", "c d", "ab cd"]
 TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>{% endfor %}"
-_LAYER = {"attn_norm": "norm1", "attn_q": "self_attn.w_q", "attn_k": "self_attn.w_k", "attn_v": "self_attn.w_v",
-          "attn_output": "self_attn.w_o", "ffn_norm": "norm3", "ffn_gate": "feed_forward.w_gate",
-          "ffn_up": "feed_forward.w_up", "ffn_down": "feed_forward.w_down"}  # fmt: skip
-
-
 def _tiny_model(seed: int, tie: bool = True) -> TransformerLM:
     torch.manual_seed(seed)
     cfg = TransformerConfig(vocab_size=len(TOKENS), d_model=32, num_heads=4, num_kv_heads=2, head_dim=8, d_ff=64,
@@ -38,44 +31,6 @@ def _tiny_model(seed: int, tie: bool = True) -> TransformerLM:
                             norm="rmsnorm", positional="rotary", rope_base=500.0, bias=False, scale_embeddings=False,
                             tie_embeddings=tie, max_len=64)  # fmt: skip
     return TransformerLM(cfg).eval()
-
-
-def _permute(w: np.ndarray, heads: int) -> np.ndarray:
-    """convert_hf_to_gguf.py's permute of W^Q / W^K rows."""
-    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
-def write_tiny_chat_gguf(path: Path, model: TransformerLM) -> Path:
-    """A complete little chat GGUF: Llama hyper-parameters, weights, BPE tokenizer, chat template."""
-    cfg = model.config
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_block_count(cfg.num_decoder_layers)
-    writer.add_context_length(cfg.max_len)
-    writer.add_embedding_length(cfg.d_model)
-    writer.add_feed_forward_length(cfg.d_ff)
-    writer.add_head_count(cfg.num_heads)
-    writer.add_head_count_kv(cfg.num_kv_heads)
-    writer.add_rope_freq_base(cfg.rope_base)
-    writer.add_layer_norm_rms_eps(cfg.norm_eps)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("gpt2")
-    writer.add_token_list(TOKENS)
-    writer.add_token_merges(MERGES)
-    writer.add_token_types([3, 3] + [1] * (len(TOKENS) - 2))
-    writer.add_eos_token_id(0)
-    writer.add_chat_template(TEMPLATE)
-    state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    writer.add_tensor("token_embd.weight", state["embed.tokens.weight"])
-    writer.add_tensor("output_norm.weight", state["decoder.norm.weight"])
-    if not cfg.tie_embeddings:
-        writer.add_tensor("output.weight", state["lm_head.weight"])
-    for i in range(cfg.num_decoder_layers):
-        for kind, ours in _LAYER.items():
-            w = state[f"decoder.layers.{i}.{ours}.weight"]
-            heads = {"attn_q": cfg.num_heads, "attn_k": cfg.num_kv_heads}.get(kind)
-            writer.add_tensor(f"blk.{i}.{kind}.weight", w if heads is None else _permute(w, heads))
-    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
-    return path
 
 
 @pytest.fixture
@@ -86,8 +41,14 @@ def cache_root(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def tiny_gguf(tmp_path) -> Path:
-    return write_tiny_chat_gguf(tmp_path / "tiny.gguf", _tiny_model(0))
+def write_chat_gguf(write_gguf):
+    """``write_chat_gguf(path, model)``: a complete little chat GGUF (weights, BPE tokenizer, chat template)."""
+    return lambda path, model: write_gguf(path, model, tokenizer=(TOKENS, MERGES, TEMPLATE))
+
+
+@pytest.fixture
+def tiny_gguf(tmp_path, write_chat_gguf) -> Path:
+    return write_chat_gguf(tmp_path / "tiny.gguf", _tiny_model(0))
 
 
 IDS = torch.tensor([[2, 5, 7, 1, 12, 14, 3], [4, 4, 9, 10, 11, 0, 6]])  # (2, 7)
@@ -105,8 +66,8 @@ def _direct(path: Path) -> torch.Tensor:
 
 # ---------------------------------------------------------------------- same model
 @pytest.mark.parametrize("tie", [True, False])
-def test_cached_model_gives_the_logits_of_the_gguf_read_directly(tmp_path, cache_root, tie):
-    path = write_tiny_chat_gguf(tmp_path / "m.gguf", _tiny_model(1, tie=tie))
+def test_cached_model_gives_the_logits_of_the_gguf_read_directly(tmp_path, cache_root, tie, write_chat_gguf):
+    path = write_chat_gguf(tmp_path / "m.gguf", _tiny_model(1, tie=tie))
     first = ChatModel.from_pretrained(path)  # converts
     second = ChatModel.from_pretrained(path)  # reads the cache
     expected = _direct(path)
@@ -147,10 +108,10 @@ def test_bfloat16_from_the_cache_is_the_float32_model_cast(tiny_gguf, cache_root
 
 
 # ---------------------------------------------------------------------- invalidation
-def test_changed_source_file_is_converted_again(tiny_gguf, cache_root):
+def test_changed_source_file_is_converted_again(tiny_gguf, cache_root, write_chat_gguf):
     before = _logits(ChatModel.from_pretrained(tiny_gguf).model)
     old_entry = cache.cache_entry(tiny_gguf)
-    write_tiny_chat_gguf(tiny_gguf, _tiny_model(2))  # same path and size, other weights
+    write_chat_gguf(tiny_gguf, _tiny_model(2))  # same path and size, other weights
     stat = tiny_gguf.stat()
     os.utime(tiny_gguf, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a later mtime, even on coarse clocks
     after = _logits(ChatModel.from_pretrained(tiny_gguf).model)

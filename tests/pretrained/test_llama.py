@@ -171,16 +171,6 @@ def test_prompt_text_wraps_a_string_as_one_user_message(chat):
 
 
 # ------------------------------------------------------------------ tiny GGUF files
-_LAYER = {"attn_norm": "norm1", "attn_q": "self_attn.w_q", "attn_k": "self_attn.w_k", "attn_v": "self_attn.w_v",
-          "attn_output": "self_attn.w_o", "ffn_norm": "norm3", "ffn_gate": "feed_forward.w_gate",
-          "ffn_up": "feed_forward.w_up", "ffn_down": "feed_forward.w_down"}  # fmt: skip
-
-
-def _llama_cpp_permute(w: np.ndarray, heads: int) -> np.ndarray:
-    """convert_hf_to_gguf.py's permute: rotate_half rows -> interleaved rows, per head."""
-    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
 def _tiny_config(**overrides) -> TransformerConfig:
     base = dict(vocab_size=40, d_model=32, num_heads=4, num_kv_heads=2, head_dim=8, d_ff=64, num_encoder_layers=0,
                 num_decoder_layers=2, dropout=0.0, activation="swiglu", norm="rmsnorm", positional="rotary",
@@ -188,39 +178,11 @@ def _tiny_config(**overrides) -> TransformerConfig:
     return TransformerConfig(**{**base, **overrides})
 
 
-def _write_gguf(path, model: TransformerLM | None, arch: str = "llama") -> None:
-    writer = gguf.GGUFWriter(str(path), arch)
-    if model is not None:
-        cfg = model.config
-        writer.add_block_count(cfg.num_decoder_layers)
-        writer.add_context_length(cfg.max_len)
-        writer.add_embedding_length(cfg.d_model)
-        writer.add_feed_forward_length(cfg.d_ff)
-        writer.add_head_count(cfg.num_heads)
-        writer.add_head_count_kv(cfg.num_kv_heads)
-        writer.add_rope_freq_base(cfg.rope_base)
-        writer.add_layer_norm_rms_eps(cfg.norm_eps)
-        state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-        writer.add_tensor("token_embd.weight", state["embed.tokens.weight"])
-        writer.add_tensor("output_norm.weight", state["decoder.norm.weight"])
-        if not cfg.tie_embeddings:
-            writer.add_tensor("output.weight", state["lm_head.weight"])
-        for i in range(cfg.num_decoder_layers):
-            for kind, ours in _LAYER.items():
-                w = state[f"decoder.layers.{i}.{ours}.weight"]
-                heads = {"attn_q": cfg.num_heads, "attn_k": cfg.num_kv_heads}.get(kind)
-                writer.add_tensor(f"blk.{i}.{kind}.weight", w if heads is None else _llama_cpp_permute(w, heads))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-
-
 @pytest.mark.parametrize("tie", [False, True])
-def test_tiny_gguf_loads_to_the_model_it_was_written_from(tmp_path, tie):
+def test_tiny_gguf_loads_to_the_model_it_was_written_from(tmp_path, tie, write_gguf):
     torch.manual_seed(0)
     reference = TransformerLM(_tiny_config(tie_embeddings=tie)).eval()
-    _write_gguf(tmp_path / "tiny.gguf", reference)
+    write_gguf(tmp_path / "tiny.gguf", reference)
     loaded = load_llama_gguf(tmp_path / "tiny.gguf")
     assert loaded.config.replace(norm_eps=reference.config.norm_eps, pad_id=0, bos_id=1, eos_id=2) == reference.config
     ids = torch.randint(0, 40, (2, 9))
@@ -228,9 +190,9 @@ def test_tiny_gguf_loads_to_the_model_it_was_written_from(tmp_path, tie):
         torch.testing.assert_close(loaded(ids), reference(ids), rtol=1e-5, atol=1e-5)
 
 
-def test_unpermute_rows_inverts_llama_cpp_permute():
+def test_unpermute_rows_inverts_llama_cpp_permute(permute):
     w = np.random.default_rng(0).standard_normal((3 * 8, 5)).astype(np.float32)  # 3 heads of width 8
-    back = unpermute_rows(torch.from_numpy(_llama_cpp_permute(w, 3)), heads=3)
+    back = unpermute_rows(torch.from_numpy(permute(w, 3)), heads=3)
     assert torch.equal(back, torch.from_numpy(w))
 
 
@@ -259,8 +221,8 @@ def test_not_a_gguf_file_raises_value_error(tmp_path):
         ChatModel.from_pretrained(tmp_path / "model.gguf")
 
 
-def test_unsupported_architecture_is_named(tmp_path):
-    _write_gguf(tmp_path / "gpt2.gguf", None, arch="gpt2")
+def test_unsupported_architecture_is_named(tmp_path, write_gguf):
+    write_gguf(tmp_path / "gpt2.gguf", None, arch="gpt2")
     with pytest.raises(ValueError, match="'gpt2' model; the Llama loader supports"):
         ChatModel.from_pretrained(tmp_path / "gpt2.gguf")
 
