@@ -67,13 +67,7 @@ def cross_attention(
     model: Transformer, tokenizer: SubwordTokenizer, source: str, *, target: str | None = None, beam_size: int = 4
 ) -> Alignment:
     """Translate ``source`` (unless ``target`` is given) and return the cross-attention weights of the pair."""
-    if not isinstance(source, str) or not source.strip():
-        raise ValueError(f"cross_attention(): source must be a non-empty sentence, got {source!r}")
-    model.eval()
-    if target is None:
-        target = translate_batch(model, tokenizer, [source], beam_size=beam_size)[0]
-    src_ids = tokenizer.encode(source) + [tokenizer.eos_id]
-    tgt_ids = tokenizer.encode(target) + [tokenizer.eos_id]
+    target, src_ids, tgt_ids = _pair_ids("cross_attention", model, tokenizer, source, target, beam_size)
     device = next(model.parameters()).device
     src = torch.tensor([src_ids], device=device)  # (1, S)
     tgt_in = torch.tensor([[tokenizer.bos_id] + tgt_ids[:-1]], device=device)  # (1, T): <s> + target
@@ -82,6 +76,17 @@ def cross_attention(
         model(src, tgt_in)
     weights = torch.cat(captured, dim=0).cpu()  # N x (1, H, T, S) -> (N, H, T, S)
     return Alignment(source, target, tuple(_labels(tokenizer, src_ids)), tuple(_labels(tokenizer, tgt_ids)), weights)
+
+
+def _pair_ids(caller: str, model: Transformer, tokenizer: SubwordTokenizer, source: str, target: str | None,
+              beam_size: int) -> tuple[str, list[int], list[int]]:  # fmt: skip
+    """Check ``source``, translate it when ``target`` is None; the target and both id lists, each ending in </s>."""
+    if not isinstance(source, str) or not source.strip():
+        raise ValueError(f"{caller}(): source must be a non-empty sentence, got {source!r}")
+    model.eval()
+    if target is None:
+        target = translate_batch(model, tokenizer, [source], beam_size=beam_size)[0]
+    return target, tokenizer.encode(source) + [tokenizer.eos_id], tokenizer.encode(target) + [tokenizer.eos_id]
 
 
 def _labels(tokenizer: SubwordTokenizer, ids: list[int]) -> list[str]:
@@ -142,13 +147,7 @@ def explore_translation(
     """
     from ..inspect.explore import explore_model
 
-    if not isinstance(source, str) or not source.strip():
-        raise ValueError(f"explore_translation(): source must be a non-empty sentence, got {source!r}")
-    model.eval()
-    if target is None:
-        target = translate_batch(model, tokenizer, [source], beam_size=beam_size)[0]
-    src_ids = tokenizer.encode(source) + [tokenizer.eos_id]
-    tgt_ids = tokenizer.encode(target) + [tokenizer.eos_id]
+    target, src_ids, tgt_ids = _pair_ids("explore_translation", model, tokenizer, source, target, beam_size)
     tgt_in = [tokenizer.bos_id] + tgt_ids[:-1]  # the decoder reads <s> + target
     return explore_model(model, src_ids, tgt_in, tokens=_labels(tokenizer, src_ids), target_tokens=_labels(
         tokenizer, tgt_in), output_tokens=_labels(tokenizer, tgt_ids), title=f"translation: {source!r} -> {target!r}")
