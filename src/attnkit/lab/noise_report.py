@@ -108,10 +108,9 @@ def _plot_synthetic(rows: list[dict], path: Path, chance: float | None) -> Path 
     table = synthetic_table(rows)
     if not table:
         return None
-    import matplotlib
+    from .plots import _pyplot, _save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, (acc_ax, mass_ax, ent_ax) = plt.subplots(1, 3, figsize=(15, 4.4))
     for i, model in enumerate(sorted({t["model"] for t in table})):
@@ -163,19 +162,16 @@ def _plot_synthetic(rows: list[dict], path: Path, chance: float | None) -> Path 
     mass_ax.legend(fontsize=8)
     ent_ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_png(fig, path, 110)
 
 
 def _plot_translation(rows: list[dict], path: Path) -> Path | None:
     table = translation_table(rows)
     if not table:
         return None
-    import matplotlib
+    from .plots import _pyplot, _save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     corpora = sorted({t["corpus"] for t in table})
     perturbations = list(dict.fromkeys(t["perturbation"] for t in table))
@@ -204,9 +200,7 @@ def _plot_translation(rows: list[dict], path: Path) -> Path | None:
                          title=f"{corpus}: robustness (Niu et al. 2020); bars: sd over noise draws")  # fmt: skip
         axes[0][col].legend(fontsize=8, ncol=2, loc="upper center")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_png(fig, path, 110)
 
 
 # ---------------------------------------------------------------------- report.md

@@ -30,6 +30,16 @@ def _pyplot():
     return plt
 
 
+def _save_png(fig, path: str | Path, dpi: int) -> Path:
+    """Write ``fig`` as PNG atomically (:func:`attnkit.viz._save_atomically`) and close it."""
+    from ..viz import _save_atomically
+
+    plt = _pyplot()
+    saved = _save_atomically(fig, Path(path), dpi)
+    plt.close(fig)
+    return saved
+
+
 def plot_sweeps(summary: dict, path: str | Path) -> Path:
     """Per sweep: validation BLEU (mean and seed range) beside the paper's table 3, and the validation loss;
     last column: the quality-vs-cost frontier and the chrF of every point."""
@@ -46,11 +56,7 @@ def plot_sweeps(summary: dict, path: str | Path) -> Path:
     fig.suptitle(f"{c.get('corpus')} {c.get('pair') or ''}: {c.get('steps')} updates per run, same batches; "
                  "bars: range over seeds", fontsize=10)  # fmt: skip
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save_png(fig, path, 100)
 
 
 def _metric_panel(ax, sweep: dict, metric: str, ylabel: str, *, paper: bool) -> None:
@@ -120,8 +126,4 @@ def plot_pruning(curves: dict[str, list[dict]], path: str | Path, *, title: str 
     axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save_png(fig, path, 100)
