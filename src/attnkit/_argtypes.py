@@ -18,7 +18,8 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["positive_int", "nonnegative_int", "positive_float", "unit_interval", "open_unit_interval", "lengths"]
+__all__ = ["positive_int", "nonnegative_int", "positive_float", "unit_interval", "open_unit_interval", "lengths",
+           "names"]
 
 
 def _number(text: str, kind: type, what: str, ok) -> float:
@@ -76,3 +77,13 @@ def lengths(text: str) -> list[int]:
     if not out:
         raise argparse.ArgumentTypeError(f"expected at least one sequence length, got {text!r}")
     return out
+
+
+def names(text: str) -> tuple[str, ...]:
+    """Comma-separated names, blanks dropped: ``"a, b,"`` -> ``("a", "b")`` (the command checks which are valid).
+
+    Example:
+        >>> names("transformer-1L, lstm-1L,")
+        ('transformer-1L', 'lstm-1L')
+    """
+    return tuple(x.strip() for x in text.split(",") if x.strip())

@@ -34,7 +34,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .._argtypes import positive_float, positive_int
+from .._argtypes import names, positive_float, positive_int
 
 __all__ = ["add_arguments", "run", "DEFAULT_OUT"]
 
@@ -51,9 +51,6 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``attnkit lab long-range``."""
@@ -64,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--steps", type=positive_int, default=800, metavar="N", help="updates per recall run (every model)")
     add("--batch-size", type=positive_int, default=16, metavar="N", help="sequences per update")
     add("--budget", type=positive_int, default=20_000, metavar="P", help="parameters per model (matched)")
-    add("--models", type=_names, default=None, metavar="A,B",
+    add("--models", type=names, default=None, metavar="A,B",
         help="subset of transformer-1L,transformer-2L,transformer-2L-w4,lstm-1L,lstm-2L (default: all)")  # fmt: skip
     add("--eval-examples", type=positive_int, default=200, metavar="N", help="held-out sequences per run")
     add("--listops-steps", type=positive_int, default=800, metavar="N", help="updates per ListOps run")

@@ -36,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from .._argtypes import positive_int
+from .._argtypes import names, positive_int
 
 __all__ = ["add_arguments", "run", "PARTS", "DEFAULT_OUT"]
 
@@ -55,9 +55,6 @@ def _floats(text: str) -> tuple[float, ...]:
     return values
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``attnkit lab noise``."""
@@ -73,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synthetic.add_argument("--steps", type=positive_int, default=None, metavar="N",
                            help="updates per model (default: 1000)")  # fmt: skip
     translation = parser.add_argument_group("translation part")
-    translation.add_argument("--corpora", type=_names, default=None, metavar="NAME,...",
+    translation.add_argument("--corpora", type=names, default=None, metavar="NAME,...",
                              help="numbers-dates and/or gettext (default: both)")  # fmt: skip
     translation.add_argument("--train-noise", type=_floats, default=None, metavar="P,P,...",
                              help="--noise of the trained models, 0 = clean (default: 0,0.1)")
