@@ -74,6 +74,7 @@ from .._tensors import as_4d, compute_dtype
 from ..masks import Mask
 from ._autograd import OutLseFunction
 from ._bands import LOG2E, backward_band, forward_band
+from ._segments import Segments, plan_segments, segments_backward, segments_forward
 from ._tile_runs import position_key
 from ._tiles import (
     Band,
@@ -91,6 +92,7 @@ from ._tiles import (
     zero_uncovered,
 )
 from ._validate import validate
+from ._windows import Windows, plan_windows, windows_forward
 from .bias import Bias
 from .reference import nan_in_nan_out
 
@@ -131,8 +133,10 @@ class TiledCall:
     G: int  # query heads per key/value head
     Lq: int  # queries
     Lk: int  # keys
-    plan: TilePlan  # which tiles to compute and which to mask (forward)
+    plan: TilePlan | None  # which tiles to compute and which to mask (forward); None when segments run it
     plan_backward: Callable[[], TilePlan]  # makes the backward pass's plan (any tiling gives the same gradients)
+    segments: Segments | None = None  # packed documents: the forward pass as fused calls (._segments)
+    windows: Windows | None = None  # a short sliding window: the forward pass as one fused call (._windows)
 
     @property
     def backward_plan(self) -> TilePlan:
@@ -151,7 +155,7 @@ class TiledCall:
 
     @classmethod
     def build(cls, q: Tensor, k: Tensor, mask=None, bias=None, scale=None, dropout_p=0.0, seed=0,
-              block_q=None, block_k=None) -> TiledCall:  # fmt: skip
+              block_q=None, block_k=None, Dv=None) -> TiledCall:  # fmt: skip
         """Plan a call on validated inputs ``q (B, H, Lq, D)``, ``k (B, Hkv, Lk, D)``.
 
         Tile sizes given as None are chosen: 128 x 128, and for a forward pass made mostly
@@ -177,13 +181,30 @@ class TiledCall:
                              device=device)  # fmt: skip
 
         fields = (mask, bias, scale, float(dropout_p), int(seed), Hkv, H // Hkv, Lq, Lk)
+        if Dv is not None and block_q is None and block_k is None and bias is None and dropout_p == 0:
+            segments = plan_segments(mask, B=B, H=H, Hkv=Hkv, Lq=Lq, Lk=Lk, D=D, Dv=int(Dv),
+                                     dtype=q.dtype, device=device)  # fmt: skip
+            if segments is not None:  # the forward pass needs no tiles; the backward pass plans its own
+                backward = functools.partial(plan, block_q or DEFAULT_BLOCK_Q, block_k or DEFAULT_BLOCK_K)
+                return cls(*fields, None, functools.cache(backward), segments)
         may_band = block_q is None and block_k is None and _bandable(mask, bias, dropout_p)
         key = _plan_key(mask, may_band, device, B, H, Hkv, Lq, Lk, block_q, block_k)
         plans = _PLANS.get(key) if key is not None else None
         if plans is None:
             plans = _choose_plans(cls, fields, plan, block_q or DEFAULT_BLOCK_Q, block_k or DEFAULT_BLOCK_K, may_band)
             _remember(key, plans)
-        return cls(*fields, *plans)
+        windows = None
+        if may_band and Dv is not None and plans[0].block_q != BANDED_BLOCK:  # too short for bands: one fused call
+            windows = plan_windows(mask, B=B, H=H, Hkv=Hkv, Lq=Lq, Lk=Lk, D=D, Dv=int(Dv), dtype=q.dtype,
+                                   device=device)  # fmt: skip
+        return cls(*fields, *plans, None, windows)
+
+    @property
+    def forward_plan(self) -> TilePlan:
+        """The forward pass's tiles (a call whose forward pass runs as segments has none)."""
+        if self.plan is None:
+            raise RuntimeError("this call's forward pass runs as segments (._segments): it has no tile plan")
+        return self.plan
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """:func:`tiled_forward` of this call (the kernel :class:`._autograd.OutLseFunction` runs)."""
@@ -248,11 +269,16 @@ def tiled_forward(q: Tensor, k: Tensor, v: Tensor, call: TiledCall) -> tuple[Ten
     if call.Lk == 0:  # no keys: every row is empty (output 0, lse -inf)
         lse = q.new_full(q.shape[:3], float("-inf"), dtype=compute_dtype(q.dtype))  # (B, H, Lq)
         return q.new_zeros(*q.shape[:3], v.shape[3]), lse
+    if call.segments is not None:  # packed documents: fused calls, no tiles
+        return segments_forward(q, k, v, call.segments, call.scale)
+    if call.windows is not None:  # a sliding window too short for bands: one fused call
+        return windows_forward(q, k, v, call.windows, call.scale)
+    plan = call.forward_plan
     kf, vf = flat_kv(k, call.Lk), flat_kv(v, call.Lk)  # (N, Lk, D), (N, Lk, Dv)
     out = q.new_empty(*q.shape[:3], v.shape[3])  # (B, H, Lq, Dv), written block by block
     lse = torch.full(q.shape[:3], float("-inf"), dtype=kf.dtype, device=q.device)  # (B, H, Lq)
-    buf = torch.empty(call.plan.max_tile, dtype=kf.dtype, device=q.device)  # one score tile, reused
-    for grp in call.plan.groups:
+    buf = torch.empty(plan.max_tile, dtype=kf.dtype, device=q.device)  # one score tile, reused
+    for grp in plan.groups:
         n = slice(grp.b0 * call.Hkv, grp.b1 * call.Hkv)
         zero_uncovered(out, grp, call.Lq)
         for item in _work_items(grp, call):
@@ -274,7 +300,7 @@ def _work_items(grp, call: TiledCall, plan: TilePlan | None = None) -> list:
     no bias or dropout, which depend on absolute positions). A band is computed per
     (batch row, key head), so it pays when it holds more blocks than there are of those.
     """
-    tq = (plan or call.plan).block_q
+    tq = (plan or call.forward_plan).block_q
     if not _bandable(call.mask, call.bias, call.dropout_p) or not grp.blocks or tq is None:
         return list(grp.blocks)
     n = (grp.b1 - grp.b0) * call.Hkv
@@ -325,7 +351,7 @@ def _bandable(mask: Mask | None, bias: Bias | None, dropout_p: float) -> bool:
 
 def _mostly_banded(call: TiledCall) -> bool:
     """True when bands would cover at least half of the forward pass's query blocks."""
-    items = [item for grp in call.plan.groups for item in _work_items(grp, call)]
+    items = [item for grp in call.forward_plan.groups for item in _work_items(grp, call)]
     banded = sum(item.m for item in items if isinstance(item, Band))
     return banded > 0 and 2 * banded >= sum(item.m if isinstance(item, Band) else 1 for item in items)
 
@@ -380,6 +406,8 @@ def tiled_backward(
     """
     if call.Lk == 0:  # no keys: nothing depends on q; k, v are empty
         return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    if call.segments is not None and dlse is None:  # packed documents, lse unused: fused backward calls
+        return segments_backward(dout, q, k, v, out, lse, call.segments, call.scale)
     kf, vf = flat_kv(k, call.Lk), flat_kv(v, call.Lk)  # (N, Lk, D), (N, Lk, Dv)
     dq = torch.zeros_like(q)  # (B, H, Lq, D)
     dk, dv = torch.zeros_like(kf), torch.zeros_like(vf)  # (N, Lk, D), (N, Lk, Dv) accumulated over blocks
@@ -488,7 +516,7 @@ def tiled_attention_unchecked(q, k, v, mask, bias, scale, dropout_p, *, seed=Non
     """:func:`tiled_attention` on inputs already validated (the dispatcher's entry)."""
     if dropout_p > 0 and seed is None:
         seed = int(torch.randint(0, 2**62, ()).item())  # once per call, from torch's global RNG
-    call = TiledCall.build(q, k, mask, bias, scale, dropout_p, seed or 0, block_q, block_k)
+    call = TiledCall.build(q, k, mask, bias, scale, dropout_p, seed or 0, block_q, block_k, Dv=v.shape[3])
     return OutLseFunction.apply(q, k, v, call)
 
 

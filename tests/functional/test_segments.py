@@ -1,0 +1,192 @@
+"""Packed documents run as segments (fused calls per run of equal documents) against the float64 reference.
+
+The oracle is ``reference_attention`` in float64 (scores, softmax, weighted sum, and
+``logsumexp`` of the scores); gradients come from autograd through it. The segments path
+is the tiled backend's forward pass for ``masks.document`` (and ``& masks.causal()``);
+its backward pass is the tiled one, fed the segments' ``(out, lse)``.
+
+Shape legend: B batch, H heads, L length, D head dim.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attnkit import masks
+from attnkit.functional import Alibi, alibi_slopes, attention, tiled_attention
+from attnkit.functional import _segments
+from attnkit.functional.reference import reference_attention
+from attnkit.functional.tiled import TiledCall
+
+
+def randn(*shape, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype).requires_grad_(True)
+
+
+def ids_of(lengths: list[int]) -> torch.Tensor:
+    """Document ids of packed documents of these lengths: ``[0]*lengths[0] + [1]*lengths[1] + ...``."""
+    return torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))  # (L,)
+
+
+def check_against_reference(q, k, v, mask, atol):
+    """Output, lse and the three gradients of tiled_attention against the float64 reference."""
+    out, lse = tiled_attention(q, k, v, mask)
+    q64, k64, v64 = (t.detach().double().requires_grad_(True) for t in (q, k, v))
+    ref, _, ref_lse = reference_attention(q64, k64, v64, mask)
+    torch.testing.assert_close(out.double(), ref, atol=atol, rtol=0)
+    torch.testing.assert_close(lse.double(), ref_lse, atol=atol, rtol=0)
+    dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    got = torch.autograd.grad(out, (q, k, v), dout.to(out.dtype))
+    want = torch.autograd.grad(ref, (q64, k64, v64), dout)
+    for name, a, b in zip("qkv", got, want):
+        torch.testing.assert_close(a.double(), b, atol=atol * 10, rtol=0, msg=f"d{name}")
+
+
+@pytest.fixture
+def any_length(monkeypatch):
+    """Segments for documents of any length (the default skips packings of very short documents)."""
+    monkeypatch.setattr(_segments, "MIN_MEAN_LENGTH", 1)
+
+
+@settings(deadline=None)  # the first example pays torch's warm-up
+@given(
+    lengths=st.lists(st.integers(1, 40), min_size=1, max_size=6),
+    B=st.integers(1, 2),
+    H=st.integers(1, 3),
+    causal=st.booleans(),
+    per_row=st.booleans(),
+)
+def test_segments_match_the_reference_for_any_packing(lengths, B, H, causal, per_row):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_segments, "MIN_MEAN_LENGTH", 1)
+        L = sum(lengths)
+        ids = ids_of(lengths)
+        if per_row and B > 1:  # the second row packs the same length differently: one document
+            ids = torch.stack([ids, torch.zeros(L, dtype=torch.long)])  # (B, L)
+        mask = masks.document(ids) & masks.causal() if causal else masks.document(ids)
+        q, k, v = randn(B, H, L, 8, seed=1), randn(B, H, L, 8, seed=2), randn(B, H, L, 8, seed=3)
+        assert TiledCall.build(q, k, mask, Dv=8).segments is not None  # the path under test runs
+        check_against_reference(q, k, v, mask, atol=1e-12)
+
+
+def test_one_run_over_everything_is_returned_without_a_copy_and_matches(any_length):
+    q, k, v = randn(2, 3, 96, 16, seed=1), randn(2, 3, 96, 16, seed=2), randn(2, 3, 96, 16, seed=3)
+    mask = masks.document(torch.arange(96) // 24)  # 4 documents of 24: one run
+    plan = TiledCall.build(q, k, mask, Dv=16).segments
+    assert plan is not None and len(plan.rows) == 1 and plan.rows[0].groups == (_segments.Run(0, 24, 4),)
+    check_against_reference(q, k, v, mask, atol=1e-12)
+
+
+def test_float32_error_is_within_float32_round_off():
+    L = 1024  # the benchmark's case: 8 documents of 128, default threshold
+    q, k, v = (randn(1, 8, L, 64, seed=s, dtype=torch.float32) for s in (1, 2, 3))
+    mask = masks.document(torch.arange(L) // 128)
+    assert TiledCall.build(q, k, mask, Dv=64).segments is not None
+    check_against_reference(q, k, v, mask, atol=2e-6)
+
+
+def test_auto_runs_packed_documents_through_segments_and_agrees():
+    L = 1024
+    q, k, v = (randn(1, 2, L, 16, seed=s) for s in (1, 2, 3))
+    mask = masks.document(torch.arange(L) * 5 // L)  # 5 documents of 204-205 positions
+    out = attention(q, k, v, mask)
+    ref, _, _ = reference_attention(q, k, v, mask)
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=0)
+
+
+def test_a_loss_on_lse_too_gets_exact_gradients(any_length):
+    """With ``lse`` in the loss the fused backward op (which takes no lse gradient) is not used."""
+    q, k, v = randn(2, 2, 90, 8, seed=1), randn(2, 2, 90, 8, seed=2), randn(2, 2, 90, 8, seed=3)
+    mask = masks.document(torch.arange(90) // 30) & masks.causal()
+    out, lse = tiled_attention(q, k, v, mask)
+    ref, _, ref_lse = reference_attention(q, k, v, mask)
+    got = torch.autograd.grad(out.sum() + (lse * lse).sum(), (q, k, v))
+    want = torch.autograd.grad(ref.sum() + (ref_lse * ref_lse).sum(), (q, k, v))
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=0)
+
+
+def _call(mask, *, B=1, H=2, Hkv=2, Lq=256, Lk=256, D=8, Dv=8, dtype=torch.float64, **kw):
+    q = torch.zeros(B, H, Lq, D, dtype=dtype)
+    k = torch.zeros(B, Hkv, Lk, D, dtype=dtype)
+    return TiledCall.build(q, k, mask, Dv=Dv, **kw)
+
+
+DOCS = masks.document(torch.arange(256) // 64)
+
+
+@pytest.mark.parametrize(
+    "why,mask,kw",
+    [
+        ("a document in two places", masks.document((torch.arange(256) // 64) % 2), {}),
+        ("grouped-query heads", DOCS, {"H": 4, "Hkv": 2}),
+        ("values narrower than keys", DOCS, {"Dv": 4}),
+        ("half precision", DOCS, {"dtype": torch.float16}),
+        ("a bias", DOCS, {"bias": Alibi(alibi_slopes(2))}),
+        ("dropout", DOCS, {"dropout_p": 0.1}),
+        ("tile sizes given", DOCS, {"block_q": 32, "block_k": 32}),
+        ("fewer queries than keys", DOCS, {"Lq": 100}),
+        ("not a document mask", masks.sliding_window(16), {}),
+        ("documents of 4 positions on average", masks.document(torch.arange(256) // 4), {}),
+    ],
+)
+def test_segments_are_not_used_where_they_do_not_apply(why, mask, kw):
+    assert _call(mask, **kw).segments is None, why
+
+
+def test_where_segments_do_not_apply_the_tiled_loop_still_agrees():
+    q, k, v = randn(1, 4, 256, 8, seed=1), randn(1, 2, 256, 8, seed=2), randn(1, 2, 256, 8, seed=3)
+    mask = masks.document((torch.arange(256) // 64) % 2)  # documents 0 and 1 each in two places
+    out, _ = tiled_attention(q, k, v, mask)
+    ref, _, _ = reference_attention(q, k, v, mask)
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=0)
+
+
+# ---------------------------------------------------------------------- short sliding windows (._windows)
+@settings(deadline=None)
+@given(
+    L=st.integers(1, 300),
+    W=st.integers(1, 120),
+    causal=st.booleans(),
+    B=st.integers(1, 2),
+    H=st.integers(3, 5),  # >= 3 (batch row, head) pairs: too few blocks for bands at L <= 300 (._bands)
+)
+def test_short_sliding_windows_match_the_reference(L, W, causal, B, H):
+    mask = masks.sliding_window(W, causal=causal)
+    q, k, v = randn(B, H, L, 8, seed=1), randn(B, H, L, 8, seed=2), randn(B, H, L, 8, seed=3)
+    call = TiledCall.build(q, k, mask, Dv=8)
+    assert (call.windows is not None) == (W < L)  # the path under test runs wherever the window skips keys
+    check_against_reference(q, k, v, mask, atol=1e-12)
+
+
+def test_windows_run_where_bands_do_not_and_not_where_they_do():
+    short, long = _call(masks.sliding_window(256), H=8, Hkv=8, Lq=1024, Lk=1024, D=64, Dv=64, dtype=torch.float32), \
+        _call(masks.sliding_window(256), H=8, Hkv=8, Lq=4096, Lk=4096, D=64, Dv=64, dtype=torch.float32)  # fmt: skip
+    assert short.windows is not None and long.windows is None  # 4096: 64 blocks of 64, bands (._bands)
+
+
+def test_float32_window_error_is_within_float32_round_off():
+    q, k, v = (randn(1, 8, 1024, 64, seed=s, dtype=torch.float32) for s in (1, 2, 3))
+    mask = masks.sliding_window(256)
+    assert TiledCall.build(q, k, mask, Dv=64).windows is not None
+    check_against_reference(q, k, v, mask, atol=2e-6)
+
+
+@pytest.mark.parametrize(
+    "why,kw",
+    [
+        ("grouped-query heads", {"H": 4, "Hkv": 2}),
+        ("values narrower than keys", {"Dv": 4}),
+        ("half precision", {"dtype": torch.bfloat16}),
+        ("a bias", {"bias": Alibi(alibi_slopes(2))}),
+        ("dropout", {"dropout_p": 0.1}),
+        ("tile sizes given", {"block_q": 32, "block_k": 32}),
+        ("fewer queries than keys", {"Lq": 100}),
+    ],
+)
+def test_windows_are_not_used_where_they_do_not_apply(why, kw):
+    assert _call(masks.sliding_window(16), **kw).windows is None, why
