@@ -4,21 +4,33 @@ A sliding window is shift-invariant: query block ``i`` of ``tq`` rows sees the k
 window of ``w`` positions starting ``tq`` further than block ``i - 1``'s, under the same
 ``tq x w`` mask. Where the sequence is too short for the tiled loop's bands (:mod:`._bands`:
 fewer blocks than twice the (batch row, head) pairs), the tiled loop runs block by block,
-a dozen eager ops per 128 rows. Here instead K and V are padded with ``W - 1`` zero rows
-on each side (the padded keys are masked), so the windows of every block are one strided
-view ``(B*H, m, w, D)``, and one call of torch's fused CPU FlashAttention kernel
-(``aten._scaled_dot_product_flash_attention_for_cpu``, the kernel behind SDPA on CPU)
-computes all blocks as ``m`` "heads" of ``tq`` queries, with the mask ``(m, tq, w)`` of
-``0 / -inf`` (the window's tile plus the padding columns of the edge blocks). It returns
-the output and the log-sum-exp; the backward pass stays the tiled one.
+a dozen eager ops per 128 rows. Here instead the windows of the interior blocks are one
+strided view ``(B*H, m, w, D)`` of K (and V), and one call of torch's fused CPU
+FlashAttention kernel (``aten._scaled_dot_product_flash_attention_for_cpu``, the kernel
+behind SDPA on CPU) computes all of them as ``m`` "heads" of ``tq`` queries under that one
+``(tq, w)`` mask of ``0 / -inf``. The few edge blocks whose windows reach past either end
+of the sequence take one more call per side, on zero-padded keys with a mask per block.
+The kernel returns the output and the log-sum-exp; the backward pass stays the tiled one
+(the fused backward op over overlapping windows measured 1.2-1.5x slower than the tiled
+backward pass at L=4096-16384).
 
 Every row sees its own key (``Lq == Lk``), so no row is fully masked. Blocks of 32 rows
-(``TQ``) waste ``(32 - 1) / 256`` of a window of 256 on its ragged edge. Measured
-(B=1, H=8, D=64, window 256, float32, 2 threads, medians of 30 calls in one process;
-compiled FlexAttention in the same process): L=512 2.44 ms against 2.64 block by block
-(Flex 1.69), L=1024 3.99 against 5.33 (Flex 3.82); at 2048 the bands already tie with
-Flex (8.40, this path 8.19, Flex 8.30) and at 8192 they are faster (33 vs 45 ms), so
-this path runs only where the bands do not.
+(``TQ``) waste ``(32 - 1) / 256`` of a window of 256 on its ragged edge. Measured (B=1,
+H=8, D=64, window 256, float32, 2 threads, best of two medians of 40 calls in one process,
+compiled FlexAttention in the same process), ms:
+
+=====  =====  ======  ======  ======  ==============
+L      Flex   tq=16   tq=32   tq=64   block by block
+=====  =====  ======  ======  ======  ==============
+512    1.67   2.60    2.43    2.64    2.43
+1024   3.85   4.90    4.58    4.95    5.43
+1536   6.06   6.33    6.28    6.40    6.42
+=====  =====  ======  ======  ======  ==============
+
+From about L=1536 (H=8) the tiled loop's bands run instead (they tie with Flex from 2048
+and are faster than this path at 8192: 33 vs 45 ms). One call over all blocks, on padded K
+and V with a ``(m, tq, w)`` mask, measured 1.2x slower at L=1024: the larger mask is
+read for every score.
 
 Example:
     >>> import torch
@@ -27,6 +39,11 @@ Example:
     ...                     dtype=torch.float32, device=torch.device("cpu"))
     >>> plan.tq, plan.w, plan.before, plan.after  # windows of 287 keys: 255 before a block of 32
     (32, 287, 255, 0)
+    >>> q = k = v = torch.randn(1, 8, 1024, 64)
+    >>> out, lse = windows_forward(q, k, v, plan, scale=64**-0.5)
+    >>> ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, masks.sliding_window(256).to_dense(1024, 1024))
+    >>> bool((out - ref).abs().max() < 1e-5)
+    True
 
 Shape legend: B batch, H heads, L = Lq = Lk, D head dim, m blocks of ``tq`` queries,
 w keys of a window, N = B * H.
@@ -46,8 +63,8 @@ from ._segments import fused_kernel
 
 __all__ = ["Windows", "plan_windows", "windows_forward", "TQ", "MAX_LENGTH"]
 
-TQ = 32  # queries per block: 1.05x faster than 64 at L=1024 (3.99 vs 4.18 ms), equal at 512
-MAX_LENGTH = 16384  # the (m, tq, w) mask is L x w scores; longer sequences always take the bands
+TQ = 32  # queries per block (see the table above)
+MAX_LENGTH = 16384  # longer sequences always have enough blocks for bands
 _DTYPES = (torch.float32, torch.float64)
 
 
@@ -59,19 +76,23 @@ class Windows:
     causal: bool  # keys i - W < j <= i (else |i - j| < W)
     tq: int  # queries per block
     w: int  # keys per block's window
-    before: int  # padded keys before position 0 (the first window starts there)
-    after: int  # padded keys after the last position
+    before: int  # keys of a block's window before its first query
+    after: int  # keys of a block's window after its last query
 
-    def penalty(self, L: int, m: int, dtype: torch.dtype, device) -> Tensor:
-        """``(1, m, tq, w)``: ``0`` where block ``i``'s row ``r`` may see key ``j`` of its window, else ``-inf``."""
+    def allowed(self, device) -> Tensor:
+        """``(tq, w)``: whether row ``r`` of any block may see key ``j`` of its window (shift invariance)."""
         r = torch.arange(self.tq, device=device)[:, None]  # (tq, 1) row in the block
         j = torch.arange(self.w, device=device)[None, :]  # (1, w) key in the window
         offset = j - self.before - r  # (tq, w) key position minus query position
-        allowed = (offset <= 0) & (offset > -self.W) if self.causal else offset.abs() < self.W  # (tq, w)
-        key = torch.arange(m, device=device)[:, None] * self.tq + j - self.before  # (m, w) key position
-        real = (key >= 0) & (key < L)  # (m, w) not a padded key
-        keep = allowed[None] & real[:, None, :]  # (m, tq, w)
-        return torch.zeros(keep.shape, dtype=dtype, device=device).masked_fill_(~keep, float("-inf"))[None]
+        return (offset <= 0) & (offset > -self.W) if self.causal else offset.abs() < self.W
+
+    def penalty(self, first: int, m: int, L: int, dtype: torch.dtype, device) -> Tensor:
+        """``(m, tq, w)`` of ``0 / -inf`` for blocks ``first .. first + m - 1``, whose windows may reach
+        past either end of the sequence (those keys are padding: ``-inf``)."""
+        j = torch.arange(self.w, device=device)[None, :]  # (1, w)
+        key = (first + torch.arange(m, device=device)[:, None]) * self.tq + j - self.before  # (m, w) position
+        keep = self.allowed(device)[None] & ((key >= 0) & (key < L))[:, None, :]  # (m, tq, w)
+        return _as_penalty(keep, dtype)
 
 
 def plan_windows(mask: Mask | None, *, B: int, H: int, Hkv: int, Lq: int, Lk: int, D: int, Dv: int,
@@ -97,28 +118,62 @@ def plan_windows(mask: Mask | None, *, B: int, H: int, Hkv: int, Lq: int, Lk: in
 
 
 def windows_forward(q: Tensor, k: Tensor, v: Tensor, plan: Windows, scale: float) -> tuple[Tensor, Tensor]:
-    """``(out (B, H, L, Dv), lse (B, H, L))`` of the sliding window planned as ``plan``, in one fused call."""
+    """``(out (B, H, L, Dv), lse (B, H, L))`` of the sliding window planned as ``plan``.
+
+    The interior blocks (windows inside ``[0, L)``) are one fused call on views of K and V
+    under one ``(tq, w)`` mask for all of them; the few edge blocks whose windows reach past
+    either end are one more call each side, on a zero-padded copy of their keys with a mask
+    per block. (One call for all blocks on padded K and V with a ``(m, tq, w)`` mask measured
+    1.2x slower at L=1024: the large mask is read for every score.)
+    """
     B, H, L, D = q.shape
-    m = math.ceil(L / plan.tq)
-    rows = m * plan.tq  # queries padded to whole blocks (the extra rows are dropped)
-    N = B * H
-    qp = _padded(q.reshape(N, L, D), 0, rows - L)  # (N, m*tq, D)
-    keys = plan.before + rows + plan.after  # padded keys: every block's window lies inside
-    kp = _padded(k.reshape(N, L, D), plan.before, keys - plan.before - L)  # (N, keys, D)
-    vp = _padded(v.reshape(N, L, v.shape[3]), plan.before, keys - plan.before - L)  # (N, keys, Dv)
-    windows_k = kp.unfold(1, plan.w, plan.tq).transpose(2, 3)  # (N, m, w, D), overlapping views
-    windows_v = vp.unfold(1, plan.w, plan.tq).transpose(2, 3)  # (N, m, w, Dv)
-    queries = qp.view(N, m, plan.tq, D)  # (N, m*tq, D) -> (N, m, tq, D)
-    penalty = plan.penalty(L, m, q.dtype, q.device)  # (1, m, tq, w)
-    o, lse = fused_kernel()(queries, windows_k, windows_v, 0.0, False, attn_mask=penalty, scale=scale)
-    out = o.reshape(B, H, rows, -1)[:, :, :L]  # (N, m, tq, Dv) -> (B, H, m*tq, Dv) -> (B, H, L, Dv)
-    return out.contiguous(), lse.reshape(B, H, rows)[:, :, :L].contiguous()  # (N, m, tq) -> (B, H, L)
+    N, tq, Dv = B * H, plan.tq, v.shape[3]
+    qf, kf, vf = q.reshape(N, L, D), k.reshape(N, L, D), v.reshape(N, L, Dv)  # views of contiguous inputs
+    out, lse = q.new_empty(N, L, Dv), q.new_empty(N, L)
+    m = math.ceil(L / tq)
+    i0 = min(m, math.ceil(plan.before / tq))  # blocks before i0 see keys before position 0
+    i1 = max(i0, min((L - plan.w + plan.before) // tq, L // tq - 1) + 1)  # from i1 on: keys after L, or rows
+    kernel = fused_kernel()
+    if i1 > i0:
+        k0 = i0 * tq - plan.before  # first key of block i0's window
+        queries = qf[:, i0 * tq : i1 * tq].unflatten(1, (i1 - i0, tq))  # (N, m', tq, D), a view
+        keys = kf[:, k0:].unfold(1, plan.w, tq)[:, : i1 - i0].transpose(2, 3)  # (N, m', w, D), a view
+        values = vf[:, k0:].unfold(1, plan.w, tq)[:, : i1 - i0].transpose(2, 3)  # (N, m', w, Dv), a view
+        penalty = _as_penalty(plan.allowed(q.device), q.dtype)  # (tq, w), the same for every block
+        o, row_lse = kernel(queries, keys, values, 0.0, False, attn_mask=penalty, scale=scale)
+        out[:, i0 * tq : i1 * tq] = o.flatten(1, 2)  # (N, m', tq, Dv) -> (N, m'*tq, Dv)
+        lse[:, i0 * tq : i1 * tq] = row_lse.flatten(1, 2)  # (N, m', tq) -> (N, m'*tq)
+    for a, b in ((0, i0), (i1, m)):
+        if b > a:
+            _edge(kernel, qf, kf, vf, out, lse, plan, a, b, scale)
+    return out.view(B, H, L, Dv), lse.view(B, H, L)
+
+
+def _edge(kernel, qf, kf, vf, out, lse, plan: Windows, a: int, b: int, scale: float) -> None:
+    """Blocks ``a .. b-1`` into ``out (N, L, Dv)``, ``lse (N, L)``: padded keys, a mask per block."""
+    N, L, D = qf.shape
+    tq, m = plan.tq, b - a
+    r0, r1 = a * tq, min(L, b * tq)  # their query rows
+    k0, k1 = r0 - plan.before, (b - 1) * tq - plan.before + plan.w  # the keys their windows span
+    queries = _padded(qf[:, r0:r1], 0, m * tq - (r1 - r0)).view(N, m, tq, D)  # (N, m, tq, D)
+    lo, hi = max(0, k0), min(L, k1)  # the real keys among them
+    keys = _padded(kf[:, lo:hi], lo - k0, k1 - hi).unfold(1, plan.w, tq).transpose(2, 3)  # (N, m, w, D)
+    values = _padded(vf[:, lo:hi], lo - k0, k1 - hi).unfold(1, plan.w, tq).transpose(2, 3)  # (N, m, w, Dv)
+    penalty = plan.penalty(a, m, L, qf.dtype, qf.device)[None]  # (1, m, tq, w)
+    o, row_lse = kernel(queries, keys, values, 0.0, False, attn_mask=penalty, scale=scale)
+    out[:, r0:r1] = o.flatten(1, 2)[:, : r1 - r0]  # (N, m, tq, Dv) -> (N, m*tq, Dv) -> the real rows
+    lse[:, r0:r1] = row_lse.flatten(1, 2)[:, : r1 - r0]  # (N, m, tq) -> (N, m*tq) -> the real rows
+
+
+def _as_penalty(keep: Tensor, dtype: torch.dtype) -> Tensor:
+    """``0`` where ``keep``, ``-inf`` elsewhere: a mask to add to scores."""
+    return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill_(~keep, float("-inf"))
 
 
 def _padded(t: Tensor, front: int, back: int) -> Tensor:
-    """``t (N, L, X)`` with ``front`` and ``back`` zero rows added along L (a copy, one pass)."""
+    """``t (N, n, X)`` with ``front`` and ``back`` zero rows added along n (a copy, one pass)."""
     if front == 0 and back == 0:
         return t
-    out = t.new_zeros(t.shape[0], front + t.shape[1] + back, t.shape[2])  # (N, front + L + back, X)
+    out = t.new_zeros(t.shape[0], front + t.shape[1] + back, t.shape[2])  # (N, front + n + back, X)
     out[:, front : front + t.shape[1]] = t
     return out

@@ -20,7 +20,10 @@ on their indices. Where consecutive query blocks attend equally placed key
 chunks under a shift-invariant mask (a sliding window), the forward pass runs
 them as one *band* (:mod:`._bands`): batched matmuls over overlapping key windows,
 one mask tile added to all of them, and a plain softmax (one chunk per block); the
-backward pass can too (BACKWARD_BANDS, off: measured no faster). Batch
+backward pass can too (BACKWARD_BANDS, off: measured no faster). Two forward passes
+leave the tile loop to torch's fused CPU FlashAttention kernel, on views of q, k, v, where
+it measured faster: packed documents as segments of plain attention (:mod:`._segments`;
+their backward pass too) and sliding windows too short for bands (:mod:`._windows`). Batch
 and key heads are flattened for ``bmm``; the ``G`` query heads of a key head
 are folded into the query axis, so K/V are never copied per head (grouped-query
 attention). bf16/fp16 inputs are computed in
@@ -170,6 +173,10 @@ class TiledCall:
         (256 at L = 512-1024) at 64 x 64 computes ~16% fewer scores and was 1.12x faster on
         1 thread, but not on 2 (L=512: 3.03 vs 2.91 ms, L=1024: 6.34 vs 5.93 ms, medians of
         15 interleaved calls). Plans of position masks are cached (:func:`_plan_key`).
+
+        With ``Dv`` (the values' head dim) given and no tile sizes, bias or dropout, a packed
+        document mask plans its forward pass as segments (:func:`._segments.plan_segments`)
+        and a sliding window without bands as fused windows (:func:`._windows.plan_windows`).
         """
         B, H, Lq, D = (int(n) for n in q.shape)  # int(): a traced dynamic shape is fixed here (the plan's loops)
         Hkv, Lk = int(k.shape[1]), int(k.shape[2])
