@@ -18,7 +18,7 @@ asked for a fully masked row). Measured against the tiled loop (B=1, H=8, D=64, 
 1024 2.37 vs 2.78, 2048 6.7 vs 7.7, 4096 25.6 vs 26.9, 8192 88 vs 102, 16384 359 vs 397;
 random lengths, L=1024 (14 documents of 16-128) 2.52 vs 6.18, L=4096 (59 of 16-128) 9.6
 vs 25.2, L=16384 (12 of 256-2048) 279 vs 369. ``attnkit bench`` against FlexAttention:
-``benchmarks/results/documents/``.
+``benchmarks/results/flex-fused/``.
 
 Example:
     >>> import torch

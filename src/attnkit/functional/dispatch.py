@@ -26,6 +26,7 @@ D query/key head dim, Dv value head dim.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from ._validate import Problem, fast_check, leaves, validate
 from .bias import Bias
 from .reference import nan_in_nan_out, reference_attention
 from .sdpa import SDPA_SAFE_SOFTMAX, sdpa_attention, sdpa_mask_bytes
-from .tiled import bias_grad_problem, tiled_attention_unchecked
+from .tiled import TiledCall, bias_grad_problem, route, tiled_attention_unchecked
 
 __all__ = ["attention", "explain", "Explanation", "Problem", "Backend", "BACKENDS", "AUTO_ORDER"]
 
@@ -186,6 +187,7 @@ class Explanation:
     backend: str  # the backend that runs
     reasons: dict[str, str]  # backend name -> why it was not chosen
     problem: Problem  # the validated call
+    how: str | None = None  # how the backend runs it (tiled: which fast path and tiles), when it says
 
     def __str__(self) -> str:
         p = self.problem
@@ -196,6 +198,8 @@ class Explanation:
             f"dtype={str(p.dtype).replace('torch.', '')}, mask={mask}, bias={bias})",
             f"  runs on: {self.backend}",
         ]
+        if self.how is not None:
+            lines.append(f"  how: {self.how}")
         lines += [f"  not {name}: {why}" for name, why in self.reasons.items()]
         return "\n".join(lines)
 
@@ -360,4 +364,8 @@ def explain(
         'reference'
     """
     p = validate("explain", q, k, v, mask, bias, scale, dropout_p, return_weights, return_lse)
-    return _choose(p, backend)
+    chosen = _choose(p, backend)
+    if chosen.backend != "tiled" or q.is_meta:  # meta tensors (shape-only planning) hold no data to plan tiles from
+        return chosen
+    call = TiledCall.build(q, k, p.mask, p.bias, p.scale, p.dropout_p, 0, Dv=p.Dv)  # the plan the call would make
+    return dataclasses.replace(chosen, how=route(call))

@@ -222,6 +222,46 @@ class TiledCall:
         return tiled_backward(dout, q, k, v, out, lse, self, dlse)
 
 
+def route(call: TiledCall) -> str:
+    """How the tiled backend runs ``call``, in one line (what :func:`attnkit.functional.explain` prints as ``how``).
+
+    Example:
+        >>> import torch
+        >>> from attnkit import masks
+        >>> q = k = torch.zeros(1, 8, 4096, 64)
+        >>> print(route(TiledCall.build(q, k, masks.sliding_window(256), Dv=64)).replace("; ", ";\\n"))
+        forward: 51 of 64 query blocks in bands of 64x64 (batched matmuls over overlapping key windows);
+        backward: blocks of 128 queries, 9% of the scores computed
+    """
+    back = _tiles_line(call.backward_plan, call)
+    if call.segments is not None:
+        calls = sum(len(rows.groups) for rows in call.segments.rows)
+        docs = sum(run.count for rows in call.segments.rows for run in rows.groups)
+        inside = " (causal inside each)" if call.segments.causal else ""
+        return (f"forward: {docs} packed documents{inside} as {calls} call{'s' if calls > 1 else ''} of torch's fused "
+                "CPU flash kernel, no mask; backward: the same kernel (tiles if lse gets a gradient)")  # fmt: skip
+    if call.windows is not None:
+        w = call.windows
+        return (f"forward: blocks of {w.tq} queries over windows of {w.w} keys in torch's fused CPU flash kernel "
+                f"(too short for bands); backward: {back}")  # fmt: skip
+    plan = call.forward_plan
+    items = [item for grp in plan.groups for item in _work_items(grp, call)]
+    banded = sum(item.m for item in items if isinstance(item, Band))
+    if banded:
+        blocks = sum(item.m if isinstance(item, Band) else 1 for item in items)
+        return (f"forward: {banded} of {blocks} query blocks in bands of {plan.block_q}x{plan.block_q} (batched "
+                f"matmuls over overlapping key windows); backward: {back}")  # fmt: skip
+    return f"forward and backward: {_tiles_line(plan, call)}"
+
+
+def _tiles_line(plan: TilePlan, call: TiledCall) -> str:
+    """``'blocks of 128 queries, 41% of the scores computed'``: the share of the ``Lq x Lk`` scores computed."""
+    B = max((grp.b1 for grp in plan.groups), default=1)
+    total = B * call.Hkv * call.G * call.Lq * call.Lk
+    share = plan.score_elements(call.Hkv * call.G) / total if total else 0.0
+    return f"blocks of {plan.block_q} queries, {share:.0%} of the scores computed"
+
+
 # ---------------------------------------------------------------------- one score tile
 def _scores(qb: Tensor, kf: Tensor, grp, blk, ch, call: TiledCall, buf: Tensor) -> Tensor:
     """``S = Q K^T * scale + bias`` for one chunk (``qb`` carries the scale), ``-inf`` where the mask forbids."""

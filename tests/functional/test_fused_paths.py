@@ -1,9 +1,11 @@
-"""Packed documents run as segments (fused calls per run of equal documents) against the float64 reference.
+"""The tiled backend's fused paths against the float64 reference: packed documents as segments
+(:mod:`attnkit.functional._segments`) and short sliding windows (:mod:`attnkit.functional._windows`).
 
 The oracle is ``reference_attention`` in float64 (scores, softmax, weighted sum, and
-``logsumexp`` of the scores); gradients come from autograd through it. The segments path
-is the tiled backend's forward pass for ``masks.document`` (and ``& masks.causal()``);
-its backward pass is the tiled one, fed the segments' ``(out, lse)``.
+``logsumexp`` of the scores); gradients come from autograd through it. Segments run the
+forward and backward passes of ``masks.document`` (and ``& masks.causal()``) through torch's
+fused CPU flash kernel; windows run the forward pass, and the tiled backward pass takes
+their ``(out, lse)``.
 
 Shape legend: B batch, H heads, L length, D head dim.
 """
@@ -16,8 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attnkit import masks
-from attnkit.functional import Alibi, alibi_slopes, attention, tiled_attention
-from attnkit.functional import _segments
+from attnkit.functional import Alibi, _segments, alibi_slopes, attention, explain, tiled_attention
 from attnkit.functional.reference import reference_attention
 from attnkit.functional.tiled import TiledCall
 
@@ -42,7 +43,7 @@ def check_against_reference(q, k, v, mask, atol):
     dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     got = torch.autograd.grad(out, (q, k, v), dout.to(out.dtype))
     want = torch.autograd.grad(ref, (q64, k64, v64), dout)
-    for name, a, b in zip("qkv", got, want):
+    for name, a, b in zip("qkv", got, want, strict=True):
         torch.testing.assert_close(a.double(), b, atol=atol * 10, rtol=0, msg=f"d{name}")
 
 
@@ -190,3 +191,25 @@ def test_float32_window_error_is_within_float32_round_off():
 )
 def test_windows_are_not_used_where_they_do_not_apply(why, kw):
     assert _call(masks.sliding_window(16), **kw).windows is None, why
+
+
+# ---------------------------------------------------------------------- explain() says which path runs
+@pytest.mark.parametrize(
+    "mask,L,says",
+    [
+        (masks.document(torch.arange(1024) // 128), 1024, "forward: 8 packed documents as 1 call of torch's fused"),
+        (masks.sliding_window(256), 1024, "forward: blocks of 32 queries over windows of 287 keys"),
+        (masks.sliding_window(256), 4096, "query blocks in bands of 64x64"),
+        (masks.padding([1000]), 1024, "forward and backward: blocks of 128 queries, 100% of the scores computed"),
+    ],
+)
+def test_explain_says_how_tiled_runs_the_call(mask, L, says):
+    q = torch.zeros(1, 8, L, 64)
+    e = explain(q, q, q, mask, backend="tiled")
+    assert e.how is not None and says in e.how and f"  how: {e.how}" in str(e)
+
+
+def test_explain_has_no_how_line_for_other_backends():
+    q = torch.zeros(1, 8, 256, 64)
+    e = explain(q, q, q, masks.causal())
+    assert e.backend == "sdpa" and e.how is None and "how:" not in str(e)
