@@ -213,3 +213,27 @@ def test_explain_has_no_how_line_for_other_backends():
     q = torch.zeros(1, 8, 256, 64)
     e = explain(q, q, q, masks.causal())
     assert e.backend == "sdpa" and e.how is None and "how:" not in str(e)
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        masks.document(torch.arange(200) // 50),
+        masks.document(torch.tensor([0] * 70 + [1] * 70 + [2] * 60)) & masks.causal(),
+        masks.sliding_window(40),
+        masks.sliding_window(30, causal=False),
+    ],
+    ids=["documents", "causal documents", "window", "two-sided window"],
+)
+def test_fused_paths_take_inputs_in_any_layout(mask, any_length):
+    """q, k, v as transposes of (B, L, H, D) tensors (what a module's projections give)."""
+    x = [randn(2, 200, 3, 16, seed=s) for s in (1, 2, 3)]  # (B, L, H, D) each
+    q, k, v = (t.transpose(1, 2) for t in x)  # (B, H, L, D), not contiguous
+    call = TiledCall.build(q, k, mask, Dv=16)
+    assert call.segments is not None or call.windows is not None
+    out = attention(q, k, v, mask, backend="tiled")
+    ref, _, _ = reference_attention(q, k, v, mask)
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=0)
+    dout = randn(2, 200, 3, 16, seed=4).detach().transpose(1, 2)  # (B, H, L, D), not contiguous
+    for a, b in zip(torch.autograd.grad(out, x, dout), torch.autograd.grad(ref, x, dout), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=0)

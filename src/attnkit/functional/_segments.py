@@ -176,7 +176,7 @@ def segments_forward(q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: floa
     kernel = fused_kernel()
     if len(seg.rows) == 1 and len(seg.rows[0].groups) == 1:  # one run over everything: no copy at all
         o, lse = _run(kernel, q, k, v, seg.rows[0].groups[0], seg.causal, scale)  # (B*H*n, 1, Ld, Dv), (B*H*n, 1, Ld)
-        return o.view(B, H, L, -1), lse.view(B, H, L)
+        return o.reshape(B, H, L, -1), lse.reshape(B, H, L)  # views: the kernel writes sequence by sequence
     out = q.new_empty(B, H, L, v.shape[3])  # (B, H, L, Dv)
     lse = q.new_empty(B, H, L)
     for rows in seg.rows:
@@ -185,8 +185,8 @@ def segments_forward(q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: floa
             cols = slice(run.start, run.start + run.length * run.count)
             nb = rows.b1 - rows.b0
             o, row_lse = _run(kernel, q[span, :, cols], k[span, :, cols], v[span, :, cols], run, seg.causal, scale)
-            out[span, :, cols] = o.view(nb, H, -1, o.shape[-1])  # (nb*H*n, 1, Ld, Dv) -> (nb, H, n*Ld, Dv)
-            lse[span, :, cols] = row_lse.view(nb, H, -1)  # (nb*H*n, 1, Ld) -> (nb, H, n*Ld)
+            out[span, :, cols] = o.reshape(nb, H, -1, o.shape[-1])  # (nb*H*n, 1, Ld, Dv) -> (nb, H, n*Ld, Dv)
+            lse[span, :, cols] = row_lse.reshape(nb, H, -1)  # (nb*H*n, 1, Ld) -> (nb, H, n*Ld)
     return out, lse
 
 
@@ -212,7 +212,7 @@ def segments_backward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor
     if len(seg.rows) == 1 and len(seg.rows[0].groups) == 1:  # one run over everything
         grads = _run_backward(backward, (dout, q, k, v, out), lse, seg.rows[0].groups[0], seg.causal, scale)
         dq, dk, dv = grads  # each (B*H*n, 1, Ld, D or Dv)
-        return dq.view(q.shape), dk.view(k.shape), dv.view(v.shape)
+        return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     for rows in seg.rows:
         span = slice(rows.b0, rows.b1)
@@ -222,7 +222,7 @@ def segments_backward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor
             grads = _run_backward(backward, parts, lse[span, :, cols], run, seg.causal, scale)
             nb = rows.b1 - rows.b0
             for whole, part in zip((dq, dk, dv), grads, strict=True):
-                whole[span, :, cols] = part.view(nb, H, -1, part.shape[-1])  # (nb*H*n, 1, Ld, D) -> (nb, H, n*Ld, D)
+                whole[span, :, cols] = part.reshape(nb, H, -1, part.shape[-1])  # (nb*H*n, 1, Ld, D) -> (nb, H, n*Ld, D)
     return dq, dk, dv
 
 
