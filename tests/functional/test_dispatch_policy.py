@@ -1,10 +1,11 @@
 """backend="auto" between sdpa and tiled: the measured thresholds, stated by explain()."""
 
+import pytest
 import torch
 
 from attnkit import masks
 from attnkit.functional import explain
-from attnkit.functional.dispatch import DENSE_MASK_BUDGET, TILED_MAX_KEPT, TILED_MIN_PAIRS
+from attnkit.functional.dispatch import DENSE_MASK_BUDGET, PIECES_MIN_PAIRS, TILED_MAX_KEPT, TILED_MIN_PAIRS
 
 
 def _qkv(L, Lk=None, H=8):
@@ -32,13 +33,33 @@ def test_auto_sliding_window_long_runs_tiled_and_says_how_much_it_skips():
 
 def test_auto_short_sequence_stays_on_sdpa_below_min_pairs():
     L = int(TILED_MIN_PAIRS**0.5) // 2
-    e = explain(*_qkv(L), mask=masks.document(torch.arange(L) // (L // 2)))
+    e = explain(*_qkv(L), mask=masks.sliding_window(L // 4))
     assert e.backend == "sdpa" and str(TILED_MIN_PAIRS) in e.reasons["tiled"]
 
 
 def test_auto_nearly_full_mask_stays_on_sdpa():
-    e = explain(*_qkv(4096), mask=masks.padding([4000]))
+    e = explain(*_qkv(4096), mask=masks.sliding_window(4000, causal=False))
     assert e.backend == "sdpa" and "saves too little" in e.reasons["tiled"]
+
+
+@pytest.mark.parametrize(
+    "L,mask",
+    [
+        (256, masks.document(torch.arange(256) // 64)),  # short, below TILED_MIN_PAIRS
+        (4096, masks.padding([4000])),  # keeps nearly every tile
+        (1024, masks.padding([1000]) & masks.causal()),
+    ],
+)
+def test_auto_runs_documents_and_key_padding_as_pieces_on_tiled(L, mask):
+    e = explain(*_qkv(L), mask=mask)
+    assert e.backend == "tiled" and "pieces of plain attention" in e.reasons["sdpa"]
+    assert e.how is not None and "fused CPU flash kernel" in e.how
+
+
+def test_auto_tiny_document_call_stays_on_sdpa():
+    L = int(PIECES_MIN_PAIRS**0.5) // 2  # one fused call's overhead exceeds sdpa's whole call
+    e = explain(*_qkv(L), mask=masks.document(torch.arange(L) // (L // 2)))
+    assert e.backend == "sdpa"
 
 
 def test_auto_dense_mask_over_budget_runs_tiled():

@@ -78,7 +78,7 @@ def test_one_run_over_everything_is_returned_without_a_copy_and_matches(any_leng
     q, k, v = randn(2, 3, 96, 16, seed=1), randn(2, 3, 96, 16, seed=2), randn(2, 3, 96, 16, seed=3)
     mask = masks.document(torch.arange(96) // 24)  # 4 documents of 24: one run
     plan = TiledCall.build(q, k, mask, Dv=16).segments
-    assert plan is not None and len(plan.rows) == 1 and plan.rows[0].groups == (_segments.Run(0, 24, 4),)
+    assert plan is not None and plan.pieces == (_segments.Piece(0, 2, 0, 24, 0, 24, 4),)
     check_against_reference(q, k, v, mask, atol=1e-12)
 
 
@@ -109,6 +109,43 @@ def test_a_loss_on_lse_too_gets_exact_gradients(any_length):
     want = torch.autograd.grad(ref.sum() + (ref_lse * ref_lse).sum(), (q, k, v))
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, atol=1e-11, rtol=0)
+
+
+# ---------------------------------------------------------------------- key padding
+@settings(deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 60), min_size=1, max_size=4),
+    Lq=st.integers(1, 70),
+    H=st.integers(1, 3),
+    causal=st.booleans(),
+)
+def test_key_padding_pieces_match_the_reference(lengths, Lq, H, causal):
+    B, Lk = len(lengths), 60
+    if causal:
+        Lq = Lk  # padding & causal runs as pieces only when Lq == Lk (alignment)
+    mask = masks.padding(lengths) & masks.causal() if causal else masks.padding(lengths)
+    q, k, v = randn(B, H, Lq, 8, seed=1), randn(B, H, Lk, 8, seed=2), randn(B, H, Lk, 8, seed=3)
+    plan = TiledCall.build(q, k, mask, Dv=8).segments
+    assert plan is not None and plan.what == "padding"  # the path under test runs
+    check_against_reference(q, k, v, mask, atol=1e-12)
+
+
+def test_batch_rows_of_equal_length_share_one_call():
+    mask = masks.padding([50, 30, 30, 50])
+    plan = _call(mask, B=4, Lq=40, Lk=60).segments
+    assert plan is not None and [(p.b0, p.b1, p.lk) for p in plan.pieces] == [(0, 1, 50), (1, 3, 30), (3, 4, 50)]
+
+
+@pytest.mark.parametrize(
+    "why,mask,kw",
+    [
+        ("a row with no real key", masks.padding([5, 0]), {"B": 2}),
+        ("padding & causal with Lq != Lk", masks.padding([200]) & masks.causal(), {"Lq": 100}),
+        ("grouped-query heads", masks.padding([200]), {"H": 4, "Hkv": 2}),
+    ],
+)
+def test_padding_pieces_are_not_used_where_they_do_not_apply(why, mask, kw):
+    assert _call(mask, **kw).segments is None, why
 
 
 def _call(mask, *, B=1, H=2, Hkv=2, Lq=256, Lk=256, D=8, Dv=8, dtype=torch.float64, **kw):
@@ -200,7 +237,8 @@ def test_windows_are_not_used_where_they_do_not_apply(why, kw):
         (masks.document(torch.arange(1024) // 128), 1024, "forward: 8 packed documents as 1 call of torch's fused"),
         (masks.sliding_window(256), 1024, "forward: blocks of 32 queries over windows of 287 keys"),
         (masks.sliding_window(256), 4096, "query blocks in bands of 64x64"),
-        (masks.padding([1000]), 1024, "forward and backward: blocks of 128 queries, 100% of the scores computed"),
+        (masks.padding([600]), 1024, "forward: only the real keys of each batch row as 1 call of torch's fused"),
+        (masks.prefix_lm(100), 1024, "forward and backward: blocks of 128 queries"),
     ],
 )
 def test_explain_says_how_tiled_runs_the_call(mask, L, says):
@@ -222,8 +260,9 @@ def test_explain_has_no_how_line_for_other_backends():
         masks.document(torch.tensor([0] * 70 + [1] * 70 + [2] * 60)) & masks.causal(),
         masks.sliding_window(40),
         masks.sliding_window(30, causal=False),
+        masks.padding([150, 90]),
     ],
-    ids=["documents", "causal documents", "window", "two-sided window"],
+    ids=["documents", "causal documents", "window", "two-sided window", "padding"],
 )
 def test_fused_paths_take_inputs_in_any_layout(mask, any_length):
     """q, k, v as transposes of (B, L, H, D) tensors (what a module's projections give)."""

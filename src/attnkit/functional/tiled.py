@@ -20,10 +20,10 @@ on their indices. Where consecutive query blocks attend equally placed key
 chunks under a shift-invariant mask (a sliding window), the forward pass runs
 them as one *band* (:mod:`._bands`): batched matmuls over overlapping key windows,
 one mask tile added to all of them, and a plain softmax (one chunk per block); the
-backward pass can too (BACKWARD_BANDS, off: measured no faster). Two forward passes
-leave the tile loop to torch's fused CPU FlashAttention kernel, on views of q, k, v, where
-it measured faster: packed documents as segments of plain attention (:mod:`._segments`;
-their backward pass too) and sliding windows too short for bands (:mod:`._windows`). Batch
+backward pass can too (BACKWARD_BANDS, off: measured no faster). Some calls leave the
+tile loop to torch's fused CPU FlashAttention kernel, on views of q, k, v, where it measured
+faster: packed documents and key padding as pieces of plain attention (:mod:`._segments`,
+both passes) and sliding windows too short for bands (:mod:`._windows`, forward). Batch
 and key heads are flattened for ``bmm``; the ``G`` query heads of a key head
 are folded into the query axis, so K/V are never copied per head (grouped-query
 attention). bf16/fp16 inputs are computed in
@@ -138,7 +138,7 @@ class TiledCall:
     Lk: int  # keys
     plan: TilePlan | None  # which tiles to compute and which to mask (forward); None when segments run it
     plan_backward: Callable[[], TilePlan]  # makes the backward pass's plan (any tiling gives the same gradients)
-    segments: Segments | None = None  # packed documents: the forward pass as fused calls (._segments)
+    segments: Segments | None = None  # packed documents, key padding: fused calls without a mask (._segments)
     windows: Windows | None = None  # a short sliding window: the forward pass as one fused call (._windows)
 
     @property
@@ -175,7 +175,7 @@ class TiledCall:
         15 interleaved calls). Plans of position masks are cached (:func:`_plan_key`).
 
         With ``Dv`` (the values' head dim) given and no tile sizes, bias or dropout, a packed
-        document mask plans its forward pass as segments (:func:`._segments.plan_segments`)
+        document or key padding mask plans its passes as pieces (:func:`._segments.plan_segments`)
         and a sliding window without bands as fused windows (:func:`._windows.plan_windows`).
         """
         B, H, Lq, D = (int(n) for n in q.shape)  # int(): a traced dynamic shape is fixed here (the plan's loops)
@@ -235,11 +235,15 @@ def route(call: TiledCall) -> str:
     """
     back = _tiles_line(call.backward_plan, call)
     if call.segments is not None:
-        calls = sum(len(rows.groups) for rows in call.segments.rows)
-        docs = sum(run.count for rows in call.segments.rows for run in rows.groups)
-        inside = " (causal inside each)" if call.segments.causal else ""
-        return (f"forward: {docs} packed documents{inside} as {calls} call{'s' if calls > 1 else ''} of torch's fused "
-                "CPU flash kernel, no mask; backward: the same kernel (tiles if lse gets a gradient)")  # fmt: skip
+        seg = call.segments
+        calls, inside = len(seg.pieces), (" (causal inside each)" if seg.causal else "")
+        if seg.what == "documents":
+            docs = sum(p.count for p in seg.pieces if p.b0 == 0)
+            what = f"{docs} packed documents{inside}"
+        else:
+            what = f"only the real keys of each batch row{inside}"
+        return (f"forward: {what} as {calls} call{'s' if calls > 1 else ''} of torch's fused CPU flash kernel, "
+                "no mask; backward: the same kernel (tiles if lse gets a gradient)")  # fmt: skip
     if call.windows is not None:
         w = call.windows
         return (f"forward: blocks of {w.tq} queries over windows of {w.w} keys in torch's fused CPU flash kernel "
@@ -316,7 +320,7 @@ def tiled_forward(q: Tensor, k: Tensor, v: Tensor, call: TiledCall) -> tuple[Ten
     if call.Lk == 0:  # no keys: every row is empty (output 0, lse -inf)
         lse = q.new_full(q.shape[:3], float("-inf"), dtype=compute_dtype(q.dtype))  # (B, H, Lq)
         return q.new_zeros(*q.shape[:3], v.shape[3]), lse
-    if call.segments is not None:  # packed documents: fused calls, no tiles
+    if call.segments is not None:  # packed documents, key padding: fused calls, no tiles
         return segments_forward(q, k, v, call.segments, call.scale)
     if call.windows is not None:  # a sliding window too short for bands: one fused call
         return windows_forward(q, k, v, call.windows, call.scale)
@@ -453,7 +457,7 @@ def tiled_backward(
     """
     if call.Lk == 0:  # no keys: nothing depends on q; k, v are empty
         return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
-    if call.segments is not None and dlse is None:  # packed documents, lse unused: fused backward calls
+    if call.segments is not None and dlse is None:  # documents, padding; lse unused: fused backward calls
         return segments_backward(dout, q, k, v, out, lse, call.segments, call.scale)
     kf, vf = flat_kv(k, call.Lk), flat_kv(v, call.Lk)  # (N, Lk, D), (N, Lk, Dv)
     dq = torch.zeros_like(q)  # (B, H, Lq, D)
