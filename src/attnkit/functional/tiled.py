@@ -233,8 +233,7 @@ def route(call: TiledCall) -> str:
         forward: 51 of 64 query blocks in bands of 64x64 (batched matmuls over overlapping key windows);
         backward: blocks of 128 queries, 9% of the scores computed
     """
-    back = _tiles_line(call.backward_plan, call)
-    if call.segments is not None:
+    if call.segments is not None:  # no tile plan is made for these (the backward plan only if lse gets a gradient)
         seg = call.segments
         calls, inside = len(seg.pieces), (" (causal inside each)" if seg.causal else "")
         if seg.what == "documents":
@@ -247,14 +246,14 @@ def route(call: TiledCall) -> str:
     if call.windows is not None:
         w = call.windows
         return (f"forward: blocks of {w.tq} queries over windows of {w.w} keys in torch's fused CPU flash kernel "
-                f"(too short for bands); backward: {back}")  # fmt: skip
+                f"(too short for bands); backward: {_tiles_line(call.backward_plan, call)}")  # fmt: skip
     plan = call.forward_plan
     items = [item for grp in plan.groups for item in _work_items(grp, call)]
     banded = sum(item.m for item in items if isinstance(item, Band))
     if banded:
-        blocks = sum(item.m if isinstance(item, Band) else 1 for item in items)
+        blocks, back = sum(item.m if isinstance(item, Band) else 1 for item in items), call.backward_plan
         return (f"forward: {banded} of {blocks} query blocks in bands of {plan.block_q}x{plan.block_q} (batched "
-                f"matmuls over overlapping key windows); backward: {back}")  # fmt: skip
+                f"matmuls over overlapping key windows); backward: {_tiles_line(back, call)}")  # fmt: skip
     return f"forward and backward: {_tiles_line(plan, call)}"
 
 
