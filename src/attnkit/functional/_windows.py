@@ -108,7 +108,8 @@ def plan_windows(mask: Mask | None, *, B: int, H: int, Hkv: int, Lq: int, Lk: in
         return None
     if Lq != Lk or Lk == 0 or Lk > MAX_LENGTH or H != Hkv or D != Dv:
         return None
-    if torch.compiler.is_compiling() or fused_kernel() is None:
+    kernel = None if torch.compiler.is_compiling() else fused_kernel()
+    if kernel is None or "attn_mask" not in str(kernel._schema):  # older torch: the op takes no mask
         return None
     W, causal = int(mask.window), bool(mask.is_causal)
     if W >= Lk:
