@@ -1,6 +1,6 @@
 """The attention contract at its edges, the same in every backend (the reference is the spec).
 
-No keys (Lk = 0), a scale that is not finite, non-finite inputs ("NaN in, NaN out"),
+No keys (Lk = 0), no batch rows (B = 0), a scale that is not finite, non-finite inputs ("NaN in, NaN out"),
 an fp16 bias beyond fp16's range, explain() for a bias-only call, errors that name
 the entry point, and the SDPA adapter's memory estimate against the bytes it allocates.
 
@@ -55,6 +55,28 @@ def test_no_keys_output_zeros_lse_neg_inf_every_backend(name, dtype, mask):
     if name in ("reference", "auto"):
         _, weights = attention(q, k, v, m, backend=name, return_weights=True)
         assert weights.shape == (2, 4, 3, 0)
+
+
+# ---------------------------------------------------------------------- no batch rows
+EMPTY_BATCH_MASKS = {
+    "none": None,
+    "causal": masks.causal(),
+    "sliding": masks.sliding_window(16),
+    "prefix": masks.prefix_lm(10),
+    "document": masks.document(torch.arange(300) // 100),
+    "padding": masks.padding(torch.zeros(0, dtype=torch.long)),
+}
+
+
+@pytest.mark.parametrize("mask", sorted(EMPTY_BATCH_MASKS))
+@pytest.mark.parametrize("name", NAMES)
+def test_empty_batch_gives_empty_output_and_gradients_every_backend(name, mask):
+    """B = 0 (an empty batch at the end of a data loader): empty results, no error (tiled once divided by 0)."""
+    q, k, v = (t.requires_grad_() for t in qkv(0, 2, 2, 300, 300, 8, 8))
+    out = attention(q, k, v, EMPTY_BATCH_MASKS[mask], backend=name)
+    assert out.shape == (0, 2, 300, 8)
+    out.sum().backward()
+    assert q.grad is not None and q.grad.shape == q.shape and k.grad.shape == k.shape and v.grad.shape == v.shape
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -125,8 +125,8 @@ def plan_segments(mask: Mask | None, *, B: int, H: int, Hkv: int, Lq: int, Lk: i
 
     Bias and dropout are checked by the caller.
     """
-    if device.type != "cpu" or dtype not in _DTYPES or D != Dv or Lk == 0 or Lq == 0:
-        return None
+    if device.type != "cpu" or dtype not in _DTYPES or D != Dv or 0 in (B, H, Lq, Lk):
+        return None  # empty calls keep the tiled path's own handling
     if torch.compiler.is_compiling() or fused_kernel() is None or fused_backward_kernel() is None:
         return None
     base, causal = _base_of(mask)

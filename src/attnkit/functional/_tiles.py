@@ -163,7 +163,7 @@ def _group_of_codes(codes: Tensor, b0: int, b1: int, H: int, Lq, Lk, block_q, bl
 def _group(nonempty: Sequence[Runs], masked: Sequence[Runs], b0: int, b1: int, H: int, Lq, Lk, block_q, block_k,
            budget) -> Group:  # fmt: skip
     """One group's blocks from, per query block, the runs of key blocks to compute and those to mask."""
-    rows_per_block = (b1 - b0) * H * block_q  # score rows of one query block
+    rows_per_block = max(1, (b1 - b0) * H * block_q)  # score rows of one query block (an empty batch: 1)
     max_blocks = max(1, budget // (rows_per_block * block_k))  # key blocks per chunk within the budget
     blocks = []
     for i, (spans, need) in enumerate(zip(nonempty, masked, strict=True)):

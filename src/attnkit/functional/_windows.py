@@ -106,7 +106,7 @@ def plan_windows(mask: Mask | None, *, B: int, H: int, Hkv: int, Lq: int, Lk: in
     """
     if type(mask) is not _masks._SlidingWindow or device.type != "cpu" or dtype not in _DTYPES:
         return None
-    if Lq != Lk or Lk == 0 or Lk > MAX_LENGTH or H != Hkv or D != Dv:
+    if Lq != Lk or Lk > MAX_LENGTH or H != Hkv or D != Dv or 0 in (B, H, Lk):
         return None
     kernel = None if torch.compiler.is_compiling() else fused_kernel()
     if kernel is None or "attn_mask" not in str(kernel._schema):  # older torch: the op takes no mask

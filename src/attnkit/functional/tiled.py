@@ -316,7 +316,7 @@ def tiled_forward(q: Tensor, k: Tensor, v: Tensor, call: TiledCall) -> tuple[Ten
         >>> torch.allclose(out, torch.nn.functional.scaled_dot_product_attention(q, k, v), atol=1e-6)
         True
     """
-    if call.Lk == 0:  # no keys: every row is empty (output 0, lse -inf)
+    if call.Lk == 0 or q.shape[0] == 0:  # no keys: every row is empty (output 0, lse -inf); or no batch rows
         lse = q.new_full(q.shape[:3], float("-inf"), dtype=compute_dtype(q.dtype))  # (B, H, Lq)
         return q.new_zeros(*q.shape[:3], v.shape[3]), lse
     if call.segments is not None:  # packed documents, key padding: fused calls, no tiles
@@ -454,7 +454,7 @@ def tiled_backward(
         >>> dv.sum().round().item()  # each query spreads its weight 1 over the values
         400.0
     """
-    if call.Lk == 0:  # no keys: nothing depends on q; k, v are empty
+    if call.Lk == 0 or q.shape[0] == 0:  # no keys (nothing depends on q; k, v are empty) or no batch rows
         return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
     if call.segments is not None and dlse is None:  # documents, padding; lse unused: fused backward calls
         return segments_backward(dout, q, k, v, out, lse, call.segments, call.scale)
