@@ -43,7 +43,7 @@ from ._tiles import Band, mask_tile
 if TYPE_CHECKING:
     from .tiled import TiledCall
 
-__all__ = ["forward_band", "backward_band", "LOG2E", "LN2"]
+__all__ = ["forward_band", "backward_band", "as_penalty", "LOG2E", "LN2"]
 
 LOG2E = 1.4426950408889634  # exp(x) = exp2(x * log2(e))
 LN2 = 0.6931471805599453  # log(x) = log2(x) * ln(2)
@@ -53,14 +53,14 @@ def _penalties(call: TiledCall, band: Band, device, dtype) -> list[tuple[int, in
     """``(a, b, penalty (tq, 1, b - a))`` of ``0 / -inf``: one mask tile serving every block of the band."""
     tq = band.tq
     return [
-        (a, b, _penalty(mask_tile(call.mask, band.q0, band.q0 + tq, band.k0 + a, band.k0 + b, call.Lq, call.Lk,
+        (a, b, as_penalty(mask_tile(call.mask, band.q0, band.q0 + tq, band.k0 + a, band.k0 + b, call.Lq, call.Lk,
                                   0, 1, call.Hkv, call.G, device).reshape(tq, -1, b - a), dtype))
         for a, b in band.runs
         if call.mask is not None  # a call without a mask has no runs to mask
     ]  # fmt: skip
 
 
-def _penalty(allowed: Tensor, dtype: torch.dtype) -> Tensor:
+def as_penalty(allowed: Tensor, dtype: torch.dtype) -> Tensor:
     """``0`` where allowed, ``-inf`` where not: a mask tile to add to scores."""
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
 

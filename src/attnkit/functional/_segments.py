@@ -108,8 +108,8 @@ def fused_backward_kernel():
     return None if packet is None else packet.default
 
 
-def plan_segments(mask: Mask | None, *, B: int, H: int, Hkv: int, Lq: int, Lk: int, D: int, Dv: int,
-                  dtype: torch.dtype, device: torch.device) -> Segments | None:  # fmt: skip
+def plan_segments(mask: Mask | None, bias=None, dropout_p: float = 0.0, *, B: int, H: int, Hkv: int, Lq: int,
+                  Lk: int, D: int, Dv: int, dtype: torch.dtype, device: torch.device) -> Segments | None:  # fmt: skip
     """The call as fused pieces without a mask, or None when that does not apply.
 
     Applies on CPU, float32/float64, values as wide as keys (``Dv == D``: the fused kernel's
@@ -123,8 +123,10 @@ def plan_segments(mask: Mask | None, *, B: int, H: int, Hkv: int, Lq: int, Lk: i
     * ``masks.padding(lengths)`` (any ``Lq``, ``Lk``), or ``& masks.causal()`` with ``Lq == Lk``,
       when no length is 0.
 
-    Bias and dropout are checked by the caller.
+    A bias or dropout (which depend on absolute positions and are not the kernel's) rule it out.
     """
+    if bias is not None or dropout_p > 0:
+        return None
     if device.type != "cpu" or dtype not in _DTYPES or D != Dv or 0 in (B, H, Lq, Lk):
         return None  # empty calls keep the tiled path's own handling
     if torch.compiler.is_compiling() or fused_kernel() is None or fused_backward_kernel() is None:

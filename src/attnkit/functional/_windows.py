@@ -51,6 +51,7 @@ w keys of a window, N = B * H.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -59,6 +60,7 @@ from torch import Tensor
 
 from .. import masks as _masks
 from ..masks import Mask
+from ._bands import as_penalty
 from ._segments import fused_kernel
 
 __all__ = ["Windows", "plan_windows", "windows_forward", "TQ", "MAX_LENGTH"]
@@ -92,7 +94,7 @@ class Windows:
         j = torch.arange(self.w, device=device)[None, :]  # (1, w)
         key = (first + torch.arange(m, device=device)[:, None]) * self.tq + j - self.before  # (m, w) position
         keep = self.allowed(device)[None] & ((key >= 0) & (key < L))[:, None, :]  # (m, tq, w)
-        return _as_penalty(keep, dtype)
+        return as_penalty(keep, dtype)
 
 
 def plan_windows(mask: Mask | None, *, B: int, H: int, Hkv: int, Lq: int, Lk: int, D: int, Dv: int,
@@ -108,14 +110,20 @@ def plan_windows(mask: Mask | None, *, B: int, H: int, Hkv: int, Lq: int, Lk: in
         return None
     if Lq != Lk or Lk > MAX_LENGTH or H != Hkv or D != Dv or 0 in (B, H, Lk):
         return None
-    kernel = None if torch.compiler.is_compiling() else fused_kernel()
-    if kernel is None or "attn_mask" not in str(kernel._schema):  # older torch: the op takes no mask
+    if torch.compiler.is_compiling() or not _kernel_takes_mask():
         return None
     W, causal = int(mask.window), bool(mask.is_causal)
     if W >= Lk:
         return None  # every key is in every window: nothing for windows to skip
     before, after = W - 1, (0 if causal else W - 1)
     return Windows(W, causal, TQ, TQ + before + after, before, after)
+
+
+@functools.cache
+def _kernel_takes_mask() -> bool:
+    """Whether this torch has the fused op and it takes ``attn_mask`` (older versions do not); read once."""
+    kernel = fused_kernel()
+    return kernel is not None and "attn_mask" in str(kernel._schema)
 
 
 def windows_forward(q: Tensor, k: Tensor, v: Tensor, plan: Windows, scale: float) -> tuple[Tensor, Tensor]:
@@ -140,7 +148,7 @@ def windows_forward(q: Tensor, k: Tensor, v: Tensor, plan: Windows, scale: float
         queries = qf[:, i0 * tq : i1 * tq].unflatten(1, (i1 - i0, tq))  # (N, m', tq, D), a view
         keys = kf[:, k0:].unfold(1, plan.w, tq)[:, : i1 - i0].transpose(2, 3)  # (N, m', w, D), a view
         values = vf[:, k0:].unfold(1, plan.w, tq)[:, : i1 - i0].transpose(2, 3)  # (N, m', w, Dv), a view
-        penalty = _as_penalty(plan.allowed(q.device), q.dtype)  # (tq, w), the same for every block
+        penalty = as_penalty(plan.allowed(q.device), q.dtype)  # (tq, w), the same for every block
         o, row_lse = kernel(queries, keys, values, 0.0, False, attn_mask=penalty, scale=scale)
         out[:, i0 * tq : i1 * tq] = o.flatten(1, 2)  # (N, m', tq, Dv) -> (N, m'*tq, Dv)
         lse[:, i0 * tq : i1 * tq] = row_lse.flatten(1, 2)  # (N, m', tq) -> (N, m'*tq)
@@ -166,15 +174,6 @@ def _edge(kernel, qf, kf, vf, out, lse, plan: Windows, a: int, b: int, scale: fl
     lse[:, r0:r1] = row_lse.flatten(1, 2)[:, : r1 - r0]  # (N, m, tq) -> (N, m*tq) -> the real rows
 
 
-def _as_penalty(keep: Tensor, dtype: torch.dtype) -> Tensor:
-    """``0`` where ``keep``, ``-inf`` elsewhere: a mask to add to scores."""
-    return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill_(~keep, float("-inf"))
-
-
 def _padded(t: Tensor, front: int, back: int) -> Tensor:
-    """``t (N, n, X)`` with ``front`` and ``back`` zero rows added along n (a copy, one pass)."""
-    if front == 0 and back == 0:
-        return t
-    out = t.new_zeros(t.shape[0], front + t.shape[1] + back, t.shape[2])  # (N, front + n + back, X)
-    out[:, front : front + t.shape[1]] = t
-    return out
+    """``t (N, n, X)`` with ``front`` and ``back`` zero rows added along n."""
+    return t if front == back == 0 else torch.nn.functional.pad(t, (0, 0, front, back))  # (N, front + n + back, X)

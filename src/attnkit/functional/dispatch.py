@@ -162,7 +162,7 @@ def _sdpa_or_tiled(p: Problem) -> tuple[str, str]:
         )
     if any(isinstance(leaf, _masks._Dense) for leaf in leaves(p.mask)):
         return "tiled", "the mask is a dense tensor already: sdpa reads it in one fused call"
-    if p.bias is None and p.dropout_p == 0 and p.Lq * p.Lk >= PIECES_MIN_PAIRS and _runs_as_pieces(p):
+    if p.Lq * p.Lk >= PIECES_MIN_PAIRS and _runs_as_pieces(p):
         return "sdpa", (
             "tiled runs it as pieces of plain attention (packed documents or key padding) in torch's fused "
             "kernel without a mask; sdpa would compute every pair under a dense mask"
@@ -188,8 +188,8 @@ def _sdpa_or_tiled(p: Problem) -> tuple[str, str]:
 
 def _runs_as_pieces(p: Problem) -> bool:
     """Whether the tiled backend would run this call as fused pieces without a mask (:mod:`._segments`)."""
-    return plan_segments(p.mask, B=p.B, H=p.H, Hkv=p.Hkv, Lq=p.Lq, Lk=p.Lk, D=p.D, Dv=p.Dv, dtype=p.dtype,
-                         device=p.device) is not None  # fmt: skip
+    return plan_segments(p.mask, p.bias, p.dropout_p, B=p.B, H=p.H, Hkv=p.Hkv, Lq=p.Lq, Lk=p.Lk, D=p.D, Dv=p.Dv,
+                         dtype=p.dtype, device=p.device) is not None  # fmt: skip
 
 
 def _dense_bytes(p: Problem) -> int:

@@ -188,12 +188,12 @@ class TiledCall:
                              device=device)  # fmt: skip
 
         fields = (mask, bias, scale, float(dropout_p), int(seed), Hkv, H // Hkv, Lq, Lk)
-        if Dv is not None and block_q is None and block_k is None and bias is None and dropout_p == 0:
-            segments = plan_segments(mask, B=B, H=H, Hkv=Hkv, Lq=Lq, Lk=Lk, D=D, Dv=int(Dv),
+        if Dv is not None and block_q is None and block_k is None:
+            segments = plan_segments(mask, bias, dropout_p, B=B, H=H, Hkv=Hkv, Lq=Lq, Lk=Lk, D=D, Dv=int(Dv),
                                      dtype=q.dtype, device=device)  # fmt: skip
             if segments is not None:  # the forward pass needs no tiles; the backward pass plans its own
-                backward = functools.partial(plan, block_q or DEFAULT_BLOCK_Q, block_k or DEFAULT_BLOCK_K)
-                return cls(*fields, None, functools.cache(backward), segments)
+                return cls(*fields, None, functools.cache(functools.partial(plan, DEFAULT_BLOCK_Q, DEFAULT_BLOCK_K)),
+                           segments)  # fmt: skip
         may_band = block_q is None and block_k is None and _bandable(mask, bias, dropout_p)
         key = _plan_key(mask, may_band, device, B, H, Hkv, Lq, Lk, block_q, block_k)
         plans = _PLANS.get(key) if key is not None else None
@@ -248,12 +248,11 @@ def route(call: TiledCall) -> str:
         return (f"forward: blocks of {w.tq} queries over windows of {w.w} keys in torch's fused CPU flash kernel "
                 f"(too short for bands); backward: {_tiles_line(call.backward_plan, call)}")  # fmt: skip
     plan = call.forward_plan
-    items = [item for grp in plan.groups for item in _work_items(grp, call)]
-    banded = sum(item.m for item in items if isinstance(item, Band))
+    banded, blocks = _banded_blocks(call)
     if banded:
-        blocks, back = sum(item.m if isinstance(item, Band) else 1 for item in items), call.backward_plan
+        back = _tiles_line(call.backward_plan, call)
         return (f"forward: {banded} of {blocks} query blocks in bands of {plan.block_q}x{plan.block_q} (batched "
-                f"matmuls over overlapping key windows); backward: {_tiles_line(back, call)}")  # fmt: skip
+                f"matmuls over overlapping key windows); backward: {back}")  # fmt: skip
     return f"forward and backward: {_tiles_line(plan, call)}"
 
 
@@ -401,9 +400,15 @@ def _bandable(mask: Mask | None, bias: Bias | None, dropout_p: float) -> bool:
 
 def _mostly_banded(call: TiledCall) -> bool:
     """True when bands would cover at least half of the forward pass's query blocks."""
+    banded, blocks = _banded_blocks(call)
+    return banded > 0 and 2 * banded >= blocks
+
+
+def _banded_blocks(call: TiledCall) -> tuple[int, int]:
+    """``(query blocks the forward pass runs in bands, all its query blocks)``."""
     items = [item for grp in call.forward_plan.groups for item in _work_items(grp, call)]
     banded = sum(item.m for item in items if isinstance(item, Band))
-    return banded > 0 and 2 * banded >= sum(item.m if isinstance(item, Band) else 1 for item in items)
+    return banded, sum(item.m if isinstance(item, Band) else 1 for item in items)
 
 
 def _widest(grp) -> int:
