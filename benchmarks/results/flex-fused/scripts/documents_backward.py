@@ -1,7 +1,7 @@
 # Ran against commit 043270b~ (tiled backward for documents): the fused backward op on 8 equal documents vs the
 # tiled backward pass; B=1 H=8 D=64 fp32, 2 threads, medians of 10. Usage: python documents_backward.py 1024 4096 8192
-import torch, sys
-sys.path.insert(0, __import__('os').path.dirname(__import__('os').path.abspath(__file__)))  # fused.med
+import os, sys, torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # fused.med
 from fused import med, FA
 from attnkit import masks
 from attnkit.functional import attention

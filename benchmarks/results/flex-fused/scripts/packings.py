@@ -1,8 +1,8 @@
 # Ran against commit 043270b (attnkit.functional._segments): segments vs the tiled loop (MIN_MEAN_LENGTH raised to
 # turn segments off) for random packings; B=1 H=8 D=64 fp32, 2 threads, medians of 10. Source of the numbers in
 # _segments.py. Usage: python packings.py
-import torch, sys
-sys.path.insert(0, __import__('os').path.dirname(__import__('os').path.abspath(__file__)))  # fused.med
+import os, sys, torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # fused.med
 from fused import med
 from attnkit import masks
 from attnkit.functional import attention

@@ -1,10 +1,10 @@
 # Prototype: one padded call of the fused forward and backward ops over all windows of a sliding window 256
 # (tq = 32, 64) vs attention() forward+backward of commit e59c574 (tiled). The fused backward was slower; not kept.
 # Usage: python windows_backward.py 1024 4096 16384
-import time, torch, sys
+import os, sys, time, torch
 from attnkit import masks
 from attnkit.functional import attention
-sys.path.insert(0, __import__('os').path.dirname(__import__('os').path.abspath(__file__)))  # fused.med
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # fused.med
 from fused import med, FA
 FB = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward.default
 torch.set_num_threads(2)

@@ -1,8 +1,8 @@
 # Ran against commit e732da1 (attnkit.functional._windows): compiled Flex, fused windows with tq = 16/32/64 and the
 # tiled loop block by block (plan_windows patched out), sliding window 256, B=1 H=8 D=64 fp32, 2 threads, best of two
 # medians of 40. Source of the table in _windows.py. Usage: python windows_tq.py
-import torch, sys
-sys.path.insert(0, __import__('os').path.dirname(__import__('os').path.abspath(__file__)))  # fused.med
+import os, sys, torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # fused.med
 from fused import med
 from attnkit import masks
 from attnkit.functional import attention
