@@ -53,6 +53,18 @@ def any_length(monkeypatch):
     monkeypatch.setattr(_segments, "MIN_MEAN_LENGTH", 1)
 
 
+# How a piece's forward pass runs: "grouped" = the three steps on groups of sequences (the default for short
+# sequences), with groups of one sequence or of many; "kernel" = torch's fused kernel (the default for long ones).
+FORWARDS = {"grouped": {"SHORT_PAIRS": 1 << 30, "GROUP_BYTES": 1 << 20},
+            "grouped one by one": {"SHORT_PAIRS": 1 << 30, "GROUP_BYTES": 1},
+            "kernel": {"SHORT_PAIRS": 0}}  # fmt: skip
+
+
+def forward_by(mp: pytest.MonkeyPatch, how: str) -> None:
+    for name, value in FORWARDS[how].items():
+        mp.setattr(_segments, name, value)
+
+
 @settings(deadline=None)  # the first example pays torch's warm-up
 @given(
     lengths=st.lists(st.integers(1, 40), min_size=1, max_size=6),
@@ -60,10 +72,12 @@ def any_length(monkeypatch):
     H=st.integers(1, 3),
     causal=st.booleans(),
     per_row=st.booleans(),
+    how=st.sampled_from(sorted(FORWARDS)),
 )
-def test_segments_match_the_reference_for_any_packing(lengths, B, H, causal, per_row):
+def test_segments_match_the_reference_for_any_packing(lengths, B, H, causal, per_row, how):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_segments, "MIN_MEAN_LENGTH", 1)
+        forward_by(mp, how)
         L = sum(lengths)
         ids = ids_of(lengths)
         if per_row and B > 1:  # the second row packs the same length differently: one document
@@ -88,6 +102,32 @@ def test_float32_error_is_within_float32_round_off():
     mask = masks.document(torch.arange(L) // 128)
     assert TiledCall.build(q, k, mask, Dv=64).segments is not None
     check_against_reference(q, k, v, mask, atol=2e-6)
+
+
+@pytest.mark.parametrize(
+    "lengths,short",
+    [([128] * 8, True), ([64] * 3 + [128] * 2, True), ([129] * 2, False), ([256, 64], False)],
+    ids=["8 x 128", "mixed short", "2 x 129", "256 + 64"],
+)
+def test_short_sequences_take_the_grouped_steps_and_long_ones_the_kernel(lengths, short, monkeypatch):
+    """Pieces of at most 128 x 128 pairs skip the kernel (it splits them into blocks of 32 queries); a
+    packing with a longer document runs that one through the kernel, the others grouped."""
+    seen = []
+    grouped = _segments._forward_short
+    monkeypatch.setattr(_segments, "_forward_short", lambda *a: seen.append(a[3].lq) or grouped(*a))
+    L = sum(lengths)
+    q, k, v = (randn(1, 2, L, 8, seed=s) for s in (1, 2, 3))
+    mask = masks.document(ids_of(lengths))
+    check_against_reference(q, k, v, mask, atol=1e-12)
+    assert sorted(set(seen)) == sorted({n for n in lengths if n * n <= 128 * 128})
+    assert bool(seen) == (short or any(n <= 128 for n in lengths))
+
+
+def test_float32_grouped_steps_are_within_float32_round_off():
+    """The grouped steps' lse (``max - log(largest weight)``) against the float64 reference, causal too."""
+    q, k, v = (randn(2, 4, 512, 64, seed=s, dtype=torch.float32) for s in (1, 2, 3))
+    for mask in (masks.document(torch.arange(512) // 64), masks.document(torch.arange(512) // 100) & masks.causal()):
+        check_against_reference(q, k, v, mask, atol=2e-6)
 
 
 def test_auto_runs_packed_documents_through_segments_and_agrees():
@@ -118,8 +158,9 @@ def test_a_loss_on_lse_too_gets_exact_gradients(any_length):
     Lq=st.integers(1, 70),
     H=st.integers(1, 3),
     causal=st.booleans(),
+    how=st.sampled_from(sorted(FORWARDS)),
 )
-def test_key_padding_pieces_match_the_reference(lengths, Lq, H, causal):
+def test_key_padding_pieces_match_the_reference(lengths, Lq, H, causal, how):
     B, Lk = len(lengths), 60
     if causal:
         Lq = Lk  # padding & causal runs as pieces only when Lq == Lk (alignment)
@@ -127,7 +168,9 @@ def test_key_padding_pieces_match_the_reference(lengths, Lq, H, causal):
     q, k, v = randn(B, H, Lq, 8, seed=1), randn(B, H, Lk, 8, seed=2), randn(B, H, Lk, 8, seed=3)
     plan = TiledCall.build(q, k, mask, Dv=8).segments
     assert plan is not None and plan.what == "padding"  # the path under test runs
-    check_against_reference(q, k, v, mask, atol=1e-12)
+    with pytest.MonkeyPatch.context() as mp:
+        forward_by(mp, how)
+        check_against_reference(q, k, v, mask, atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -278,8 +321,10 @@ def test_explain_has_no_how_line_for_other_backends():
     ],
     ids=["documents", "causal documents", "window", "two-sided window", "padding"],
 )
-def test_fused_paths_take_inputs_in_any_layout(mask, any_length):
+@pytest.mark.parametrize("how", sorted(FORWARDS))
+def test_fused_paths_take_inputs_in_any_layout(mask, how, any_length, monkeypatch):
     """q, k, v as transposes of (B, L, H, D) tensors (what a module's projections give)."""
+    forward_by(monkeypatch, how)
     x = [randn(2, 200, 3, 16, seed=s) for s in (1, 2, 3)]  # (B, L, H, D) each
     q, k, v = (t.transpose(1, 2) for t in x)  # (B, H, L, D), not contiguous
     call = TiledCall.build(q, k, mask, Dv=16)
