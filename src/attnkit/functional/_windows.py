@@ -88,11 +88,11 @@ class Windows:
         offset = j - self.before - r  # (tq, w) key position minus query position
         return (offset <= 0) & (offset > -self.W) if self.causal else offset.abs() < self.W
 
-    def penalty(self, first: int, m: int, L: int, dtype: torch.dtype, device) -> Tensor:
-        """``(m, tq, w)`` of ``0 / -inf`` for blocks ``first .. first + m - 1``, whose windows may reach
+    def penalty(self, r0: int, m: int, L: int, dtype: torch.dtype, device) -> Tensor:
+        """``(m, tq, w)`` of ``0 / -inf`` for the ``m`` blocks from row ``r0``, whose windows may reach
         past either end of the sequence (those keys are padding: ``-inf``)."""
         j = torch.arange(self.w, device=device)[None, :]  # (1, w)
-        key = (first + torch.arange(m, device=device)[:, None]) * self.tq + j - self.before  # (m, w) position
+        key = r0 + torch.arange(m, device=device)[:, None] * self.tq + j - self.before  # (m, w) position
         keep = self.allowed(device)[None] & ((key >= 0) & (key < L))[:, None, :]  # (m, tq, w)
         return as_penalty(keep, dtype)
 
@@ -129,46 +129,63 @@ def _kernel_takes_mask() -> bool:
 def windows_forward(q: Tensor, k: Tensor, v: Tensor, plan: Windows, scale: float) -> tuple[Tensor, Tensor]:
     """``(out (B, H, L, Dv), lse (B, H, L))`` of the sliding window planned as ``plan``.
 
-    The interior blocks (windows inside ``[0, L)``) are one fused call on views of K and V
-    under one ``(tq, w)`` mask for all of them; the few edge blocks whose windows reach past
-    either end are one more call each side, on a zero-padded copy of their keys with a mask
-    per block. (One call for all blocks on padded K and V with a ``(m, tq, w)`` mask measured
-    1.2x slower at L=1024: the large mask is read for every score.)
+    A causal window's first ``W`` rows see every key up to their own (``i - W < 0 <= j``):
+    they are one call of plain causal attention over the first ``W`` keys (the *ramp*), and
+    the blocks start after it. The interior blocks (windows inside ``[0, L)``) are one fused
+    call on views of K and V under one ``(tq, w)`` mask for all of them; the few edge blocks
+    whose windows reach past either end are one more call each side, on a zero-padded copy
+    of their keys with a mask per block. (One call for all blocks on padded K and V with a
+    ``(m, tq, w)`` mask measured 1.2x slower at L=1024: the large mask is read for every
+    score.)
     """
     B, H, L, D = q.shape
     N, tq, Dv = B * H, plan.tq, v.shape[3]
     qf, kf, vf = q.reshape(N, L, D), k.reshape(N, L, D), v.reshape(N, L, Dv)  # views of contiguous inputs
     out, lse = q.new_empty(N, L, Dv), q.new_empty(N, L)
-    m = math.ceil(L / tq)
-    i0 = min(m, math.ceil(plan.before / tq))  # blocks before i0 see keys before position 0
-    i1 = max(i0, min((L - plan.w + plan.before) // tq, L // tq - 1) + 1)  # from i1 on: keys after L, or rows
     kernel = fused_kernel()
+    origin = _ramp(kernel, qf, kf, vf, out, lse, plan, scale) if plan.causal else 0  # the first row in blocks
+    m = math.ceil((L - origin) / tq)  # blocks of tq rows from origin
+    i0 = min(m, math.ceil(max(0, plan.before - origin) / tq))  # blocks before i0 see keys before position 0
+    i1 = max(i0, min((L - origin - plan.w + plan.before) // tq, (L - origin) // tq - 1) + 1)  # from i1: past L
     if i1 > i0:
-        k0 = i0 * tq - plan.before  # first key of block i0's window
-        queries = qf[:, i0 * tq : i1 * tq].unflatten(1, (i1 - i0, tq))  # (N, m', tq, D), a view
+        r0, k0 = origin + i0 * tq, origin + i0 * tq - plan.before  # first row and key of block i0
+        queries = qf[:, r0 : origin + i1 * tq].unflatten(1, (i1 - i0, tq))  # (N, m', tq, D), a view
         keys = kf[:, k0:].unfold(1, plan.w, tq)[:, : i1 - i0].transpose(2, 3)  # (N, m', w, D), a view
         values = vf[:, k0:].unfold(1, plan.w, tq)[:, : i1 - i0].transpose(2, 3)  # (N, m', w, Dv), a view
         penalty = as_penalty(plan.allowed(q.device), q.dtype)  # (tq, w), the same for every block
         o, row_lse = kernel(queries, keys, values, 0.0, False, attn_mask=penalty, scale=scale)
-        out[:, i0 * tq : i1 * tq] = o.flatten(1, 2)  # (N, m', tq, Dv) -> (N, m'*tq, Dv)
-        lse[:, i0 * tq : i1 * tq] = row_lse.flatten(1, 2)  # (N, m', tq) -> (N, m'*tq)
+        out[:, r0 : origin + i1 * tq] = o.flatten(1, 2)  # (N, m', tq, Dv) -> (N, m'*tq, Dv)
+        lse[:, r0 : origin + i1 * tq] = row_lse.flatten(1, 2)  # (N, m', tq) -> (N, m'*tq)
     for a, b in ((0, i0), (i1, m)):
         if b > a:
-            _edge(kernel, qf, kf, vf, out, lse, plan, a, b, scale)
+            _edge(kernel, qf, kf, vf, out, lse, plan, (origin, a, b), scale)
     return out.view(B, H, L, Dv), lse.view(B, H, L)
 
 
-def _edge(kernel, qf, kf, vf, out, lse, plan: Windows, a: int, b: int, scale: float) -> None:
-    """Blocks ``a .. b-1`` into ``out (N, L, Dv)``, ``lse (N, L)``: padded keys, a mask per block."""
+def _ramp(kernel, qf, kf, vf, out, lse, plan: Windows, scale: float) -> int:
+    """A causal window's first ``W`` rows into ``out (N, L, Dv)``, ``lse (N, L)``: they see every key up to
+    their own, so they are plain causal attention over the first ``W`` keys, one call without a mask (the
+    kernel skips the keys after each block of rows). Returns ``W``, the first row left to the blocks."""
+    R = plan.W  # < L (plan_windows)
+    o, row_lse = kernel(*(t[:, None, :R] for t in (qf, kf, vf)), 0.0, True, scale=scale)  # (N, 1, R, X) views
+    out[:, :R] = o[:, 0]  # (N, 1, R, Dv) -> (N, R, Dv)
+    lse[:, :R] = row_lse[:, 0]  # (N, 1, R) -> (N, R)
+    return R
+
+
+def _edge(kernel, qf, kf, vf, out, lse, plan: Windows, blocks: tuple[int, int, int], scale: float) -> None:
+    """Blocks ``a .. b-1`` of the blocks from row ``origin`` (``blocks = (origin, a, b)``) into ``out (N, L,
+    Dv)``, ``lse (N, L)``: padded keys, a mask per block."""
     N, L, D = qf.shape
+    origin, a, b = blocks
     tq, m = plan.tq, b - a
-    r0, r1 = a * tq, min(L, b * tq)  # their query rows
-    k0, k1 = r0 - plan.before, (b - 1) * tq - plan.before + plan.w  # the keys their windows span
+    r0, r1 = origin + a * tq, min(L, origin + b * tq)  # their query rows
+    k0, k1 = r0 - plan.before, origin + (b - 1) * tq - plan.before + plan.w  # the keys their windows span
     queries = _padded(qf[:, r0:r1], 0, m * tq - (r1 - r0)).view(N, m, tq, D)  # (N, m, tq, D)
     lo, hi = max(0, k0), min(L, k1)  # the real keys among them
     keys = _padded(kf[:, lo:hi], lo - k0, k1 - hi).unfold(1, plan.w, tq).transpose(2, 3)  # (N, m, w, D)
     values = _padded(vf[:, lo:hi], lo - k0, k1 - hi).unfold(1, plan.w, tq).transpose(2, 3)  # (N, m, w, Dv)
-    penalty = plan.penalty(a, m, L, qf.dtype, qf.device)[None]  # (1, m, tq, w)
+    penalty = plan.penalty(r0, m, L, qf.dtype, qf.device)[None]  # (1, m, tq, w)
     o, row_lse = kernel(queries, keys, values, 0.0, False, attn_mask=penalty, scale=scale)
     out[:, r0:r1] = o.flatten(1, 2)[:, : r1 - r0]  # (N, m, tq, Dv) -> (N, m*tq, Dv) -> the real rows
     lse[:, r0:r1] = row_lse.flatten(1, 2)[:, : r1 - r0]  # (N, m, tq) -> (N, m*tq) -> the real rows
