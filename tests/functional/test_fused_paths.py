@@ -12,6 +12,8 @@ Shape legend: B batch, H heads, L length, D head dim.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -128,6 +130,26 @@ def test_float32_grouped_steps_are_within_float32_round_off():
     q, k, v = (randn(2, 4, 512, 64, seed=s, dtype=torch.float32) for s in (1, 2, 3))
     for mask in (masks.document(torch.arange(512) // 64), masks.document(torch.arange(512) // 100) & masks.causal()):
         check_against_reference(q, k, v, mask, atol=2e-6)
+
+
+def test_grouped_steps_run_in_and_out_of_inference_mode_and_in_threads():
+    """Their reused scratch buffer: one made under inference_mode is not written outside it, and each
+    thread has its own (two threads at once give each its own correct result)."""
+    q, k, v = (randn(2, 3, 256, 16, seed=s) for s in (1, 2, 3))
+    mask = masks.document(torch.arange(256) // 64) & masks.causal()
+    ref, _, _ = reference_attention(q, k, v, mask)
+    with torch.inference_mode():
+        torch.testing.assert_close(attention(q, k, v, mask), ref, atol=1e-12, rtol=0)
+    check_against_reference(q, k, v, mask, atol=1e-12)  # outside inference mode, with gradients
+    with torch.inference_mode():
+        torch.testing.assert_close(attention(q, k, v, mask), ref, atol=1e-12, rtol=0)
+    inputs = [(randn(1, 4, 512, 8, seed=s), masks.document(torch.arange(512) // n)) for s, n in ((4, 32), (5, 128))]
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(lambda a: [attention(a[0], a[0], a[0], a[1]) for _ in range(20)], inputs))
+    for (x, mask), got in zip(inputs, outs, strict=True):
+        want, _, _ = reference_attention(x, x, x, mask)
+        for out in got:
+            torch.testing.assert_close(out, want, atol=1e-12, rtol=0)
 
 
 def test_auto_runs_packed_documents_through_segments_and_agrees():
