@@ -53,7 +53,7 @@ def test_auto_nearly_full_mask_stays_on_sdpa():
 def test_auto_runs_documents_and_key_padding_as_pieces_on_tiled(L, mask):
     e = explain(*_qkv(L), mask=mask)
     assert e.backend == "tiled" and "pieces of plain attention" in e.reasons["sdpa"]
-    assert e.how is not None and "fused CPU flash kernel" in e.how
+    assert e.how is not None and "no mask" in e.how  # the kernel or grouped matmuls, on views without a mask
 
 
 def test_auto_tiny_document_call_stays_on_sdpa():

@@ -58,7 +58,7 @@ from .. import masks as _masks
 from ..masks import Mask
 
 __all__ = ["Piece", "Segments", "plan_segments", "segments_forward", "segments_backward", "fused_kernel",
-           "fused_backward_kernel"]  # fmt: skip
+           "fused_backward_kernel", "grouped", "scratch"]  # fmt: skip
 
 # Documents shorter than this on average mean one fused call per few rows, and the tiled loop (blocks of 128
 # holding many documents) is as fast. Random packings, B=1, H=8, D=64, 2 threads, segments vs tiled, ms:
@@ -259,9 +259,15 @@ def segments_forward(q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: floa
 def _forward_piece(kernel, q: Tensor, k: Tensor, v: Tensor, p: Piece, causal: bool, scale: float):
     """One fused call: ``q (nb, H, n*lq, D)``, ``k, v (nb, H, n*lk, D)`` -> out ``(nb*H*n, 1, lq, Dv)``, lse
     ``(nb*H*n, 1, lq)``; sequences of at most ``SHORT_PAIRS`` pairs as :func:`_forward_short`."""
-    if p.lq * p.lk <= SHORT_PAIRS and q.shape[1] == k.shape[1]:
+    if grouped(p, q.shape[1] != k.shape[1]):
         return _forward_short(q, k, v, p, causal, scale)
     return kernel(_stacked(q, p.lq), _stacked(k, p.lk), _stacked(v, p.lk), 0.0, causal, scale=scale)
+
+
+def grouped(p: Piece, grouped_query_heads: bool) -> bool:
+    """Whether the forward pass runs ``p`` as :func:`_forward_short`'s grouped steps (short sequences, as many
+    key heads as query heads) rather than in the fused kernel."""
+    return p.lq * p.lk <= SHORT_PAIRS and not grouped_query_heads
 
 
 def _forward_short(q: Tensor, k: Tensor, v: Tensor, p: Piece, causal: bool, scale: float) -> tuple[Tensor, Tensor]:

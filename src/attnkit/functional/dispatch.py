@@ -164,8 +164,8 @@ def _sdpa_or_tiled(p: Problem) -> tuple[str, str]:
         return "tiled", "the mask is a dense tensor already: sdpa reads it in one fused call"
     if p.Lq * p.Lk >= PIECES_MIN_PAIRS and _runs_as_pieces(p):
         return "sdpa", (
-            "tiled runs it as pieces of plain attention (packed documents or key padding) in torch's fused "
-            "kernel without a mask; sdpa would compute every pair under a dense mask"
+            "tiled runs it as pieces of plain attention (packed documents or key padding) without a mask, in "
+            "torch's fused kernel or as grouped matmuls; sdpa would compute every pair under a dense mask"
         )
     if p.Lq * p.Lk < TILED_MIN_PAIRS:
         return "tiled", f"Lq*Lk = {p.Lq * p.Lk} < {TILED_MIN_PAIRS}: tiled's per-tile overhead dominates"

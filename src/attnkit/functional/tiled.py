@@ -77,7 +77,7 @@ from .._tensors import as_4d, compute_dtype
 from ..masks import Mask
 from ._autograd import OutLseFunction
 from ._bands import LOG2E, backward_band, forward_band
-from ._segments import Segments, plan_segments, segments_backward, segments_forward
+from ._segments import Segments, grouped, plan_segments, segments_backward, segments_forward
 from ._tile_runs import position_key
 from ._tiles import (
     Band,
@@ -241,12 +241,17 @@ def route(call: TiledCall) -> str:
             what = f"{docs} packed documents{inside}"
         else:
             what = f"only the real keys of each batch row{inside}"
-        return (f"forward: {what} as {calls} call{'s' if calls > 1 else ''} of torch's fused CPU flash kernel, "
-                "no mask; backward: the same kernel (tiles if lse gets a gradient)")  # fmt: skip
+        short = sum(grouped(p, call.G > 1) for p in seg.pieces)
+        ways = [f"{n} {kind}{'s' if n > 1 else ''}" for n, kind in
+                ((short, "grouped bmm-softmax-bmm pass"), (calls - short, "call of torch's fused CPU flash kernel"))
+                if n]  # fmt: skip
+        return (f"forward: {what} as {' and '.join(ways)}, no mask; backward: torch's fused kernel (tiles if lse "
+                "gets a gradient)")  # fmt: skip
     if call.windows is not None:
         w = call.windows
-        return (f"forward: blocks of {w.tq} queries over windows of {w.w} keys in torch's fused CPU flash kernel "
-                f"(too short for bands); backward: {_tiles_line(call.backward_plan, call)}")  # fmt: skip
+        ramp = f"the first {w.W} rows as causal attention, then " if w.causal else ""
+        return (f"forward: {ramp}blocks of {w.tq} queries over windows of {w.w} keys in torch's fused CPU flash "
+                f"kernel (too short for bands); backward: {_tiles_line(call.backward_plan, call)}")  # fmt: skip
     plan = call.forward_plan
     banded, blocks = _banded_blocks(call)
     if banded:
