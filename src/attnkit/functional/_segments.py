@@ -291,7 +291,7 @@ def _forward_short(q: Tensor, k: Tensor, v: Tensor, p: Piece, causal: bool, scal
         j = min(S, i + group)
         s, w = scores[: j - i], weights[: j - i]  # (g, lq, lk)
         if penalty is None:
-            torch.bmm(qs[i:j], kt[i:j], out=s).mul_(scale)  # (g, lq, D) @ (g, D, lk) -> (g, lq, lk)
+            torch.baddbmm(s, qs[i:j], kt[i:j], beta=0, alpha=scale, out=s)  # (g, lq, D) @ (g, D, lk) -> (g, lq, lk)
         else:
             torch.baddbmm(penalty, qs[i:j], kt[i:j], alpha=scale, out=s)  # (lq, lk) + (g, lq, D) @ (g, D, lk)
         top = s.amax(-1)  # (g, lq)
