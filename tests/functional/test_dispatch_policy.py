@@ -5,7 +5,7 @@ import torch
 
 from attnkit import masks
 from attnkit.functional import explain
-from attnkit.functional.dispatch import DENSE_MASK_BUDGET, PIECES_MIN_PAIRS, TILED_MAX_KEPT, TILED_MIN_PAIRS
+from attnkit.functional.dispatch import DENSE_MASK_BUDGET, PIECES_MIN_WORK, TILED_MAX_KEPT, TILED_MIN_PAIRS
 
 
 def _qkv(L, Lk=None, H=8):
@@ -56,10 +56,28 @@ def test_auto_runs_documents_and_key_padding_as_pieces_on_tiled(L, mask):
     assert e.how is not None and "no mask" in e.how  # the kernel or grouped matmuls, on views without a mask
 
 
-def test_auto_tiny_document_call_stays_on_sdpa():
-    L = int(PIECES_MIN_PAIRS**0.5) // 2  # one fused call's overhead exceeds sdpa's whole call
-    e = explain(*_qkv(L), mask=masks.document(torch.arange(L) // (L // 2)))
+@pytest.mark.parametrize("H,L", [(8, 64), (8, 96), (4, 128), (1, 128), (1, 256)])
+def test_auto_tiny_document_call_stays_on_sdpa(H, L):
+    """Under PIECES_MIN_WORK per piece the pieces' planning and calls cost more than sdpa's whole call."""
+    assert H * L * L < PIECES_MIN_WORK
+    e = explain(*_qkv(L, H=H), mask=masks.document(torch.arange(L) // (L // 2)))
     assert e.backend == "sdpa"
+
+
+@pytest.mark.parametrize("H,L", [(8, 128), (2, 256), (1, 384)])
+def test_auto_small_document_call_runs_as_pieces_once_the_work_pays(H, L):
+    assert H * L * L >= PIECES_MIN_WORK
+    e = explain(*_qkv(L, H=H), mask=masks.document(torch.arange(L) // (L // 4)))
+    assert e.backend == "tiled" and "pieces of plain attention" in e.reasons["sdpa"]
+
+
+@pytest.mark.parametrize("B,L,backend", [(32, 96, "sdpa"), (64, 48, "sdpa"), (16, 128, "tiled"), (4, 256, "tiled")])
+def test_auto_key_padding_weighs_the_work_per_piece(B, L, backend):
+    """A batch whose rows all differ in length is about one piece (one call) per row."""
+    q = torch.empty(B, 8, L, 64)
+    lengths = [L - b % L for b in range(B)]  # every row a different length: B pieces
+    e = explain(q, q, q, mask=masks.padding(lengths))
+    assert e.backend == backend, e
 
 
 def test_auto_dense_mask_over_budget_runs_tiled():

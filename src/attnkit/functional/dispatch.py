@@ -126,11 +126,17 @@ AUTO_ORDER: tuple[str, ...] = ("sdpa", "tiled", "reference")  #: preference of b
 TILED_MAX_KEPT = 0.75  #: tiled runs when the mask keeps at most this fraction of 128x128 tiles ...
 TILED_MIN_PAIRS = 512 * 512  #: ... and Lq * Lk is at least this (smaller calls are overhead-bound)
 DENSE_MASK_BUDGET = 1 << 30  #: bytes a dense mask/bias for SDPA may take before tiled runs regardless
-# Packed documents and key padding run on tiled as pieces of plain attention in the same fused kernel as
-# SDPA, over fewer keys and without a mask (._segments), so tiled wins at any kept fraction once the call is
-# not tiny. Measured (8 or 4 documents, fp32, 2 threads, medians of 50, tiled / sdpa): H=8 L=64 1.03-1.30,
-# L=128 0.60-0.65, L=256 0.34-0.44, L=384 0.28-0.37; H=1 L=64 1.19-1.27, L=128 0.90-0.96, L=256 0.59-0.63.
-PIECES_MIN_PAIRS = 128 * 128  #: pieces run on tiled when Lq * Lk is at least this
+# Packed documents and key padding run on tiled as pieces of plain attention without a mask (._segments: in
+# SDPA's fused kernel over fewer keys, short ones as grouped matmuls), so tiled wins at any kept fraction once
+# the call is not tiny; below that, planning and checks (~0.1 ms) and ~0.05 ms per piece (one call each) are
+# most of it. The crossing follows the work per piece, B*H*Lq*Lk / pieces. Measured (D=64, fp32, 2 threads,
+# medians of 100-300 in one process, tiled / sdpa), 4 or 8 documents, B=1 (one piece): H=8 L=64 1.16-1.22,
+# L=96 0.96-1.03, L=128 0.63-0.64, L=192 0.51-0.54; H=4 L=128 0.82-0.84; H=1 L=128 1.23-1.28, L=192 0.96-0.99,
+# L=256 0.77-0.81, L=384 0.53-0.57. Key padding, random lengths L/4..L (about one piece per batch row), H=8:
+# B=64 L=48 1.27; B=32 L=64 1.45; B=32 L=96 1.10; B=16 L=96 1.11; B=4 L=128 1.00; B=16 L=128 0.87; B=32 L=128
+# 0.87; B=2 L=192 0.80; B=8 L=256 0.67. (H=4 at 2^16 and H=1 L=256 would gain a little more; the rule leaves
+# them to sdpa rather than lose the cases at 1.1-1.45.)
+PIECES_MIN_WORK = 1 << 17  #: pieces run on tiled when B * H * Lq * Lk per piece is at least this (H=8: L >= 128)
 
 
 def _static_lengths(p: Problem) -> bool:
@@ -162,7 +168,8 @@ def _sdpa_or_tiled(p: Problem) -> tuple[str, str]:
         )
     if any(isinstance(leaf, _masks._Dense) for leaf in leaves(p.mask)):
         return "tiled", "the mask is a dense tensor already: sdpa reads it in one fused call"
-    if p.Lq * p.Lk >= PIECES_MIN_PAIRS and _runs_as_pieces(p):
+    pieces = _pieces(p)
+    if pieces and p.B * p.H * p.Lq * p.Lk >= PIECES_MIN_WORK * pieces:
         return "sdpa", (
             "tiled runs it as pieces of plain attention (packed documents or key padding) without a mask, in "
             "torch's fused kernel or as grouped matmuls; sdpa would compute every pair under a dense mask"
@@ -186,10 +193,12 @@ def _sdpa_or_tiled(p: Problem) -> tuple[str, str]:
     return "tiled", f"the mask keeps {kept:.0%} of tiles (> {TILED_MAX_KEPT:.0%}): skipping saves too little"
 
 
-def _runs_as_pieces(p: Problem) -> bool:
-    """Whether the tiled backend would run this call as fused pieces without a mask (:mod:`._segments`)."""
-    return plan_segments(p.mask, p.bias, p.dropout_p, B=p.B, H=p.H, Hkv=p.Hkv, Lq=p.Lq, Lk=p.Lk, D=p.D, Dv=p.Dv,
-                         dtype=p.dtype, device=p.device) is not None  # fmt: skip
+def _pieces(p: Problem) -> int:
+    """How many pieces (calls) the tiled backend would run this call as, without a mask (:mod:`._segments`);
+    0 where it would not."""
+    plan = plan_segments(p.mask, p.bias, p.dropout_p, B=p.B, H=p.H, Hkv=p.Hkv, Lq=p.Lq, Lk=p.Lk, D=p.D, Dv=p.Dv,
+                         dtype=p.dtype, device=p.device)  # fmt: skip
+    return 0 if plan is None else len(plan.pieces)
 
 
 def _dense_bytes(p: Problem) -> int:
