@@ -316,7 +316,9 @@ def test_windows_are_not_used_where_they_do_not_apply(why, kw):
         (masks.document(torch.arange(1024) // 128), 1024, "forward: 8 packed documents as 1 grouped bmm-softmax"),
         (masks.document(torch.arange(1024) // 256), 1024, "forward: 4 packed documents as 1 call of torch's fused"),
         (masks.document(torch.tensor([0] * 64 + [1] * 64 + [2] * 896)), 1024,
-         "3 packed documents as 1 grouped bmm-softmax-bmm pass and 1 call of torch's fused CPU flash kernel"),
+         "3 packed documents as 1 grouped bmm-softmax-bmm pass and 1 call of torch's fused CPU flash kernel, "),
+        (masks.document(ids_of([64, 96, 200, 664])), 1024,
+         "4 packed documents as 2 grouped bmm-softmax-bmm passes and 2 calls of torch's fused CPU flash kernel, "),
         (masks.sliding_window(256), 1024, "forward: the first 256 rows as causal attention, then blocks of 32 "
                                           "queries over windows of 287 keys"),
         (masks.sliding_window(100, causal=False), 1024, "forward: blocks of 32 queries over windows of 230 keys"),

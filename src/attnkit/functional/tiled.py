@@ -242,8 +242,9 @@ def route(call: TiledCall) -> str:
         else:
             what = f"only the real keys of each batch row{inside}"
         short = sum(grouped(p, call.G > 1) for p in seg.pieces)
-        ways = [f"{n} {kind}{'s' if n > 1 else ''}" for n, kind in
-                ((short, "grouped bmm-softmax-bmm pass"), (calls - short, "call of torch's fused CPU flash kernel"))
+        ways = [f"{n} {one if n == 1 else many}" for n, one, many in
+                ((short, "grouped bmm-softmax-bmm pass", "grouped bmm-softmax-bmm passes"),
+                 (calls - short, "call of torch's fused CPU flash kernel", "calls of torch's fused CPU flash kernel"))
                 if n]  # fmt: skip
         return (f"forward: {what} as {' and '.join(ways)}, no mask; backward: torch's fused kernel (tiles if lse "
                 "gets a gradient)")  # fmt: skip
