@@ -168,8 +168,9 @@ def _sdpa_or_tiled(p: Problem) -> tuple[str, str]:
         )
     if any(isinstance(leaf, _masks._Dense) for leaf in leaves(p.mask)):
         return "tiled", "the mask is a dense tensor already: sdpa reads it in one fused call"
-    pieces = _pieces(p)
-    if pieces and p.B * p.H * p.Lq * p.Lk >= PIECES_MIN_WORK * pieces:
+    work = p.B * p.H * p.Lq * p.Lk
+    pieces = _pieces(p) if work >= PIECES_MIN_WORK else 0  # planning reads the mask's values: only when it can pay
+    if pieces and work >= PIECES_MIN_WORK * pieces:
         return "sdpa", (
             "tiled runs it as pieces of plain attention (packed documents or key padding) without a mask, in "
             "torch's fused kernel or as grouped matmuls; sdpa would compute every pair under a dense mask"
