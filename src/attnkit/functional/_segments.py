@@ -56,6 +56,7 @@ from torch import Tensor
 
 from .. import masks as _masks
 from ..masks import Mask
+from ._bands import as_penalty
 
 __all__ = ["Piece", "Segments", "plan_segments", "segments_forward", "segments_backward", "fused_kernel",
            "fused_backward_kernel", "grouped", "scratch"]  # fmt: skip
@@ -282,8 +283,9 @@ def _forward_short(q: Tensor, k: Tensor, v: Tensor, p: Piece, causal: bool, scal
     qs, ks, vs = (_stacked(t, n).flatten(0, 1) for t, n in ((q, p.lq), (k, p.lk), (v, p.lk)))  # (S, lq|lk, X)
     S, lq, lk = qs.shape[0], p.lq, p.lk
     out, lse = qs.new_empty(S, lq, vs.shape[2]), qs.new_empty(S, lq)  # (S, lq, Dv), (S, lq)
-    above = torch.ones(lq, lk, dtype=torch.bool, device=q.device).triu_(1)  # (lq, lk) keys after the query
-    penalty = qs.new_zeros(lq, lk).masked_fill_(above, float("-inf")) if causal else None  # top-left, as the kernel
+    penalty = None
+    if causal:  # top-left aligned, as the kernel's: row i sees keys j <= i
+        penalty = as_penalty(torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril_(), qs.dtype)  # (lq, lk)
     kt = ks.transpose(1, 2)  # (S, D, lk), a view
     group = min(S, max(1, GROUP_BYTES // (lq * lk * qs.element_size())))
     scores, weights = scratch(2 * group * lq * lk, qs).view(2, group, lq, lk).unbind()  # (group, lq, lk) each
